@@ -1,0 +1,113 @@
+//! Every response the gateway writes itself is built here, and only here, so they all carry
+//! the same JSON body and headers (SPEC §3): `{"error","reason","message"}`,
+//! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, and `WWW-Authenticate` / `Retry-After`
+//! where they apply. Whose fault it was decides the status: the client's (400/401/403), the
+//! keys' (503), or the upstream's (502/504).
+
+use axum::body::Body;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::auth::{Failure, Reason};
+use crate::proxy::headers::names;
+
+/// How many seconds a 503 `jwks-unavailable` asks the client to wait.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
+fn error_word(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::BAD_GATEWAY => "bad_gateway",
+        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+        _ => "error",
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+    auth_status: &'static str,
+) -> Response<Body> {
+    let body =
+        serde_json::json!({ "error": error_word(status), "reason": reason, "message": message });
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(names::AUTH_STATUS, HeaderValue::from_static(auth_status));
+    if let Ok(v) = HeaderValue::from_str(reason) {
+        h.insert(names::AUTH_REASON, v);
+    }
+    resp
+}
+
+/// The answer to a refused request. `token_presented` picks the RFC 6750 form of
+/// `WWW-Authenticate`: `error="invalid_token"` only when there was a token to be invalid.
+pub fn refusal(failure: &Failure, token_presented: bool) -> Response<Body> {
+    let status = failure.reason.status();
+    let mut resp = json_response(
+        status,
+        failure.reason.as_str(),
+        &failure.message,
+        "signed-out",
+    );
+    let h = resp.headers_mut();
+    if status == StatusCode::UNAUTHORIZED {
+        let v = if token_presented {
+            HeaderValue::from_static("Bearer realm=\"clerkgate\", error=\"invalid_token\"")
+        } else {
+            HeaderValue::from_static("Bearer realm=\"clerkgate\"")
+        };
+        h.insert(WWW_AUTHENTICATE, v);
+    }
+    if failure.reason == Reason::JwksUnavailable {
+        h.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
+    resp
+}
+
+/// Why the upstream hop failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFault {
+    /// The connection was refused or could not be made.
+    Connect,
+    /// The connection broke before a response head arrived.
+    Broken,
+    /// No response head within `response_timeout`.
+    Timeout,
+}
+
+impl UpstreamFault {
+    /// The reason string and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamFault::Connect => "upstream-unreachable",
+            UpstreamFault::Broken => "upstream-broken",
+            UpstreamFault::Timeout => "upstream-timeout",
+        }
+    }
+}
+
+/// The answer when the upstream fails: 502, or 504 for a timeout.
+pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Response<Body> {
+    let (status, message) = match fault {
+        UpstreamFault::Connect => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream refused the connection or could not be reached.",
+        ),
+        UpstreamFault::Broken => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream closed the connection before answering.",
+        ),
+        UpstreamFault::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "The upstream sent no response head within response_timeout.",
+        ),
+    };
+    json_response(status, fault.as_str(), message, auth_status)
+}

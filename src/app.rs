@@ -1,0 +1,159 @@
+//! Wiring: builds the shared state from a config, binds the data-plane and admin listeners,
+//! starts the key refresher, and shuts everything down in order. The binary, the demo and the
+//! integration tests all start the gateway through [`start`], so they run the same code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::Layer;
+
+use crate::auth::{AuthLayer, Gate};
+use crate::clock::Clock;
+use crate::config::{Config, Env};
+use crate::control::{self, ControlHandle};
+use crate::keys::KeyStore;
+use crate::proxy::Proxy;
+use crate::revocation::Revocations;
+use crate::state::{Runtime, Shared};
+
+/// Everything the listeners share.
+#[derive(Debug)]
+pub struct Context {
+    /// The runtime snapshot.
+    pub shared: Arc<Shared>,
+    /// The key store.
+    pub keys: Arc<KeyStore>,
+    /// Revocations.
+    pub revocations: Arc<Revocations>,
+    /// The auth gate.
+    pub gate: Arc<Gate>,
+    /// The clock.
+    pub clock: Clock,
+    /// The config file, for reloads.
+    pub config_path: Option<PathBuf>,
+    /// The environment the config was resolved with.
+    pub env: Env,
+    /// The control funnel.
+    pub control: ControlHandle,
+}
+
+/// How to start a gateway beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The clock (tests pass a manual one).
+    pub clock: Clock,
+    /// The config file, re-read on reload.
+    pub config_path: Option<PathBuf>,
+    /// The environment.
+    pub env: Env,
+}
+
+/// A started gateway.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the data plane listens.
+    pub data_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// The shared context.
+    pub ctx: Arc<Context>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests within `server.shutdown_grace`, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// A future that completes when a shutdown has been requested.
+    pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        wait_for(self.shutdown.subscribe())
+    }
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Builds the shared state, binds both listeners and starts serving.
+pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
+    let clock = opts.clock.clone();
+    let config = Arc::new(config);
+    for w in &config.warnings {
+        tracing::warn!("config: {w}");
+    }
+    if config.admin.token.is_none() {
+        tracing::warn!("no admin token is configured: every admin endpoint but /healthz, /readyz and /metrics answers 403");
+    }
+    let keys = Arc::new(KeyStore::new(&config, clock.clone()));
+    let revocations = Arc::new(Revocations::default());
+    let shared = Arc::new(Shared::new(Runtime::initial(
+        config.clone(),
+        clock.now_ms(),
+    )));
+    let gate = Arc::new(Gate::new(
+        shared.clone(),
+        keys.clone(),
+        revocations.clone(),
+        clock.clone(),
+    ));
+    let (control, control_rx) = control::channel();
+    let ctx = Arc::new(Context {
+        shared: shared.clone(),
+        keys: keys.clone(),
+        revocations,
+        gate: gate.clone(),
+        clock,
+        config_path: opts.config_path,
+        env: opts.env,
+        control,
+    });
+    let control_task = control::spawn(ctx.clone(), control_rx);
+
+    let data = TcpListener::bind(config.server.listen).await?;
+    let admin = TcpListener::bind(config.admin.listen).await?;
+    let data_addr = data.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+
+    let service = AuthLayer::new(gate).layer(Proxy::new(shared.clone()));
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::server::serve(
+        data,
+        service,
+        config.server.header_read_timeout,
+        config.server.shutdown_grace,
+        wait_for(rx.clone()),
+    )));
+    let admin_router = crate::admin::router(ctx.clone());
+    let admin_rx = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(admin, admin_router)
+            .with_graceful_shutdown(wait_for(admin_rx))
+            .await;
+    }));
+    let refresher = tokio::spawn(keys.clone().run_refresher());
+    let refresher_rx = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        wait_for(refresher_rx).await;
+        refresher.abort();
+        control_task.abort();
+    }));
+    tracing::info!(%data_addr, %admin_addr, upstream = %config.upstream.url_text, "clerkgate listening");
+    Ok(Running {
+        data_addr,
+        admin_addr,
+        ctx,
+        shutdown: tx,
+        tasks,
+    })
+}

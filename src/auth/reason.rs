@@ -1,0 +1,135 @@
+//! Why a request was refused: Clerk's reason strings, and ours.
+
+use http::StatusCode;
+
+/// A reason, as sent in `X-Clerk-Auth-Reason` and the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Not a JWT, undecodable, a bad `typ`, or an M2M category (Clerk).
+    TokenInvalid,
+    /// `alg` outside RS256/RS384/RS512 (Clerk).
+    TokenInvalidAlgorithm,
+    /// Signature mismatch (Clerk).
+    TokenInvalidSignature,
+    /// `exp` passed (Clerk).
+    TokenExpired,
+    /// `nbf` in the future (Clerk).
+    TokenNotActiveYet,
+    /// `iat` in the future (Clerk).
+    TokenIatInTheFuture,
+    /// `azp` missing or not allowed (Clerk).
+    TokenInvalidAuthorizedParties,
+    /// A required claim missing or of the wrong type, or the key cannot check this `alg` (Clerk).
+    TokenVerificationFailed,
+    /// No key with the token's `kid`, even after a refetch (Clerk).
+    JwkKidMismatch,
+    /// A machine or JWT-template token presented as a session token (Clerk).
+    TokenTypeMismatch,
+    /// No token at all on a protected route.
+    SessionTokenMissing,
+    /// The session, user or issue time is revoked at the gateway.
+    SessionRevoked,
+    /// `sts: pending` while `reject_pending_sessions` is on.
+    SessionPending,
+    /// `iss` differs from the configured issuer.
+    IssuerMismatch,
+    /// No usable key is loaded (503).
+    JwksUnavailable,
+    /// The route's role is not held (403).
+    MissingRole,
+    /// The route's permission is not held (403).
+    MissingPermission,
+    /// The path is ambiguous (400).
+    AmbiguousPath,
+    /// Several credentials that disagree, e.g. two `Authorization` headers (400).
+    ConflictingCredentials,
+    /// A webhook route's Svix signature did not verify.
+    WebhookInvalid,
+}
+
+impl Reason {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TokenInvalid => "token-invalid",
+            Reason::TokenInvalidAlgorithm => "token-invalid-algorithm",
+            Reason::TokenInvalidSignature => "token-invalid-signature",
+            Reason::TokenExpired => "token-expired",
+            Reason::TokenNotActiveYet => "token-not-active-yet",
+            Reason::TokenIatInTheFuture => "token-iat-in-the-future",
+            Reason::TokenInvalidAuthorizedParties => "token-invalid-authorized-parties",
+            Reason::TokenVerificationFailed => "token-verification-failed",
+            Reason::JwkKidMismatch => "jwk-kid-mismatch",
+            Reason::TokenTypeMismatch => "token-type-mismatch",
+            Reason::SessionTokenMissing => "session-token-missing",
+            Reason::SessionRevoked => "session-revoked",
+            Reason::SessionPending => "session-pending",
+            Reason::IssuerMismatch => "issuer-mismatch",
+            Reason::JwksUnavailable => "jwks-unavailable",
+            Reason::MissingRole => "missing-role",
+            Reason::MissingPermission => "missing-permission",
+            Reason::AmbiguousPath => "ambiguous-path",
+            Reason::ConflictingCredentials => "conflicting-credentials",
+            Reason::WebhookInvalid => "webhook-invalid",
+        }
+    }
+
+    /// The status the gateway answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::MissingRole | Reason::MissingPermission => StatusCode::FORBIDDEN,
+            Reason::AmbiguousPath | Reason::ConflictingCredentials => StatusCode::BAD_REQUEST,
+            Reason::JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// Every reason, for tables and metrics.
+    pub const ALL: [Reason; 20] = [
+        Reason::TokenInvalid,
+        Reason::TokenInvalidAlgorithm,
+        Reason::TokenInvalidSignature,
+        Reason::TokenExpired,
+        Reason::TokenNotActiveYet,
+        Reason::TokenIatInTheFuture,
+        Reason::TokenInvalidAuthorizedParties,
+        Reason::TokenVerificationFailed,
+        Reason::JwkKidMismatch,
+        Reason::TokenTypeMismatch,
+        Reason::SessionTokenMissing,
+        Reason::SessionRevoked,
+        Reason::SessionPending,
+        Reason::IssuerMismatch,
+        Reason::JwksUnavailable,
+        Reason::MissingRole,
+        Reason::MissingPermission,
+        Reason::AmbiguousPath,
+        Reason::ConflictingCredentials,
+        Reason::WebhookInvalid,
+    ];
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: the reason and a message for the operator reading the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The reason.
+    pub reason: Reason,
+    /// Clerk's message for Clerk reasons (with the action and `(reason=…)` suffix), ours otherwise.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with a message.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The command line: parses arguments and calls the library. Exit codes: 0 success, 1 runtime
+//! failure, 2 invalid configuration or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{vars, Config, Env};
+use crate::mint::{SigningKey, TokenSpec};
+
+/// clerkgate: a reverse-proxy auth gateway for applications that sign their users in with Clerk.
+#[derive(Debug, Parser)]
+#[command(name = "clerkgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Config file [default: $CLERKGATE_CONFIG, else clerkgate.toml]
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self, env: &Env) -> PathBuf {
+        self.config
+            .clone()
+            .or_else(|| env.get(vars::CONFIG).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("clerkgate.toml"))
+    }
+}
+
+// Parsed once per process, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve: verify every request and forward it to the upstream.
+    Run(ConfigArg),
+    /// Parse and validate the config; print it with secrets redacted (exit 0), or every problem (exit 2).
+    CheckConfig(ConfigArg),
+    /// Run a self-contained demo: echo upstream, dev signing key, gateway, admin API. Needs no network.
+    Demo,
+    /// Mint a Clerk-shaped RS256 session token with a local private key.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// PEM private key (PKCS#8 or PKCS#1).
+    #[arg(long)]
+    key: PathBuf,
+    /// `sub`: the user id.
+    #[arg(long, default_value = "user_2demo")]
+    sub: String,
+    /// `sid`: the session id.
+    #[arg(long, default_value = "sess_2demo")]
+    sid: String,
+    /// Lifetime (`exp - iat`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// `azp`: the authorized party (origin).
+    #[arg(long)]
+    azp: Option<String>,
+    /// `iss`: the issuer (Frontend API URL).
+    #[arg(long)]
+    iss: Option<String>,
+    /// Active organisation id.
+    #[arg(long)]
+    org_id: Option<String>,
+    /// Role in the organisation, e.g. org:admin.
+    #[arg(long)]
+    org_role: Option<String>,
+    /// Organisation slug.
+    #[arg(long)]
+    org_slug: Option<String>,
+    /// Organisation permission (repeatable), e.g. org:billing:manage.
+    #[arg(long = "org-permission")]
+    org_permissions: Vec<String>,
+    /// Encode the organisation as v2 claims (v=2, o, fea, fpm).
+    #[arg(long)]
+    claims_v2: bool,
+    /// `kid` header.
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+/// Runs the CLI.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Env::from_process();
+    match cli.command {
+        Command::CheckConfig(c) => check_config(&c.path(&env), &env),
+        Command::Token(t) => token(t),
+        Command::Run(c) => runtime().block_on(run(c.path(&env), env)),
+        Command::Demo => runtime().block_on(crate::demo::run()),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("clerkgate: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn print_problems(path: &std::path::Path, errors: &crate::config::ConfigErrors) {
+    eprintln!("{}: {} problem(s):", path.display(), errors.0.len());
+    for p in &errors.0 {
+        eprintln!("  {}: {}", p.key, p.message);
+    }
+}
+
+fn check_config(path: &std::path::Path, env: &Env) -> ExitCode {
+    match Config::load(path, env) {
+        Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", config.effective_toml());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print_problems(path, &errors);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn token(t: TokenArgs) -> ExitCode {
+    let pem = match std::fs::read_to_string(&t.key) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("clerkgate: cannot read {}: {e}", t.key.display());
+            return ExitCode::from(2);
+        }
+    };
+    let key = match SigningKey::from_pem(&pem) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("clerkgate: {}: {e}", t.key.display());
+            return ExitCode::from(2);
+        }
+    };
+    let spec = TokenSpec {
+        sub: t.sub,
+        sid: t.sid,
+        ttl_s: t.ttl.as_secs() as i64,
+        azp: t.azp,
+        iss: t.iss,
+        org_id: t.org_id,
+        org_role: t.org_role,
+        org_slug: t.org_slug,
+        org_permissions: t.org_permissions,
+        claims_v2: t.claims_v2,
+    };
+    let now = crate::clock::Clock::system().now_ms() / 1000;
+    println!("{}", key.sign(t.kid.as_deref(), &spec.claims(now)));
+    ExitCode::SUCCESS
+}
+
+async fn run(path: PathBuf, env: Env) -> ExitCode {
+    let config = match Config::load(&path, &env) {
+        Ok(c) => c,
+        Err(errors) => {
+            print_problems(&path, &errors);
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_logging(&config.log);
+    let opts = crate::app::Options {
+        clock: crate::clock::Clock::system(),
+        config_path: Some(path),
+        env,
+    };
+    let running = match crate::app::start(config, opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("clerkgate: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = crate::control::signals::forward_sighup(running.ctx.control.clone()) {
+        tracing::warn!(error = %e, "cannot listen for SIGHUP");
+    }
+    crate::control::signals::shutdown().await;
+    running.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,146 @@
+//! The serde mirror of the TOML file: every key the file may hold, nothing validated yet.
+//!
+//! Unknown keys are not a serde error here but are collected in each section's `unknown`
+//! map, so that validation can list every unknown key at once instead of stopping at the
+//! first one (the effect is the same as `deny_unknown_fields`: a typo is always refused).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Keys seen in a section that clerkgate does not know.
+pub(crate) type Unknown = BTreeMap<String, toml::Value>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawConfig {
+    pub(crate) server: RawServer,
+    pub(crate) upstream: RawUpstream,
+    pub(crate) clerk: RawClerk,
+    pub(crate) routes: RawRoutes,
+    pub(crate) mode: RawMode,
+    pub(crate) admin: RawAdmin,
+    pub(crate) state: RawState,
+    pub(crate) log: RawLog,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<String>,
+    pub(crate) header_read_timeout: Option<String>,
+    pub(crate) shutdown_grace: Option<String>,
+    pub(crate) tls_cert: Option<String>,
+    pub(crate) tls_key: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawUpstream {
+    pub(crate) url: Option<String>,
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawClerk {
+    pub(crate) publishable_key: Option<String>,
+    pub(crate) secret_key: Option<String>,
+    pub(crate) secret_key_file: Option<String>,
+    pub(crate) jwt_key: Option<String>,
+    pub(crate) jwt_key_file: Option<String>,
+    pub(crate) api_url: Option<String>,
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) authorized_parties: Option<Vec<String>>,
+    pub(crate) clock_skew: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) reject_pending_sessions: Option<bool>,
+    pub(crate) sign_in_url: Option<String>,
+    pub(crate) status_url: Option<String>,
+    pub(crate) webhook_signing_secret: Option<String>,
+    pub(crate) webhook_signing_secret_file: Option<String>,
+    pub(crate) keys: RawKeys,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawKeys {
+    pub(crate) refresh_interval: Option<String>,
+    pub(crate) unknown_kid_cooldown: Option<String>,
+    pub(crate) max_stale: Option<String>,
+    pub(crate) fetch_timeout: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawRoutes {
+    pub(crate) default: Option<String>,
+    pub(crate) public: Option<Vec<String>>,
+    pub(crate) rule: Vec<RawRule>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawRule {
+    pub(crate) path: Option<String>,
+    pub(crate) methods: Option<Vec<String>>,
+    pub(crate) role: Option<String>,
+    pub(crate) permission: Option<String>,
+    pub(crate) bypass: Option<String>,
+    pub(crate) webhook: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawMode {
+    pub(crate) mode: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) grace_max_expired: Option<String>,
+    pub(crate) max_override_ttl: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawAdmin {
+    pub(crate) listen: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) token_file: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawState {
+    pub(crate) dir: Option<String>,
+    pub(crate) backend: Option<String>,
+    pub(crate) redis_url: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawLog {
+    pub(crate) format: Option<String>,
+    pub(crate) level: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}

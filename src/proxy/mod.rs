@@ -1,0 +1,216 @@
+//! The upstream hop: one pooled hyper-util client, bodies streamed both ways frame by frame
+//! (nothing is buffered, so a multi-gigabyte upload passes in flat memory), WebSocket and other
+//! HTTP/1.1 upgrades spliced after auth, and failures mapped to 502/504.
+//!
+//! By the time a request gets here the auth layer has already cleaned its headers
+//! ([`headers::sanitize_request`]) and set the identity headers. The proxy adds only the
+//! `X-Forwarded-*` trio, rebuilt from the real connection, and `Host` for HTTP/2 clients
+//! (whose authority travels in the URI).
+
+pub mod headers;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use http::header::{CONNECTION, HOST, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tower::Service;
+
+use crate::answer::{self, UpstreamFault};
+use crate::auth::service::UpgradeProtocol;
+use crate::auth::AuthStatus;
+use crate::state::Shared;
+use crate::telemetry::names as metric;
+use headers::names;
+
+/// Facts about the client connection, set by the listener as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The peer address.
+    pub remote: SocketAddr,
+    /// True when the client connection is TLS.
+    pub tls: bool,
+}
+
+type HttpClient = Client<HttpConnector, Body>;
+
+/// The proxy service: forwards to the upstream in the current config.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    client: Arc<ArcSwap<(Duration, HttpClient)>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+fn build_client(connect_timeout: Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+impl Proxy {
+    /// A proxy to whatever upstream the current runtime config names.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let connect_timeout = shared.load().config.upstream.connect_timeout;
+        Proxy {
+            shared,
+            client: Arc::new(ArcSwap::from_pointee((
+                connect_timeout,
+                build_client(connect_timeout),
+            ))),
+        }
+    }
+
+    /// The pooled client, rebuilt when a reload changed `connect_timeout`.
+    fn client(&self, connect_timeout: Duration) -> HttpClient {
+        let current = self.client.load();
+        if current.0 == connect_timeout {
+            return current.1.clone();
+        }
+        let client = build_client(connect_timeout);
+        self.client
+            .store(Arc::new((connect_timeout, client.clone())));
+        client
+    }
+
+    /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
+    pub async fn forward(self, mut req: Request<Body>) -> Response<Body> {
+        let (authority, connect_timeout, response_timeout) = {
+            let rt = self.shared.load();
+            let up = &rt.config.upstream;
+            (up.url.clone(), up.connect_timeout, up.response_timeout)
+        };
+        let status = req
+            .extensions()
+            .get::<AuthStatus>()
+            .copied()
+            .unwrap_or(AuthStatus::SignedOut);
+        let conn = req.extensions().get::<ConnInfo>().copied();
+
+        // Host is preserved; an HTTP/2 client carries it as the URI authority instead.
+        if !req.headers().contains_key(HOST) {
+            if let Some(v) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(HOST, v);
+            }
+        }
+        let host = req.headers().get(HOST).cloned();
+        let h = req.headers_mut();
+        if let Some(conn) = conn {
+            if let Ok(v) = HeaderValue::from_str(&conn.remote.ip().to_string()) {
+                h.insert(names::FORWARDED_FOR, v);
+            }
+            h.insert(
+                names::FORWARDED_PROTO,
+                HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            );
+        }
+        if let Some(host) = host {
+            h.insert(names::FORWARDED_HOST, host);
+        }
+
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(path_and_query)
+            .build();
+        match uri {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return answer::upstream_failure(UpstreamFault::Connect, status.as_str()),
+        }
+        *req.version_mut() = Version::HTTP_11;
+
+        let upgrade = req.extensions_mut().remove::<UpgradeProtocol>();
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        if let Some(UpgradeProtocol(protocol)) = upgrade {
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            req.headers_mut().insert(UPGRADE, protocol);
+        }
+
+        let client = self.client(connect_timeout);
+        let mut resp = match tokio::time::timeout(response_timeout, client.request(req)).await {
+            Err(_) => {
+                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "timeout").increment(1);
+                return answer::upstream_failure(UpstreamFault::Timeout, status.as_str());
+            }
+            Ok(Err(e)) => {
+                let fault = if e.is_connect() {
+                    UpstreamFault::Connect
+                } else {
+                    UpstreamFault::Broken
+                };
+                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => if e.is_connect() { "connect" } else { "broken" })
+                    .increment(1);
+                tracing::debug!(error = %e, "upstream hop failed");
+                return answer::upstream_failure(fault, status.as_str());
+            }
+            Ok(Ok(resp)) => resp,
+        };
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((client, upstream)) => {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(client),
+                                &mut TokioIo::new(upstream),
+                            )
+                            .await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+            }
+        }
+        headers::sanitize_response(resp.headers_mut(), switching);
+        resp.map(Body::new)
+    }
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.forward(req).await) })
+    }
+}

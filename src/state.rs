@@ -1,0 +1,224 @@
+//! The runtime snapshot every request reads: the validated config plus the mode in force.
+//!
+//! Writers (the control task) build a whole new [`Runtime`] and swap it in; readers take one
+//! atomic load per request and never lock. A change therefore applies to the next request and
+//! never to one already in flight.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::duration_ms;
+use crate::config::Config;
+
+/// How requests are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Normal: every protected request needs a valid token.
+    Enforce,
+    /// Clerk outage: a correctly signed token whose only fault is `exp` (within
+    /// `grace_max_expired`) is still accepted.
+    Grace,
+    /// Emergency pass-through: every request is forwarded, tagged `X-Auth-Bypass: true`.
+    Bypass,
+}
+
+impl Mode {
+    /// The name used in config, headers and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Grace => "grace",
+            Mode::Bypass => "bypass",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "enforce" => Ok(Mode::Enforce),
+            "grace" => Ok(Mode::Grace),
+            "bypass" => Ok(Mode::Bypass),
+            other => Err(format!(
+                "{other:?} must be \"enforce\", \"grace\" or \"bypass\""
+            )),
+        }
+    }
+}
+
+/// Who set the mode in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSource {
+    /// An admin override (API or CLI).
+    Admin,
+    /// `CLERK_EMERGENCY_BYPASS=true` at start.
+    Env,
+    /// The config file's `[mode]`.
+    File,
+    /// Nothing else applies (an expired bypass falls back here).
+    Default,
+}
+
+/// A mode with where it came from, why, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeSetting {
+    /// The mode.
+    pub mode: Mode,
+    /// Who set it.
+    pub source: ModeSource,
+    /// Why.
+    pub reason: String,
+    /// Who exactly (admin token id, `env`, `file`).
+    pub actor: String,
+    /// When it took effect, ms since the epoch.
+    pub since_ms: i64,
+    /// When it stops applying, ms since the epoch; bypass always has one.
+    pub expires_at_ms: Option<i64>,
+}
+
+impl ModeSetting {
+    /// True while the setting applies at `now_ms`.
+    #[inline]
+    pub fn active(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_none_or(|at| now_ms < at)
+    }
+
+    /// The fallback when nothing else applies.
+    pub fn enforce_default() -> Self {
+        ModeSetting {
+            mode: Mode::Enforce,
+            source: ModeSource::Default,
+            reason: String::new(),
+            actor: "default".into(),
+            since_ms: 0,
+            expires_at_ms: None,
+        }
+    }
+}
+
+/// One immutable snapshot of everything a request needs to decide.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated config in force.
+    pub config: Arc<Config>,
+    /// The admin override, if any (it may have expired; [`Runtime::mode_at`] checks).
+    pub admin_override: Option<ModeSetting>,
+    /// The mode from `CLERK_EMERGENCY_BYPASS`, if set at start.
+    pub env_mode: Option<ModeSetting>,
+    /// The mode from the config file.
+    pub file_mode: ModeSetting,
+    /// Bumped on every swap; part of the verdict cache's epoch.
+    pub generation: u64,
+}
+
+static ENFORCE_DEFAULT: std::sync::LazyLock<ModeSetting> =
+    std::sync::LazyLock::new(ModeSetting::enforce_default);
+
+impl Runtime {
+    /// The mode in force at `now_ms`: admin override, then env, then file, skipping expired ones.
+    #[inline]
+    pub fn mode_at(&self, now_ms: i64) -> &ModeSetting {
+        [
+            self.admin_override.as_ref(),
+            self.env_mode.as_ref(),
+            Some(&self.file_mode),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|m| m.active(now_ms))
+        .unwrap_or(&ENFORCE_DEFAULT)
+    }
+
+    /// The file's mode setting for `config`, loaded at `now_ms`. A bypass set by file always
+    /// expires after `max_override_ttl`, like every other bypass.
+    pub fn file_mode_for(config: &Config, now_ms: i64) -> ModeSetting {
+        let m = &config.mode;
+        ModeSetting {
+            mode: m.mode,
+            source: ModeSource::File,
+            reason: m.reason.clone(),
+            actor: "file".into(),
+            since_ms: now_ms,
+            expires_at_ms: (m.mode == Mode::Bypass)
+                .then(|| now_ms + duration_ms(m.max_override_ttl)),
+        }
+    }
+
+    /// The env mode setting when `CLERK_EMERGENCY_BYPASS=true`, expiring after `max_override_ttl`.
+    pub fn env_mode_for(config: &Config, now_ms: i64) -> Option<ModeSetting> {
+        config.mode.emergency_bypass_env.then(|| ModeSetting {
+            mode: Mode::Bypass,
+            source: ModeSource::Env,
+            reason: "CLERK_EMERGENCY_BYPASS=true".into(),
+            actor: "env".into(),
+            since_ms: now_ms,
+            expires_at_ms: Some(now_ms + duration_ms(config.mode.max_override_ttl)),
+        })
+    }
+
+    /// The first snapshot for a freshly loaded config.
+    pub fn initial(config: Arc<Config>, now_ms: i64) -> Self {
+        Runtime {
+            file_mode: Self::file_mode_for(&config, now_ms),
+            env_mode: Self::env_mode_for(&config, now_ms),
+            admin_override: None,
+            config,
+            generation: 0,
+        }
+    }
+}
+
+/// The shared holder of the current [`Runtime`].
+#[derive(Debug)]
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+}
+
+impl Shared {
+    /// Holds `runtime`.
+    pub fn new(runtime: Runtime) -> Self {
+        Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+        }
+    }
+
+    /// The current snapshot (one atomic load; do not hold it across an await).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.runtime.load()
+    }
+
+    /// The current snapshot as an owned `Arc`.
+    pub fn load_full(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replaces the snapshot with `f(current)`, bumping the generation. Only the control task calls this.
+    pub fn update(&self, f: impl Fn(&Runtime) -> Runtime) -> Arc<Runtime> {
+        let current = self.runtime.load_full();
+        let mut next = f(&current);
+        next.generation = current.generation + 1;
+        let next = Arc::new(next);
+        self.runtime.store(next.clone());
+        next
+    }
+}
+
+/// Formats a duration for humans, whole seconds.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}

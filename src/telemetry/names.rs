@@ -1,0 +1,36 @@
+//! Every metric name and label value in one place, so a dashboard can be written from this file.
+
+/// Requests answered or forwarded, by `outcome` and `reason`.
+pub const REQUESTS: &str = "clerkgate_requests_total";
+/// Requests forwarded only because of bypass mode.
+pub const BYPASSED: &str = "clerkgate_bypassed_requests_total";
+/// Requests accepted only because of grace mode.
+pub const GRACE_ACCEPTED: &str = "clerkgate_grace_accepted_requests_total";
+/// The current mode as a gauge per `mode` label (1 for the active one).
+pub const MODE: &str = "clerkgate_mode";
+/// Verdict cache lookups, by `result` (`hit`, `miss`).
+pub const VERDICT_CACHE: &str = "clerkgate_verdict_cache_total";
+/// JWKS fetches, by `result` (`ok`, `error`, `unchanged`) and `trigger`.
+pub const JWKS_FETCHES: &str = "clerkgate_jwks_fetch_total";
+/// Seconds since the last successful JWKS fetch.
+pub const JWKS_AGE: &str = "clerkgate_jwks_age_seconds";
+/// Number of keys in the current remote key set.
+pub const JWKS_KEYS: &str = "clerkgate_jwks_keys";
+/// Config reloads, by `result` (`ok`, `error`).
+pub const RELOADS: &str = "clerkgate_config_reloads_total";
+/// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`).
+pub const UPSTREAM_ERRORS: &str = "clerkgate_upstream_errors_total";
+
+/// Label values for `outcome` on [`REQUESTS`].
+pub mod outcome {
+    /// Forwarded with a verified identity.
+    pub const SIGNED_IN: &str = "signed_in";
+    /// Forwarded without identity (public route).
+    pub const SIGNED_OUT: &str = "signed_out";
+    /// Forwarded because of bypass mode.
+    pub const BYPASS: &str = "bypass";
+    /// Forwarded because of grace mode.
+    pub const GRACE: &str = "grace";
+    /// Answered by the gateway itself (401, 403, 400, 503).
+    pub const REJECTED: &str = "rejected";
+}
