@@ -1,0 +1,16 @@
+#![allow(unreachable_pub)]
+
+//! The one integration-test binary (links once). Every test talks to real sockets on
+//! 127.0.0.1 with port 0: a real JWKS HTTP server, the real echo upstream, the gateway either
+//! in-process (through the same `app::start` the binary uses) or as the real binary.
+
+mod support;
+
+/// Config loading and `check-config`.
+mod config;
+/// The data plane: header table, answer table, and the peer security cases T01–T15, T23–T26, T28.
+mod data_plane;
+/// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
+mod proxy;
+/// The demo, run as printed.
+mod demo;
