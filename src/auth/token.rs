@@ -203,3 +203,7 @@ fn uses_suffixed(
     }
     true
 }
+
+#[cfg(test)]
+#[path = "token_tests.rs"]
+mod tests;

@@ -501,3 +501,7 @@ pub fn kid_mismatch(kid: &str, carrier: Carrier) -> Failure {
         carrier,
     )
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

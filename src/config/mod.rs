@@ -1136,3 +1136,7 @@ pub fn problems_by_key(errors: &ConfigErrors) -> BTreeMap<&str, &str> {
         .map(|p| (p.key.as_str(), p.message.as_str()))
         .collect()
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

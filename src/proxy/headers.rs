@@ -138,3 +138,7 @@ pub fn sanitize_response(headers: &mut HeaderMap, switching: bool) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "headers_tests.rs"]
+mod tests;
