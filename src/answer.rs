@@ -26,14 +26,8 @@ fn error_word(status: StatusCode) -> &'static str {
     }
 }
 
-fn json_response(
-    status: StatusCode,
-    reason: &str,
-    message: &str,
-    auth_status: &'static str,
-) -> Response<Body> {
-    let body =
-        serde_json::json!({ "error": error_word(status), "reason": reason, "message": message });
+fn json_response(status: StatusCode, reason: &str, message: &str, auth_status: &'static str) -> Response<Body> {
+    let body = serde_json::json!({ "error": error_word(status), "reason": reason, "message": message });
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -50,12 +44,7 @@ fn json_response(
 /// `WWW-Authenticate`: `error="invalid_token"` only when there was a token to be invalid.
 pub fn refusal(failure: &Failure, token_presented: bool) -> Response<Body> {
     let status = failure.reason.status();
-    let mut resp = json_response(
-        status,
-        failure.reason.as_str(),
-        &failure.message,
-        "signed-out",
-    );
+    let mut resp = json_response(status, failure.reason.as_str(), &failure.message, "signed-out");
     let h = resp.headers_mut();
     if status == StatusCode::UNAUTHORIZED {
         let v = if token_presented {
@@ -96,18 +85,13 @@ impl UpstreamFault {
 /// The answer when the upstream fails: 502, or 504 for a timeout.
 pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Response<Body> {
     let (status, message) = match fault {
-        UpstreamFault::Connect => (
-            StatusCode::BAD_GATEWAY,
-            "The upstream refused the connection or could not be reached.",
-        ),
-        UpstreamFault::Broken => (
-            StatusCode::BAD_GATEWAY,
-            "The upstream closed the connection before answering.",
-        ),
-        UpstreamFault::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "The upstream sent no response head within response_timeout.",
-        ),
+        UpstreamFault::Connect => {
+            (StatusCode::BAD_GATEWAY, "The upstream refused the connection or could not be reached.")
+        }
+        UpstreamFault::Broken => (StatusCode::BAD_GATEWAY, "The upstream closed the connection before answering."),
+        UpstreamFault::Timeout => {
+            (StatusCode::GATEWAY_TIMEOUT, "The upstream sent no response head within response_timeout.")
+        }
     };
     json_response(status, fault.as_str(), message, auth_status)
 }

@@ -19,6 +19,7 @@ use crate::keys::KeyStore;
 use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
+use crate::store::{FileStore, StateStore};
 
 /// Everything the listeners share.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Context {
     pub env: Env,
     /// The control funnel.
     pub control: ControlHandle,
+    /// Durable state and the audit log.
+    pub store: Arc<dyn StateStore>,
 }
 
 /// How to start a gateway beyond its config.
@@ -92,20 +95,26 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
         tracing::warn!("config: {w}");
     }
     if config.admin.token.is_none() {
-        tracing::warn!("no admin token is configured: every admin endpoint but /healthz, /readyz and /metrics answers 403");
+        tracing::warn!(
+            "no admin token is configured: every admin endpoint but /healthz, /readyz and /metrics answers 403"
+        );
     }
     let keys = Arc::new(KeyStore::new(&config, clock.clone()));
-    let revocations = Arc::new(Revocations::default());
-    let shared = Arc::new(Shared::new(Runtime::initial(
-        config.clone(),
-        clock.now_ms(),
-    )));
-    let gate = Arc::new(Gate::new(
-        shared.clone(),
-        keys.clone(),
-        revocations.clone(),
-        clock.clone(),
-    ));
+    let store: Arc<dyn StateStore> = Arc::new(FileStore::new(config.state.dir.clone()));
+    let persisted = store.load().unwrap_or_else(|e| {
+        tracing::error!(error = %e, dir = %config.state.dir.display(), "state.json is unreadable; starting with no override and no revocations");
+        Default::default()
+    });
+    let now = clock.now_ms();
+    let revocations = Arc::new(Revocations::new(persisted.revocations));
+    let mut runtime = Runtime::initial(config.clone(), now);
+    runtime.admin_override = persisted.admin_override.filter(|o| o.active(now));
+    if let Some(o) = &runtime.admin_override {
+        tracing::warn!(mode = %o.mode, reason = %o.reason, "restored the admin mode override from state.json");
+    }
+    let start_mode = runtime.mode_at(now).clone();
+    let shared = Arc::new(Shared::new(runtime));
+    let gate = Arc::new(Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()));
     let (control, control_rx) = control::channel();
     let ctx = Arc::new(Context {
         shared: shared.clone(),
@@ -116,7 +125,23 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
         config_path: opts.config_path,
         env: opts.env,
         control,
+        store: store.clone(),
     });
+    if start_mode.source == crate::state::ModeSource::Env {
+        let ev = crate::store::event(
+            now,
+            "env",
+            "mode.set",
+            serde_json::Value::Null,
+            serde_json::json!(start_mode),
+            &start_mode.reason,
+        );
+        if let Err(e) = store.append_audit(&ev) {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+        tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
+    }
+    control::export_mode(start_mode.mode);
     let control_task = control::spawn(ctx.clone(), control_rx);
 
     let data = TcpListener::bind(config.server.listen).await?;
@@ -137,9 +162,7 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
     let admin_router = crate::admin::router(ctx.clone());
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(admin, admin_router)
-            .with_graceful_shutdown(wait_for(admin_rx))
-            .await;
+        let _ = axum::serve(admin, admin_router).with_graceful_shutdown(wait_for(admin_rx)).await;
     }));
     let refresher = tokio::spawn(keys.clone().run_refresher());
     let refresher_rx = rx.clone();
@@ -149,11 +172,5 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
         control_task.abort();
     }));
     tracing::info!(%data_addr, %admin_addr, upstream = %config.upstream.url_text, "clerkgate listening");
-    Ok(Running {
-        data_addr,
-        admin_addr,
-        ctx,
-        shutdown: tx,
-        tasks,
-    })
+    Ok(Running { data_addr, admin_addr, ctx, shutdown: tx, tasks })
 }

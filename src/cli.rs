@@ -101,10 +101,7 @@ pub fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("clerkgate: cannot start the async runtime: {e}");
@@ -177,11 +174,7 @@ async fn run(path: PathBuf, env: Env) -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&config.log);
-    let opts = crate::app::Options {
-        clock: crate::clock::Clock::system(),
-        config_path: Some(path),
-        env,
-    };
+    let opts = crate::app::Options { clock: crate::clock::Clock::system(), config_path: Some(path), env };
     let running = match crate::app::start(config, opts).await {
         Ok(r) => r,
         Err(e) => {

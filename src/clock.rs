@@ -22,9 +22,7 @@ impl Clock {
 
     /// A clock frozen at `start` (milliseconds since the Unix epoch) until advanced.
     pub fn manual(start_ms: i64) -> Self {
-        Clock {
-            manual: Some(Arc::new(AtomicI64::new(start_ms))),
-        }
+        Clock { manual: Some(Arc::new(AtomicI64::new(start_ms))) }
     }
 
     /// Moves a manual clock forward (or back, with a negative amount). No effect on the system clock.

@@ -88,9 +88,7 @@ pub async fn run() -> ExitCode {
 }
 
 async fn run_inner() -> Result<(), String> {
-    let upstream = crate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .map_err(|e| e.to_string())?;
+    let upstream = crate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(|e| e.to_string())?;
     let key = SigningKey::generate()?;
     let dir = std::env::temp_dir().join(format!("clerkgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -113,25 +111,15 @@ async fn run_inner() -> Result<(), String> {
     let env = Env::default();
     let config = Config::load(&config_path, &env).map_err(|e| e.to_string())?;
     crate::telemetry::init_logging(&config.log);
-    let running = app::start(
-        config,
-        Options {
-            clock: Clock::system(),
-            config_path: Some(config_path.clone()),
-            env,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let running = app::start(config, Options { clock: Clock::system(), config_path: Some(config_path.clone()), env })
+        .await
+        .map_err(|e| e.to_string())?;
     if let Err(e) = crate::control::signals::forward_sighup(running.ctx.control.clone()) {
         tracing::warn!(error = %e, "cannot listen for SIGHUP");
     }
 
     let now = Clock::system().now_ms() / 1000;
-    let user = TokenSpec {
-        ttl_s: 3600,
-        ..TokenSpec::default()
-    };
+    let user = TokenSpec { ttl_s: 3600, ..TokenSpec::default() };
     let token = key.sign(Some("demo-key"), &user.claims(now));
     let admin = TokenSpec {
         sub: "user_2admin".into(),
@@ -147,9 +135,7 @@ async fn run_inner() -> Result<(), String> {
     let admin_jwt = key.sign(Some("demo-key"), &admin.claims(now));
     let gw = format!("http://{}", running.data_addr);
     let adm = format!("http://{}", running.admin_addr);
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "clerkgate".into());
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "clerkgate".into());
 
     println!(
         r#"

@@ -26,10 +26,9 @@ pub async fn serve(listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(handle(req.map(Body::new)).await)
-                });
+            let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                Ok::<_, Infallible>(handle(req.map(Body::new)).await)
+            });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
@@ -73,27 +72,16 @@ async fn handle(mut req: Request<Body>) -> Response<Body> {
             .body(Body::empty())
             .unwrap_or_default();
     }
-    if let Some(n) = path
-        .strip_prefix("/download/")
-        .and_then(|n| n.parse::<u64>().ok())
-    {
+    if let Some(n) = path.strip_prefix("/download/").and_then(|n| n.parse::<u64>().ok()) {
         return download(n);
     }
-    if let Some(ms) = path
-        .strip_prefix("/slow/")
-        .and_then(|n| n.parse::<u64>().ok())
-    {
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|n| n.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let method = req.method().to_string();
     let version = format!("{:?}", req.version());
@@ -108,12 +96,7 @@ async fn handle(mut req: Request<Body>) -> Response<Body> {
             hash.update(data);
         }
     }
-    let sha: String = hash
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha: String = hash.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
     let json = serde_json::json!({
         "method": method, "path": path, "uri": uri, "version": version,
         "headers": headers, "body_len": len, "body_sha256": sha,
@@ -134,8 +117,5 @@ fn download(total: u64) -> Response<Body> {
         let chunk: Vec<u8> = (offset..offset + n).map(pattern_byte).collect();
         Some((Ok::<_, Infallible>(Bytes::from(chunk)), offset + n))
     });
-    Response::builder()
-        .header(http::header::CONTENT_LENGTH, total)
-        .body(Body::from_stream(stream))
-        .unwrap_or_default()
+    Response::builder().header(http::header::CONTENT_LENGTH, total).body(Body::from_stream(stream)).unwrap_or_default()
 }

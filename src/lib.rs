@@ -42,4 +42,5 @@ pub mod revocation;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod telemetry;

@@ -38,19 +38,14 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 }
 
 fn pem_decode(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(str::trim)
-        .collect();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 impl SigningKey {
     /// A fresh RSA-2048 key.
     pub fn generate() -> Result<Self, String> {
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|e| format!("RSA key generation failed: {e}"))?;
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| format!("RSA key generation failed: {e}"))?;
         let pkcs8 = pair.as_der().map_err(|e| e.to_string())?;
         Self::from_pem(&pem_encode("PRIVATE KEY", pkcs8.as_ref()))
     }
@@ -64,8 +59,8 @@ impl SigningKey {
         let public = pair.public_key();
         let spki = public.as_der().map_err(|e| e.to_string())?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| format!("jsonwebtoken refused the key: {e}"))?;
+        let encoding =
+            EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("jsonwebtoken refused the key: {e}"))?;
         Ok(SigningKey {
             encoding,
             private_pem: pem.to_string(),
@@ -100,37 +95,20 @@ impl SigningKey {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = kid.map(str::to_string);
         header.typ = Some("JWT".into());
-        header
-            .extras
-            .insert("cat".to_string(), CAT_SESSION.to_string());
+        header.extras.insert("cat".to_string(), CAT_SESSION.to_string());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
     }
 
     /// Signs with a completely custom header (for tests of header handling).
     pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let input = format!(
-            "{}.{}",
-            b64.encode(header.to_string()),
-            b64.encode(claims.to_string())
-        );
-        let pair = pem_decode(&self.private_pem).and_then(|der| {
-            KeyPair::from_pkcs8(&der)
-                .or_else(|_| KeyPair::from_der(&der))
-                .ok()
-        });
+        let input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+        let pair = pem_decode(&self.private_pem)
+            .and_then(|der| KeyPair::from_pkcs8(&der).or_else(|_| KeyPair::from_der(&der)).ok());
         let Some(pair) = pair else { return input + "." };
         let mut sig = vec![0u8; pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        if pair
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &rng,
-                input.as_bytes(),
-                &mut sig,
-            )
-            .is_err()
-        {
+        if pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).is_err() {
             return input + ".";
         }
         format!("{input}.{}", b64.encode(sig))
@@ -263,10 +241,6 @@ fn encode_v2_permissions(perms: &[String]) -> (String, String, String) {
             mask.to_string()
         })
         .collect();
-    let fea = features
-        .iter()
-        .map(|f| format!("o:{f}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let fea = features.iter().map(|f| format!("o:{f}")).collect::<Vec<_>>().join(",");
     (fea, names.join(","), masks.join(","))
 }

@@ -64,11 +64,7 @@ impl RevocationList {
 
     /// Number of entries of each kind, for `/status`.
     pub fn counts(&self) -> (usize, usize, bool) {
-        (
-            self.sessions.len(),
-            self.users.len(),
-            self.issued_before_ms.is_some(),
-        )
+        (self.sessions.len(), self.users.len(), self.issued_before_ms.is_some())
     }
 }
 
@@ -82,10 +78,7 @@ pub struct Revocations {
 impl Revocations {
     /// Holds `list`.
     pub fn new(list: RevocationList) -> Self {
-        Revocations {
-            list: ArcSwap::from_pointee(list),
-            generation: AtomicU64::new(0),
-        }
+        Revocations { list: ArcSwap::from_pointee(list), generation: AtomicU64::new(0) }
     }
 
     /// The current list (one atomic load).

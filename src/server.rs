@@ -27,19 +27,11 @@ pub async fn serve<S>(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
@@ -67,10 +59,7 @@ pub async fn serve<S>(
             async move { svc.call(req).await }
         });
         let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(per_request),
-            )
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -80,10 +69,7 @@ pub async fn serve<S>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(grace = ?grace, "in-flight requests did not finish within the shutdown grace period");
     }
 }

@@ -52,9 +52,7 @@ impl FromStr for Mode {
             "enforce" => Ok(Mode::Enforce),
             "grace" => Ok(Mode::Grace),
             "bypass" => Ok(Mode::Bypass),
-            other => Err(format!(
-                "{other:?} must be \"enforce\", \"grace\" or \"bypass\""
-            )),
+            other => Err(format!("{other:?} must be \"enforce\", \"grace\" or \"bypass\"")),
         }
     }
 }
@@ -125,22 +123,17 @@ pub struct Runtime {
     pub generation: u64,
 }
 
-static ENFORCE_DEFAULT: std::sync::LazyLock<ModeSetting> =
-    std::sync::LazyLock::new(ModeSetting::enforce_default);
+static ENFORCE_DEFAULT: std::sync::LazyLock<ModeSetting> = std::sync::LazyLock::new(ModeSetting::enforce_default);
 
 impl Runtime {
     /// The mode in force at `now_ms`: admin override, then env, then file, skipping expired ones.
     #[inline]
     pub fn mode_at(&self, now_ms: i64) -> &ModeSetting {
-        [
-            self.admin_override.as_ref(),
-            self.env_mode.as_ref(),
-            Some(&self.file_mode),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|m| m.active(now_ms))
-        .unwrap_or(&ENFORCE_DEFAULT)
+        [self.admin_override.as_ref(), self.env_mode.as_ref(), Some(&self.file_mode)]
+            .into_iter()
+            .flatten()
+            .find(|m| m.active(now_ms))
+            .unwrap_or(&ENFORCE_DEFAULT)
     }
 
     /// The file's mode setting for `config`, loaded at `now_ms`. A bypass set by file always
@@ -153,8 +146,7 @@ impl Runtime {
             reason: m.reason.clone(),
             actor: "file".into(),
             since_ms: now_ms,
-            expires_at_ms: (m.mode == Mode::Bypass)
-                .then(|| now_ms + duration_ms(m.max_override_ttl)),
+            expires_at_ms: (m.mode == Mode::Bypass).then(|| now_ms + duration_ms(m.max_override_ttl)),
         }
     }
 
@@ -191,9 +183,7 @@ pub struct Shared {
 impl Shared {
     /// Holds `runtime`.
     pub fn new(runtime: Runtime) -> Self {
-        Shared {
-            runtime: ArcSwap::from_pointee(runtime),
-        }
+        Shared { runtime: ArcSwap::from_pointee(runtime) }
     }
 
     /// The current snapshot (one atomic load; do not hold it across an await).

@@ -1,29 +1,90 @@
-//! The admin API, on its own listener (never the data-plane port).
-//!
-//! Endpoints (SPEC §5):
+//! The admin API, on its own listener (never the data-plane port). JSON in and out.
 //!
 //! | Endpoint | Auth | |
 //! | --- | --- | --- |
 //! | `GET /healthz` | open | the process is alive |
 //! | `GET /readyz` | open | 200 when a usable key set is loaded (or a networkless key is configured), else 503 with why |
+//! | `GET /metrics` | open | Prometheus text |
+//! | `GET /status` | token | mode, config, keys, revocations, outcome counters |
+//! | `GET /mode`, `PUT /mode` | token | `{"mode":"bypass","reason":"…","ttl":"30m"}`; `{"mode":"enforce"}` clears the override |
+//! | `POST /reload` | token | same as SIGHUP: 200 with the new hash, or 422 with every problem |
+//! | `POST /keys/refresh` | token | fetch the JWKS now; answers the kids loaded |
+//! | `GET /revocations`, `POST /revocations` | token | `{"session_id"}`, `{"user_id"}` or `{"issued_before": RFC 3339 \| "now"}` |
+//! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
+//! | `GET /audit?since=<RFC 3339>` | token | audit events, oldest first |
+//!
+//! Every guarded endpoint goes through [`guard`]: DNS-rebinding defence first (the `Host` must
+//! be an IP literal or `localhost`; a cross-site `Origin` or `Sec-Fetch-Site` is refused), then
+//! the bearer token, compared in constant time. Without a configured token they answer 403.
+
+pub mod guard;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 use http::StatusCode;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use crate::app::Context;
+use crate::clock::from_ms;
+use crate::control::{ControlError, Revocation};
+use crate::keys::{FetchError, Trigger};
+use crate::state::Mode;
+use guard::AdminActor;
+
+/// Largest admin request body accepted.
+const MAX_BODY: usize = 64 * 1024;
 
 /// The admin router.
 pub fn router(ctx: Arc<Context>) -> Router {
+    let guarded = Router::new()
+        .route("/status", get(status))
+        .route("/mode", get(get_mode).put(put_mode))
+        .route("/reload", post(reload))
+        .route("/keys/refresh", post(keys_refresh))
+        .route("/revocations", get(list_revocations).post(add_revocation))
+        .route("/revocations/{id}", delete(remove_revocation))
+        .route("/audit", get(audit))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(ctx)
+}
+
+/// A JSON error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": code, "message": message.into()}))).into_response()
+}
+
+fn control_error(e: ControlError) -> Response {
+    match e {
+        ControlError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        ControlError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
+        ControlError::Config(errors) => {
+            let problems: Vec<Value> = errors.0.iter().map(|p| json!({"key": p.key, "message": p.message})).collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "invalid_config", "message": "the config file has problems; the running config stays", "problems": problems})),
+            )
+                .into_response()
+        }
+        ControlError::Storage(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", m),
+        ControlError::Closed => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down"),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(from_ms(ms)).to_string()
 }
 
 async fn healthz() -> Response {
@@ -31,7 +92,7 @@ async fn healthz() -> Response {
 }
 
 /// Why the gateway is or is not ready to verify tokens.
-pub fn readiness(ctx: &Context) -> (bool, serde_json::Value) {
+pub fn readiness(ctx: &Context) -> (bool, Value) {
     let rt = ctx.shared.load();
     let clerk = &rt.config.clerk;
     let now = ctx.clock.now_ms();
@@ -66,10 +127,221 @@ pub fn readiness(ctx: &Context) -> (bool, serde_json::Value) {
 
 async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
     let (ready, body) = readiness(&ctx);
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
+    let rt = ctx.shared.load();
+    crate::control::export_mode(rt.mode_at(ctx.clock.now_ms()).mode);
+    let set = ctx.keys.current();
+    if let Some(at) = set.fetched_at_ms {
+        metrics::gauge!(crate::telemetry::names::JWKS_AGE).set((ctx.clock.now_ms() - at) as f64 / 1000.0);
+    }
+    let body = crate::telemetry::metrics_handle().render();
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn mode_json(ctx: &Context) -> Value {
+    let rt = ctx.shared.load();
+    let now = ctx.clock.now_ms();
+    let m = rt.mode_at(now);
+    json!({
+        "mode": m.mode,
+        "source": m.source,
+        "reason": m.reason,
+        "actor": m.actor,
+        "since": rfc3339(m.since_ms),
+        "expires_at": m.expires_at_ms.map(rfc3339),
+        "seconds_left": m.expires_at_ms.map(|at| ((at - now).max(0) + 999) / 1000),
+        "file_mode": rt.file_mode.mode,
+    })
+}
+
+async fn status(State(ctx): State<Arc<Context>>) -> Response {
+    let rt = ctx.shared.load_full();
+    let now = ctx.clock.now_ms();
+    let clerk = &rt.config.clerk;
+    let set = ctx.keys.current();
+    let fetch = ctx.keys.status();
+    let revocations = ctx.revocations.current();
+    let (sessions, users, issued_before) = revocations.counts();
+    let (ready, _) = readiness(&ctx);
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": ready,
+        "mode": mode_json(&ctx),
+        "config": {
+            "path": rt.config.origin.path.as_ref().map(|p| p.display().to_string()),
+            "loaded_at": humantime::format_rfc3339_seconds(rt.config.origin.loaded_at).to_string(),
+            "hash": rt.config.origin.hash,
+            "upstream": rt.config.upstream.url_text,
+        },
+        "keys": {
+            "source": clerk.jwks.as_ref().map(|j| j.url.clone()),
+            "networkless_key": clerk.jwt_key.is_some(),
+            "origin": set.origin,
+            "kids": set.kids(),
+            "fetched_at": set.fetched_at_ms.map(rfc3339),
+            "age_seconds": set.fetched_at_ms.map(|at| (now - at) / 1000),
+            "stale": clerk.jwks.is_some() && !set.usable(now, clerk.keys.max_stale),
+            "last_attempt": fetch.last_attempt_ms.map(rfc3339),
+            "last_error": fetch.last_error,
+            "secret_key_rejected": fetch.config_problem,
+            "fetches": fetch.fetches,
+        },
+        "revocations": {
+            "sessions": sessions,
+            "users": users,
+            "issued_before": revocations.issued_before_ms.map(rfc3339),
+            "issued_before_active": issued_before,
+        },
+        "counters": ctx.gate.outcome_counts(),
+    });
+    Json(body).into_response()
+}
+
+async fn get_mode(State(ctx): State<Arc<Context>>) -> Response {
+    Json(mode_json(&ctx)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeRequest {
+    mode: String,
+    #[serde(default)]
+    reason: String,
+    ttl: Option<String>,
+}
+
+async fn put_mode(
+    State(ctx): State<Arc<Context>>,
+    Extension(actor): Extension<AdminActor>,
+    body: Result<Json<ModeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()),
+    };
+    let mode: Mode = match req.mode.parse() {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("mode {e}")),
+    };
+    let ttl: Option<Duration> = match req.ttl.as_deref().map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("ttl: {e}")),
+    };
+    match ctx.control.set_mode(mode, req.reason, ttl, actor.0).await {
+        Ok(_) => Json(mode_json(&ctx)).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn reload(State(ctx): State<Arc<Context>>, Extension(actor): Extension<AdminActor>) -> Response {
+    match ctx.control.reload(actor.0).await {
+        Ok(o) => Json(json!({"hash": o.hash, "changed": o.changed})).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn keys_refresh(State(ctx): State<Arc<Context>>) -> Response {
+    match ctx.keys.refresh(Trigger::Admin).await {
+        Ok(kids) => Json(json!({"kids": kids})).into_response(),
+        Err(FetchError::NoSource) => {
+            error(StatusCode::CONFLICT, "no_source", "no JWKS source is configured (networkless key only)")
+        }
+        Err(FetchError::SecretKeyInvalid(m)) => error(StatusCode::BAD_GATEWAY, "secret_key_invalid", m),
+        Err(FetchError::Unavailable(m)) => error(StatusCode::BAD_GATEWAY, "jwks_unavailable", m),
+    }
+}
+
+fn revocations_json(list: &crate::revocation::RevocationList) -> Value {
+    json!({
+        "sessions": list.sessions,
+        "users": list.users,
+        "issued_before": list.issued_before_ms.map(rfc3339),
+    })
+}
+
+async fn list_revocations(State(ctx): State<Arc<Context>>) -> Response {
+    Json(revocations_json(&ctx.revocations.current())).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    session_id: Option<String>,
+    user_id: Option<String>,
+    issued_before: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Parses `now` or an RFC 3339 time into ms since the epoch.
+pub fn parse_moment(text: &str, now_ms: i64) -> Result<i64, String> {
+    if text == "now" {
+        return Ok(now_ms);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map(crate::clock::system_ms)
+        .map_err(|e| format!("{text:?} is not \"now\" or an RFC 3339 time ({e})"))
+}
+
+async fn add_revocation(
+    State(ctx): State<Arc<Context>>,
+    Extension(actor): Extension<AdminActor>,
+    body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()),
+    };
+    let what = match (req.session_id, req.user_id, req.issued_before) {
+        (Some(s), None, None) => Revocation::Session(s),
+        (None, Some(u), None) => Revocation::User(u),
+        (None, None, Some(t)) => match parse_moment(&t, ctx.clock.now_ms()) {
+            Ok(ms) => Revocation::IssuedBefore(ms),
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
+        },
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "give exactly one of session_id, user_id, issued_before",
+            )
+        }
+    };
+    match ctx.control.revoke(what, req.reason, actor.0).await {
+        Ok(list) => Json(revocations_json(&list)).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn remove_revocation(
+    State(ctx): State<Arc<Context>>,
+    Extension(actor): Extension<AdminActor>,
+    Path(id): Path<String>,
+) -> Response {
+    match ctx.control.unrevoke(id, actor.0).await {
+        Ok(list) => Json(revocations_json(&list)).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    since: Option<String>,
+}
+
+async fn audit(State(ctx): State<Arc<Context>>, Query(q): Query<AuditQuery>) -> Response {
+    let since = match q.since.as_deref().map(|s| parse_moment(s, ctx.clock.now_ms())) {
+        None => i64::MIN,
+        Some(Ok(ms)) => ms,
+        Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
+    };
+    match ctx.store.read_audit(since) {
+        Ok(events) => Json(json!({"events": events})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+    }
 }

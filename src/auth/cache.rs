@@ -38,9 +38,7 @@ pub struct VerdictCache {
 
 impl std::fmt::Debug for VerdictCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerdictCache")
-            .field("len", &self.entries.len())
-            .finish()
+        f.debug_struct("VerdictCache").field("len", &self.entries.len()).finish()
     }
 }
 

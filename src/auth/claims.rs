@@ -57,19 +57,12 @@ pub struct SessionClaims {
 impl SessionClaims {
     /// Builds the auth object exactly as Clerk's jwtPayloadParser does: `v` equal to the JSON number 2 selects v2, anything else v1.
     pub fn from_payload(payload: &Map<String, Value>) -> SessionClaims {
-        let org = if is_v2(payload) {
-            v2_org(payload)
-        } else {
-            v1_org(payload)
-        };
+        let org = if is_v2(payload) { v2_org(payload) } else { v1_org(payload) };
         SessionClaims {
             user_id: string_claim(payload.get("sub")).unwrap_or_default(),
             session_id: string_claim(payload.get("sid")),
             org,
-            actor: payload
-                .get("act")
-                .and_then(Value::as_object)
-                .and_then(|act| string_claim(act.get("sub"))),
+            actor: payload.get("act").and_then(Value::as_object).and_then(|act| string_claim(act.get("sub"))),
             // The SDK reads `fea` and `pla` for `has()` whatever the token version, so they are
             // kept for v1 tokens too (Clerk only mints them in v2).
             features: string_claim(payload.get("fea")),
@@ -87,12 +80,8 @@ impl SessionClaims {
     /// single claim read as several permissions (or break the header) at the upstream.
     pub fn permissions_header(&self) -> Option<String> {
         let org = self.org.as_ref()?;
-        let listed: Vec<&str> = org
-            .permissions
-            .iter()
-            .map(String::as_str)
-            .filter(|permission| is_header_permission(permission))
-            .collect();
+        let listed: Vec<&str> =
+            org.permissions.iter().map(String::as_str).filter(|permission| is_header_permission(permission)).collect();
         (!listed.is_empty()).then(|| listed.join(","))
     }
 }
@@ -227,11 +216,7 @@ fn v2_org(payload: &Map<String, Value>) -> Option<OrgContext> {
 fn v1_org(payload: &Map<String, Value>) -> Option<OrgContext> {
     let id = non_empty_string(payload.get("org_id"))?;
     let permissions = match payload.get("org_permissions") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
     Some(OrgContext {
@@ -250,10 +235,7 @@ fn string_claim(value: Option<&Value>) -> Option<String> {
 /// The value as an owned string when it is a non-empty JSON string, the only kind of string
 /// JavaScript's truthiness checks let through.
 fn non_empty_string(value: Option<&Value>) -> Option<String> {
-    value
-        .and_then(Value::as_str)
-        .filter(|text| !text.is_empty())
-        .map(str::to_owned)
+    value.and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned)
 }
 
 /// The low `width` bits of the decimal number `mask`, as 64-bit limbs (least significant first),
@@ -270,9 +252,8 @@ fn mask_low_bits(mask: &str, width: usize) -> Option<Vec<u64>> {
     // Nineteen decimal digits are the most that fit in a u64 (10^19 < 2^64), so each chunk is
     // folded in with a single multiply-and-add pass over the limbs.
     for chunk in mask.as_bytes().chunks(19) {
-        let (chunk_value, scale) = chunk.iter().fold((0u64, 1u64), |(value, scale), digit| {
-            (value * 10 + u64::from(digit - b'0'), scale * 10)
-        });
+        let (chunk_value, scale) =
+            chunk.iter().fold((0u64, 1u64), |(value, scale), digit| (value * 10 + u64::from(digit - b'0'), scale * 10));
         let mut carry = chunk_value;
         for limb in &mut limbs {
             let wide = u128::from(*limb) * u128::from(scale) + u128::from(carry);
@@ -285,10 +266,7 @@ fn mask_low_bits(mask: &str, width: usize) -> Option<Vec<u64>> {
 
 /// Whether a permission may be listed in the comma-separated upstream header.
 fn is_header_permission(permission: &str) -> bool {
-    permission.starts_with("org:")
-        && permission
-            .bytes()
-            .all(|byte| byte.is_ascii_graphic() && byte != b',')
+    permission.starts_with("org:") && permission.bytes().all(|byte| byte.is_ascii_graphic() && byte != b',')
 }
 
 #[cfg(test)]
@@ -307,10 +285,7 @@ mod tests {
 
     /// The 54 permission names Clerk's 2^53 tests use.
     fn permission_names_54() -> String {
-        (0..54)
-            .map(|index| format!("permission_{index}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        (0..54).map(|index| format!("permission_{index}")).collect::<Vec<_>>().join(",")
     }
 
     /// Clerk's own `decimalToBinaryBits`: repeated division of a decimal digit string by two.
@@ -338,21 +313,13 @@ mod tests {
                 "o:dashboard,o:teams",
                 "manage,read",
                 "3,2",
-                vec![
-                    "org:dashboard:manage",
-                    "org:dashboard:read",
-                    "org:teams:read",
-                ],
+                vec!["org:dashboard:manage", "org:dashboard:read", "org:teams:read"],
             ),
             (
                 "o:impersonation,o:memberships",
                 "read,manage",
                 "1,3",
-                vec![
-                    "org:impersonation:read",
-                    "org:memberships:read",
-                    "org:memberships:manage",
-                ],
+                vec!["org:impersonation:read", "org:memberships:read", "org:memberships:manage"],
             ),
             (
                 "ou:memberships,u:impersonation",
@@ -364,22 +331,13 @@ mod tests {
                 "o:reservations,u:dashboard,uo:support-chat,o:impersonation",
                 "read,manage",
                 "2,3",
-                vec![
-                    "org:reservations:manage",
-                    "org:support-chat:read",
-                    "org:support-chat:manage",
-                ],
+                vec!["org:reservations:manage", "org:support-chat:read", "org:support-chat:manage"],
             ),
             (
                 "o:repositories,o:impersonation,o:billing",
                 "manage,read,update",
                 "6,0,3",
-                vec![
-                    "org:repositories:read",
-                    "org:repositories:update",
-                    "org:billing:manage",
-                    "org:billing:read",
-                ],
+                vec!["org:repositories:read", "org:repositories:update", "org:billing:manage", "org:billing:read"],
             ),
             (
                 "o:repositories,o:projects",
@@ -394,93 +352,33 @@ mod tests {
                     "org:projects:revoke",
                 ],
             ),
-            (
-                "o:feature",
-                &names_54,
-                "9007199254740993",
-                vec!["org:feature:permission_0", "org:feature:permission_53"],
-            ),
+            ("o:feature", &names_54, "9007199254740993", vec!["org:feature:permission_0", "org:feature:permission_53"]),
             ("o:feature", &names_54, "18014398509481984", vec![]),
             ("o:feature", &names_54, "1invalid", vec![]),
             ("o:feature", &names_54, "-1", vec![]),
             ("o:feature", &names_54, "1.5", vec![]),
         ];
         for (fea, per, fpm, expected) in cases {
-            assert_eq!(
-                decode_v2_permissions(fea, per, fpm),
-                expected,
-                "fea={fea:?} fpm={fpm:?}"
-            );
+            assert_eq!(decode_v2_permissions(fea, per, fpm), expected, "fea={fea:?} fpm={fpm:?}");
         }
     }
 
     #[test]
     fn fpm_edge_cases() {
-        let names_130 = (0..130)
-            .map(|index| format!("p{index}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let names_130 = (0..130).map(|index| format!("p{index}")).collect::<Vec<_>>().join(",");
         let cases: Vec<(&str, &str, &str, &str, Vec<&str>)> = vec![
             // (why, fea, per, fpm, expected)
             ("empty fea", "", "read", "1", vec![]),
             ("empty per", "o:a", "", "1", vec![]),
             ("empty fpm", "o:a", "read", "", vec![]),
-            (
-                "element without a colon fails the whole claim",
-                "o:a,b",
-                "read",
-                "1,1",
-                vec![],
-            ),
-            (
-                "a trailing comma is an element without a colon",
-                "o:a,",
-                "read",
-                "1",
-                vec![],
-            ),
-            (
-                "unknown scopes are skipped, not misaligned",
-                "x:a,o:b",
-                "read",
-                "1",
-                vec!["org:b:read"],
-            ),
-            (
-                "user-only features take no mask",
-                "u:a,o:b",
-                "read",
-                "1",
-                vec!["org:b:read"],
-            ),
-            (
-                "an invalid mask still occupies its position",
-                "o:a,o:b",
-                "read",
-                "x,1",
-                vec!["org:b:read"],
-            ),
-            (
-                "an empty mask still occupies its position",
-                "o:a,o:b",
-                "read",
-                ",1",
-                vec!["org:b:read"],
-            ),
-            (
-                "extra masks are ignored",
-                "o:a",
-                "read",
-                "1,1,1",
-                vec!["org:a:read"],
-            ),
-            (
-                "features without a mask get nothing",
-                "o:a,o:b",
-                "read",
-                "1",
-                vec!["org:a:read"],
-            ),
+            ("element without a colon fails the whole claim", "o:a,b", "read", "1,1", vec![]),
+            ("a trailing comma is an element without a colon", "o:a,", "read", "1", vec![]),
+            ("unknown scopes are skipped, not misaligned", "x:a,o:b", "read", "1", vec!["org:b:read"]),
+            ("user-only features take no mask", "u:a,o:b", "read", "1", vec!["org:b:read"]),
+            ("an invalid mask still occupies its position", "o:a,o:b", "read", "x,1", vec!["org:b:read"]),
+            ("an empty mask still occupies its position", "o:a,o:b", "read", ",1", vec!["org:b:read"]),
+            ("extra masks are ignored", "o:a", "read", "1,1,1", vec!["org:a:read"]),
+            ("features without a mask get nothing", "o:a,o:b", "read", "1", vec!["org:a:read"]),
             (
                 "elements and masks are trimmed",
                 " o:a , o:b ",
@@ -488,37 +386,13 @@ mod tests {
                 " 2 ,\t3 ",
                 vec!["org:a:manage", "org:b:read", "org:b:manage"],
             ),
-            (
-                "JavaScript trims a BOM",
-                "o:a",
-                "read",
-                "\u{FEFF}1",
-                vec!["org:a:read"],
-            ),
-            (
-                "JavaScript keeps NEL, so the mask is not digits",
-                "o:a",
-                "read",
-                "\u{0085}1",
-                vec![],
-            ),
+            ("JavaScript trims a BOM", "o:a", "read", "\u{FEFF}1", vec!["org:a:read"]),
+            ("JavaScript keeps NEL, so the mask is not digits", "o:a", "read", "\u{0085}1", vec![]),
             ("only ASCII digits count", "o:a", "read", "١", vec![]),
             ("a plus sign is not a digit", "o:a", "read", "+1", vec![]),
             ("inner spaces are not digits", "o:a", "read", "1 1", vec![]),
-            (
-                "leading zeros are harmless",
-                "o:a",
-                "read,manage",
-                "00000000000000000000000000002",
-                vec!["org:a:manage"],
-            ),
-            (
-                "the feature is everything after the first colon",
-                "o:a:b",
-                "read",
-                "1",
-                vec!["org:a:b:read"],
-            ),
+            ("leading zeros are harmless", "o:a", "read,manage", "00000000000000000000000000002", vec!["org:a:manage"]),
+            ("the feature is everything after the first colon", "o:a:b", "read", "1", vec!["org:a:b:read"]),
             (
                 "bits beyond the permission list are discarded",
                 "o:a",
@@ -533,13 +407,7 @@ mod tests {
                 "680564733841876926926749214863536422913",
                 vec!["org:a:p0", "org:a:p129"],
             ),
-            (
-                "2^64 sits exactly on a limb boundary",
-                "o:a",
-                &names_130,
-                "18446744073709551616",
-                vec!["org:a:p64"],
-            ),
+            ("2^64 sits exactly on a limb boundary", "o:a", &names_130, "18446744073709551616", vec!["org:a:p64"]),
             (
                 "2^64 + 2^63 straddles the first limb",
                 "o:a",
@@ -555,24 +423,14 @@ mod tests {
 
     #[test]
     fn split_by_scope_cases() {
-        let scoped = |org: &[&'static str], user: &[&'static str]| {
-            Some(ScopedIds {
-                org: org.to_vec(),
-                user: user.to_vec(),
-            })
-        };
+        let scoped =
+            |org: &[&'static str], user: &[&'static str]| Some(ScopedIds { org: org.to_vec(), user: user.to_vec() });
         let cases: Vec<(&str, Option<ScopedIds<'static>>)> = vec![
             ("", scoped(&[], &[])),
-            (
-                "o:reservations,u:dashboard",
-                scoped(&["reservations"], &["dashboard"]),
-            ),
+            ("o:reservations,u:dashboard", scoped(&["reservations"], &["dashboard"])),
             (
                 "o:reservations,u:dashboard,ou:support-chat,uo:billing",
-                scoped(
-                    &["reservations", "support-chat", "billing"],
-                    &["dashboard", "support-chat", "billing"],
-                ),
+                scoped(&["reservations", "support-chat", "billing"], &["dashboard", "support-chat", "billing"]),
             ),
             // Only the claim's own short scopes exist; the long aliases are for questions.
             ("org:a,user:b", scoped(&[], &[])),
@@ -605,22 +463,13 @@ mod tests {
             })
         };
         let cases: Vec<(&str, Value, SessionClaims)> = vec![
-            (
-                "bare token",
-                json!({"sub": "user_1", "sid": "sess_1"}),
-                base.clone(),
-            ),
+            ("bare token", json!({"sub": "user_1", "sid": "sess_1"}), base.clone()),
             (
                 "v1 org copied verbatim, unprefixed role kept",
                 json!({"sub": "user_1", "sid": "sess_1", "org_id": "org_1", "org_slug": "acme",
                        "org_role": "admin", "org_permissions": ["org:f1:read", 7, "f2:manage"]}),
                 SessionClaims {
-                    org: org(
-                        "org_1",
-                        Some("acme"),
-                        Some("admin"),
-                        &["org:f1:read", "f2:manage"],
-                    ),
+                    org: org("org_1", Some("acme"), Some("admin"), &["org:f1:read", "f2:manage"]),
                     ..base.clone()
                 },
             ),
@@ -638,10 +487,7 @@ mod tests {
                 "v1 non-array permissions and non-string role are dropped",
                 json!({"sub": "user_1", "sid": "sess_1", "org_id": "org_1",
                        "org_role": 3, "org_permissions": "org:f1:read"}),
-                SessionClaims {
-                    org: org("org_1", None, None, &[]),
-                    ..base.clone()
-                },
+                SessionClaims { org: org("org_1", None, None, &[]), ..base.clone() },
             ),
             (
                 "v2 org decoded",
@@ -653,11 +499,7 @@ mod tests {
                         "org_1",
                         Some("acme"),
                         Some("org:admin"),
-                        &[
-                            "org:dashboard:manage",
-                            "org:dashboard:read",
-                            "org:teams:read",
-                        ],
+                        &["org:dashboard:manage", "org:dashboard:read", "org:teams:read"],
                     ),
                     features: Some("o:dashboard,o:teams".into()),
                     plans: Some("u:pro".into()),
@@ -667,10 +509,7 @@ mod tests {
             (
                 "v given as 2.0 is still the number 2",
                 json!({"v": 2.0, "sub": "user_1", "sid": "sess_1", "o": {"id": "org_1"}}),
-                SessionClaims {
-                    org: org("org_1", None, None, &[]),
-                    ..base.clone()
-                },
+                SessionClaims { org: org("org_1", None, None, &[]), ..base.clone() },
             ),
             (
                 "v given as the string \"2\" selects v1",
@@ -686,26 +525,17 @@ mod tests {
                 "v2 role is prefixed even when it already has the prefix",
                 json!({"v": 2, "sub": "user_1", "sid": "sess_1",
                        "o": {"id": "org_1", "rol": "org:admin"}}),
-                SessionClaims {
-                    org: org("org_1", None, Some("org:org:admin"), &[]),
-                    ..base.clone()
-                },
+                SessionClaims { org: org("org_1", None, Some("org:org:admin"), &[]), ..base.clone() },
             ),
             (
                 "v2 empty or non-string role is no role",
                 json!({"v": 2, "sub": "user_1", "sid": "sess_1", "o": {"id": "org_1", "rol": ""}}),
-                SessionClaims {
-                    org: org("org_1", None, None, &[]),
-                    ..base.clone()
-                },
+                SessionClaims { org: org("org_1", None, None, &[]), ..base.clone() },
             ),
             (
                 "v2 numeric role is not coerced",
                 json!({"v": 2, "sub": "user_1", "sid": "sess_1", "o": {"id": "org_1", "rol": 5}}),
-                SessionClaims {
-                    org: org("org_1", None, None, &[]),
-                    ..base.clone()
-                },
+                SessionClaims { org: org("org_1", None, None, &[]), ..base.clone() },
             ),
             (
                 "v2 o without a string id has no org",
@@ -731,20 +561,13 @@ mod tests {
                 "v2 non-string per grants nothing",
                 json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": "o:a",
                        "o": {"id": "org_1", "per": ["read"], "fpm": "1"}}),
-                SessionClaims {
-                    org: org("org_1", None, None, &[]),
-                    features: Some("o:a".into()),
-                    ..base.clone()
-                },
+                SessionClaims { org: org("org_1", None, None, &[]), features: Some("o:a".into()), ..base.clone() },
             ),
             (
                 "actor from act.sub",
                 json!({"sub": "user_1", "sid": "sess_1",
                        "act": {"iss": "https://dashboard.clerk.com", "sid": "sess_2", "sub": "user_admin"}}),
-                SessionClaims {
-                    actor: Some("user_admin".into()),
-                    ..base.clone()
-                },
+                SessionClaims { actor: Some("user_admin".into()), ..base.clone() },
             ),
             (
                 "act without a string sub is no actor",
@@ -759,36 +582,19 @@ mod tests {
             (
                 "pending session",
                 json!({"sub": "user_1", "sid": "sess_1", "sts": "pending"}),
-                SessionClaims {
-                    pending: true,
-                    ..base.clone()
-                },
+                SessionClaims { pending: true, ..base.clone() },
             ),
-            (
-                "active session",
-                json!({"sub": "user_1", "sid": "sess_1", "sts": "active"}),
-                base.clone(),
-            ),
+            ("active session", json!({"sub": "user_1", "sid": "sess_1", "sts": "active"}), base.clone()),
             (
                 "fva kept raw",
                 json!({"sub": "user_1", "sid": "sess_1", "fva": [3, -1]}),
-                SessionClaims {
-                    fva: Some(json!([3, -1])),
-                    ..base.clone()
-                },
+                SessionClaims { fva: Some(json!([3, -1])), ..base.clone() },
             ),
-            (
-                "fva null is no fva",
-                json!({"sub": "user_1", "sid": "sess_1", "fva": null}),
-                base.clone(),
-            ),
+            ("fva null is no fva", json!({"sub": "user_1", "sid": "sess_1", "fva": null}), base.clone()),
             (
                 "non-string sub becomes the empty user id",
                 json!({"sub": 42, "sid": "sess_1"}),
-                SessionClaims {
-                    user_id: String::new(),
-                    ..base.clone()
-                },
+                SessionClaims { user_id: String::new(), ..base.clone() },
             ),
             (
                 "non-string fea and pla are dropped",
@@ -797,11 +603,7 @@ mod tests {
             ),
         ];
         for (why, payload, expected) in cases {
-            assert_eq!(
-                SessionClaims::from_payload(&object(payload)),
-                expected,
-                "{why}"
-            );
+            assert_eq!(SessionClaims::from_payload(&object(payload)), expected, "{why}");
         }
     }
 
@@ -837,11 +639,7 @@ mod tests {
     fn permissions_header_cases() {
         let cases: Vec<(&str, Value, Option<&str>)> = vec![
             ("no org", json!({"sub": "u"}), None),
-            (
-                "org without permissions",
-                json!({"sub": "u", "org_id": "org_1"}),
-                None,
-            ),
+            ("org without permissions", json!({"sub": "u", "org_id": "org_1"}), None),
             (
                 "v2 decoded permissions",
                 json!({"v": 2, "sub": "u", "fea": "o:dashboard,o:teams",
@@ -860,11 +658,7 @@ mod tests {
                        "org_permissions": ["org:a:b,org:admin:all", "org:x\r\ny", "org:ok:read"]}),
                 Some("org:ok:read"),
             ),
-            (
-                "only unlistable permissions",
-                json!({"sub": "u", "org_id": "org_1", "org_permissions": ["read"]}),
-                None,
-            ),
+            ("only unlistable permissions", json!({"sub": "u", "org_id": "org_1", "org_permissions": ["read"]}), None),
         ];
         for (why, payload, expected) in cases {
             let claims = SessionClaims::from_payload(&object(payload));
@@ -893,12 +687,7 @@ mod tests {
             return 0;
         }
         fea.split(',')
-            .filter(|element| {
-                matches!(
-                    js_trim(element).split_once(':'),
-                    Some(("o" | "ou" | "uo", _))
-                )
-            })
+            .filter(|element| matches!(js_trim(element).split_once(':'), Some(("o" | "ou" | "uo", _))))
             .count()
     }
 

@@ -41,11 +41,7 @@ pub fn has(claims: &SessionClaims, params: &HasParams) -> bool {
         return false;
     }
     combine(&[
-        check_org(
-            claims,
-            asked(params.role.as_ref()),
-            asked(params.permission.as_ref()),
-        ),
+        check_org(claims, asked(params.role.as_ref()), asked(params.permission.as_ref())),
         check_billing(claims, params),
         check_reverification(claims, params.reverification.as_ref()),
     ])
@@ -56,11 +52,7 @@ pub fn has(claims: &SessionClaims, params: &HasParams) -> bool {
 /// Equivalent to `has({role, permission})` without building JSON values on the request path.
 /// With neither a role nor a permission nothing is asked, so, like `has({})`, the answer is
 /// false: a route rule without requirements should not call this.
-pub fn has_role_and_permission(
-    claims: &SessionClaims,
-    role: Option<&str>,
-    permission: Option<&str>,
-) -> bool {
+pub fn has_role_and_permission(claims: &SessionClaims, role: Option<&str>, permission: Option<&str>) -> bool {
     if claims.user_id.is_empty() {
         return false;
     }
@@ -137,10 +129,7 @@ fn check_org(claims: &SessionClaims, role: Asked<'_>, permission: Asked<'_>) -> 
         // Clerk tests `orgPermissions.includes(prefixWithOrg(permission))`: only the asked value
         // is normalised, the held permissions are compared as they stand.
         let wanted = strip_org_prefixes(wanted);
-        let held = org
-            .permissions
-            .iter()
-            .any(|held| held.strip_prefix("org:") == Some(wanted));
+        let held = org.permissions.iter().any(|held| held.strip_prefix("org:") == Some(wanted));
         if !held {
             return Verdict::Fail;
         }
@@ -238,11 +227,7 @@ fn factor_ages(fva: &Value) -> Option<(f64, f64)> {
     let [first, second] = fva.as_array()?.as_slice() else {
         return None;
     };
-    let age = |value: &Value| {
-        value
-            .as_f64()
-            .filter(|age| age.is_finite() && (*age == -1.0 || *age >= 0.0))
-    };
+    let age = |value: &Value| value.as_f64().filter(|age| age.is_finite() && (*age == -1.0 || *age >= 0.0));
     Some((age(first)?, age(second)?))
 }
 
@@ -264,10 +249,7 @@ fn reverification_config(config: &Value) -> Option<(Level, f64)> {
                 "multi_factor" => Level::Multi,
                 _ => return None,
             };
-            let after_minutes = object
-                .get("afterMinutes")
-                .and_then(Value::as_f64)
-                .filter(|minutes| *minutes > 0.0)?;
+            let after_minutes = object.get("afterMinutes").and_then(Value::as_f64).filter(|minutes| *minutes > 0.0)?;
             Some((level, after_minutes))
         }
         _ => None,
@@ -329,11 +311,7 @@ mod tests {
     /// Runs a table of `(question, expected)` against one session.
     fn check_table(session: &SessionClaims, table: &[(Value, bool)]) {
         for (question, expected) in table {
-            assert_eq!(
-                has(session, &params(question.clone())),
-                *expected,
-                "has({question}) on {session:?}"
-            );
+            assert_eq!(has(session, &params(question.clone())), *expected, "has({question}) on {session:?}");
         }
     }
 
@@ -398,63 +376,24 @@ mod tests {
             &[
                 (json!({}), false),
                 // Role and permission are ANDed.
-                (
-                    json!({"role": "org:admin", "permission": "org:sys_memberships:read"}),
-                    true,
-                ),
-                (
-                    json!({"role": "org:admin", "permission": "org:sys_profile:delete"}),
-                    false,
-                ),
-                (
-                    json!({"role": "org:member", "permission": "org:sys_memberships:read"}),
-                    false,
-                ),
+                (json!({"role": "org:admin", "permission": "org:sys_memberships:read"}), true),
+                (json!({"role": "org:admin", "permission": "org:sys_profile:delete"}), false),
+                (json!({"role": "org:member", "permission": "org:sys_memberships:read"}), false),
                 // Feature and plan are ANDed.
-                (
-                    json!({"feature": "org:reservations", "plan": "u:plus"}),
-                    true,
-                ),
-                (
-                    json!({"feature": "org:reservations", "plan": "u:free"}),
-                    false,
-                ),
+                (json!({"feature": "org:reservations", "plan": "u:plus"}), true),
+                (json!({"feature": "org:reservations", "plan": "u:free"}), false),
                 (json!({"feature": "org:missing", "plan": "u:plus"}), false),
                 // Organisation and billing are ANDed.
-                (
-                    json!({"permission": "org:sys_profile:delete", "feature": "org:reservations"}),
-                    false,
-                ),
-                (
-                    json!({"permission": "org:sys_memberships:read", "feature": "org:reservations"}),
-                    true,
-                ),
-                (
-                    json!({"role": "org:admin", "feature": "org:missing"}),
-                    false,
-                ),
+                (json!({"permission": "org:sys_profile:delete", "feature": "org:reservations"}), false),
+                (json!({"permission": "org:sys_memberships:read", "feature": "org:reservations"}), true),
+                (json!({"role": "org:admin", "feature": "org:missing"}), false),
                 (json!({"role": "org:admin", "plan": "u:free"}), false),
-                (
-                    json!({"role": "org:admin", "feature": "org:reservations"}),
-                    true,
-                ),
+                (json!({"role": "org:admin", "feature": "org:reservations"}), true),
                 // Reverification is ANDed with the rest.
-                (
-                    json!({"role": "org:admin", "reverification": "strict"}),
-                    true,
-                ),
-                (
-                    json!({"role": "org:member", "reverification": "strict"}),
-                    false,
-                ),
-                (
-                    json!({"feature": "org:missing", "reverification": "strict"}),
-                    false,
-                ),
-                (
-                    json!({"permission": "org:sys_memberships:read", "reverification": "invalid-value"}),
-                    false,
-                ),
+                (json!({"role": "org:admin", "reverification": "strict"}), true),
+                (json!({"role": "org:member", "reverification": "strict"}), false),
+                (json!({"feature": "org:missing", "reverification": "strict"}), false),
+                (json!({"permission": "org:sys_memberships:read", "reverification": "invalid-value"}), false),
                 // Non-string values fail without throwing.
                 (json!({"role": null}), false),
                 (json!({"permission": null}), false),
@@ -480,14 +419,8 @@ mod tests {
             &[
                 (json!({"role": "org:admin"}), false),
                 (json!({"permission": "org:sys_profile:delete"}), false),
-                (
-                    json!({"permission": "org:sys_profile:delete", "reverification": "strict"}),
-                    false,
-                ),
-                (
-                    json!({"role": "org:admin", "reverification": "strict"}),
-                    false,
-                ),
+                (json!({"permission": "org:sys_profile:delete", "reverification": "strict"}), false),
+                (json!({"role": "org:admin", "reverification": "strict"}), false),
                 (json!({"reverification": "strict"}), true),
             ],
         );
@@ -510,37 +443,13 @@ mod tests {
             (json!([-1, -1]), json!("strict_mfa"), false),
             (json!([-1, -1]), json!("strict"), false),
             (json!([-1, -1]), json!("lax"), false),
-            (
-                json!([-1, -1]),
-                json!({"level": "first_factor", "afterMinutes": 10}),
-                false,
-            ),
+            (json!([-1, -1]), json!({"level": "first_factor", "afterMinutes": 10}), false),
             (json!([0, 0]), json!({"level": "multi_factor"}), false),
-            (
-                json!([0, 0]),
-                json!({"level": "multi_factor", "afterMinutes": 0}),
-                false,
-            ),
-            (
-                json!([0, 0]),
-                json!({"level": "multi_factor", "afterMinutes": -1}),
-                false,
-            ),
-            (
-                json!([0, 0]),
-                json!({"level": "multi_factor", "afterMinutes": "10"}),
-                false,
-            ),
-            (
-                json!([0, 0]),
-                json!({"level": "third_factor", "afterMinutes": 10}),
-                false,
-            ),
-            (
-                json!([0, 0]),
-                json!({"level": "multi_factor", "afterMinutes": 0.5}),
-                true,
-            ),
+            (json!([0, 0]), json!({"level": "multi_factor", "afterMinutes": 0}), false),
+            (json!([0, 0]), json!({"level": "multi_factor", "afterMinutes": -1}), false),
+            (json!([0, 0]), json!({"level": "multi_factor", "afterMinutes": "10"}), false),
+            (json!([0, 0]), json!({"level": "third_factor", "afterMinutes": 10}), false),
+            (json!([0, 0]), json!({"level": "multi_factor", "afterMinutes": 0.5}), true),
             (json!([0, 0]), json!("invalid-value"), false),
             (json!([0, 0]), json!(""), false),
             (json!([0, 0]), json!(10), false),
@@ -548,11 +457,7 @@ mod tests {
             // Freshness is strict: an age equal to the limit is too old.
             (json!([10, 10]), json!("strict"), false),
             (json!([10, -1]), json!("strict"), false),
-            (
-                json!([10, 0]),
-                json!({"level": "first_factor", "afterMinutes": 10}),
-                false,
-            ),
+            (json!([10, 0]), json!({"level": "first_factor", "afterMinutes": 10}), false),
             (json!([10, 0]), json!("strict_mfa"), false),
             (json!([9.5, 9.5]), json!("strict"), true),
             // second_factor prefers the second factor and falls back to whichever is enrolled.
@@ -566,16 +471,8 @@ mod tests {
             (json!([0, 1439]), json!("lax"), true),
             (json!([0, 1440]), json!("lax"), false),
             // first_factor looks only at the first factor.
-            (
-                json!([5, 500]),
-                json!({"level": "first_factor", "afterMinutes": 10}),
-                true,
-            ),
-            (
-                json!([-1, 0]),
-                json!({"level": "first_factor", "afterMinutes": 10}),
-                false,
-            ),
+            (json!([5, 500]), json!({"level": "first_factor", "afterMinutes": 10}), true),
+            (json!([-1, 0]), json!({"level": "first_factor", "afterMinutes": 10}), false),
             // multi_factor needs both, falls back to the first, and fails without the first.
             (json!([5, 5]), json!("strict_mfa"), true),
             (json!([5, 20]), json!("strict_mfa"), false),
@@ -585,15 +482,8 @@ mod tests {
         ];
         for (fva, reverification, expected) in cases {
             let session = claims(json!({"sub": "user_123", "fva": fva}));
-            let question = HasParams {
-                reverification: Some(reverification.clone()),
-                ..HasParams::default()
-            };
-            assert_eq!(
-                has(&session, &question),
-                expected,
-                "fva={fva} reverification={reverification}"
-            );
+            let question = HasParams { reverification: Some(reverification.clone()), ..HasParams::default() };
+            assert_eq!(has(&session, &question), expected, "fva={fva} reverification={reverification}");
         }
     }
 
@@ -652,45 +542,17 @@ mod tests {
     fn billing_claim_edge_cases() {
         let cases: Vec<(Value, Value, bool)> = vec![
             // (payload, question, expected)
-            (
-                json!({"sub": "u", "fea": ""}),
-                json!({"feature": "org:premium"}),
-                false,
-            ),
+            (json!({"sub": "u", "fea": ""}), json!({"feature": "org:premium"}), false),
             (json!({"sub": "u"}), json!({"feature": "premium"}), false),
-            (
-                json!({"sub": "u", "fea": "premium,o:other"}),
-                json!({"feature": "o:other"}),
-                false,
-            ),
-            (
-                json!({"sub": "u", "fea": "o:a,"}),
-                json!({"feature": "a"}),
-                false,
-            ),
-            (
-                json!({"sub": "u", "fea": " o:a , uo:b "}),
-                json!({"feature": "user:b"}),
-                true,
-            ),
+            (json!({"sub": "u", "fea": "premium,o:other"}), json!({"feature": "o:other"}), false),
+            (json!({"sub": "u", "fea": "o:a,"}), json!({"feature": "a"}), false),
+            (json!({"sub": "u", "fea": " o:a , uo:b "}), json!({"feature": "user:b"}), true),
             // `org:` with nothing after the colon looks up the scope name itself, as the SDK's
             // `rawId || rawScope` does.
-            (
-                json!({"sub": "u", "fea": "o:org"}),
-                json!({"feature": "org:"}),
-                true,
-            ),
-            (
-                json!({"sub": "u", "fea": "o:a"}),
-                json!({"feature": "org:"}),
-                false,
-            ),
+            (json!({"sub": "u", "fea": "o:org"}), json!({"feature": "org:"}), true),
+            (json!({"sub": "u", "fea": "o:a"}), json!({"feature": "org:"}), false),
             // An empty bare name matches an element with an empty id.
-            (
-                json!({"sub": "u", "fea": "u:"}),
-                json!({"feature": ""}),
-                true,
-            ),
+            (json!({"sub": "u", "fea": "u:"}), json!({"feature": ""}), true),
         ];
         for (payload, question, expected) in cases {
             assert_eq!(
@@ -726,11 +588,7 @@ mod tests {
     #[test]
     fn org_claim_edge_cases() {
         let cases: Vec<(Value, Value, bool)> = vec![
-            (
-                json!({"sub": "u", "org_id": "org_1", "org_role": ""}),
-                json!({"role": ""}),
-                false,
-            ),
+            (json!({"sub": "u", "org_id": "org_1", "org_role": ""}), json!({"role": ""}), false),
             (
                 json!({"sub": "u", "org_id": "org_1", "org_role": "org:admin"}),
                 json!({"permission": "org:admin"}),
@@ -756,21 +614,9 @@ mod tests {
                 json!({"permission": "org:org:f1:read"}),
                 true,
             ),
-            (
-                json!({"sub": "u", "org_id": "org_1", "org_role": "Org:admin"}),
-                json!({"role": "admin"}),
-                false,
-            ),
-            (
-                json!({"v": 2, "sub": "u", "o": {"id": "org_1", "rol": "admin"}}),
-                json!({"role": "org:admin"}),
-                true,
-            ),
-            (
-                json!({"v": 2, "sub": "u", "o": {"rol": "admin"}}),
-                json!({"role": "org:admin"}),
-                false,
-            ),
+            (json!({"sub": "u", "org_id": "org_1", "org_role": "Org:admin"}), json!({"role": "admin"}), false),
+            (json!({"v": 2, "sub": "u", "o": {"id": "org_1", "rol": "admin"}}), json!({"role": "org:admin"}), true),
+            (json!({"v": 2, "sub": "u", "o": {"rol": "admin"}}), json!({"role": "org:admin"}), false),
         ];
         for (payload, question, expected) in cases {
             assert_eq!(
@@ -795,19 +641,9 @@ mod tests {
             (&session, None, Some("org:billing:manage"), true),
             (&session, None, Some("billing:manage"), true),
             (&session, None, Some("org:billing"), false),
-            (
-                &session,
-                Some("org:admin"),
-                Some("org:billing:manage"),
-                true,
-            ),
+            (&session, Some("org:admin"), Some("org:billing:manage"), true),
             (&session, Some("org:admin"), Some("org:billing:read"), false),
-            (
-                &session,
-                Some("org:member"),
-                Some("org:billing:manage"),
-                false,
-            ),
+            (&session, Some("org:member"), Some("org:billing:manage"), false),
             (&session, None, None, false),
             (&no_org, Some("org:admin"), None, false),
             (&no_org, None, Some("org:billing:manage"), false),

@@ -127,9 +127,6 @@ pub struct Failure {
 impl Failure {
     /// A failure with a message.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            message: message.into(),
-        }
+        Failure { reason, message: message.into() }
     }
 }

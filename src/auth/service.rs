@@ -24,6 +24,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -99,22 +100,46 @@ impl std::fmt::Debug for Gate {
     }
 }
 
+/// One counter, exported to Prometheus and readable for `/status`.
+struct Count {
+    metric: Counter,
+    local: AtomicU64,
+}
+
+impl Count {
+    fn new(metric: Counter) -> Self {
+        Count { metric, local: AtomicU64::new(0) }
+    }
+
+    #[inline]
+    fn inc(&self) {
+        self.metric.increment(1);
+        self.local.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.local.load(Ordering::Relaxed)
+    }
+}
+
 /// Metric handles resolved once, so the request path does not look labels up.
 struct Counters {
-    signed_in: Counter,
-    signed_out: Counter,
-    bypass: Counter,
-    grace: Counter,
-    rejected: Vec<(Reason, Counter)>,
+    signed_in: Count,
+    signed_out: Count,
+    bypass: Count,
+    grace: Count,
+    rejected: Vec<(Reason, Count)>,
     bypassed: Counter,
     grace_accepted: Counter,
-    cache_hit: Counter,
-    cache_miss: Counter,
+    cache_hit: Count,
+    cache_miss: Count,
 }
 
 impl Counters {
     fn new() -> Self {
-        let ok = |outcome: &'static str| metrics::counter!(metric::REQUESTS, "outcome" => outcome, "reason" => "none");
+        let ok = |outcome: &'static str| {
+            Count::new(metrics::counter!(metric::REQUESTS, "outcome" => outcome, "reason" => "none"))
+        };
         Counters {
             signed_in: ok(metric::outcome::SIGNED_IN),
             signed_out: ok(metric::outcome::SIGNED_OUT),
@@ -123,21 +148,41 @@ impl Counters {
             rejected: Reason::ALL
                 .iter()
                 .map(|r| {
-                    (*r, metrics::counter!(metric::REQUESTS, "outcome" => metric::outcome::REJECTED, "reason" => r.as_str()))
+                    let c = metrics::counter!(metric::REQUESTS, "outcome" => metric::outcome::REJECTED, "reason" => r.as_str());
+                    (*r, Count::new(c))
                 })
                 .collect(),
             bypassed: metrics::counter!(metric::BYPASSED),
             grace_accepted: metrics::counter!(metric::GRACE_ACCEPTED),
-            cache_hit: metrics::counter!(metric::VERDICT_CACHE, "result" => "hit"),
-            cache_miss: metrics::counter!(metric::VERDICT_CACHE, "result" => "miss"),
+            cache_hit: Count::new(metrics::counter!(metric::VERDICT_CACHE, "result" => "hit")),
+            cache_miss: Count::new(metrics::counter!(metric::VERDICT_CACHE, "result" => "miss")),
         }
     }
 
     fn rejected(&self, reason: Reason) {
         if let Some((_, c)) = self.rejected.iter().find(|(r, _)| *r == reason) {
-            c.increment(1);
+            c.inc();
         }
     }
+}
+
+/// Request outcomes since start, for `/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutcomeCounts {
+    /// Forwarded with a verified identity.
+    pub signed_in: u64,
+    /// Forwarded without identity (public routes).
+    pub signed_out: u64,
+    /// Forwarded because of bypass.
+    pub bypass: u64,
+    /// Accepted because of grace.
+    pub grace: u64,
+    /// Refused, by reason (only reasons seen).
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Verdict-cache hits.
+    pub cache_hits: u64,
+    /// Verdict-cache misses.
+    pub cache_misses: u64,
 }
 
 /// What the gate decided for one request.
@@ -168,12 +213,7 @@ pub struct UpgradeProtocol(pub HeaderValue);
 
 impl Gate {
     /// A gate over the given shared state.
-    pub fn new(
-        shared: Arc<Shared>,
-        keys: Arc<KeyStore>,
-        revocations: Arc<Revocations>,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, keys: Arc<KeyStore>, revocations: Arc<Revocations>, clock: Clock) -> Self {
         crate::telemetry::metrics_handle();
         Gate {
             shared,
@@ -182,6 +222,20 @@ impl Gate {
             revocations,
             clock,
             counters: Counters::new(),
+        }
+    }
+
+    /// Request outcomes counted since start.
+    pub fn outcome_counts(&self) -> OutcomeCounts {
+        let c = &self.counters;
+        OutcomeCounts {
+            signed_in: c.signed_in.get(),
+            signed_out: c.signed_out.get(),
+            bypass: c.bypass.get(),
+            grace: c.grace.get(),
+            rejected: c.rejected.iter().filter(|(_, n)| n.get() > 0).map(|(r, n)| (r.as_str(), n.get())).collect(),
+            cache_hits: c.cache_hit.get(),
+            cache_misses: c.cache_miss.get(),
         }
     }
 
@@ -225,13 +279,8 @@ impl Gate {
                 if bypass {
                     return self.forward_bypass(parts, None);
                 }
-                return self.refuse(
-                    Failure::new(
-                        Reason::ConflictingCredentials,
-                        format!("The request carries {why}."),
-                    ),
-                    true,
-                );
+                return self
+                    .refuse(Failure::new(Reason::ConflictingCredentials, format!("The request carries {why}.")), true);
             }
         };
 
@@ -266,7 +315,7 @@ impl Gate {
                     }
                 }
                 set_identity(parts, &v, AuthStatus::SignedIn);
-                self.counters.signed_in.increment(1);
+                self.counters.signed_in.inc();
                 Admission::Forward { tag_response: false }
             }
             (_, Some(Ok(TokenOutcome::Grace(v)))) => {
@@ -277,13 +326,13 @@ impl Gate {
                 }
                 set_identity(parts, &v, AuthStatus::Grace);
                 parts.headers.insert(names::AUTH_DEGRADED, HeaderValue::from_static("grace"));
-                self.counters.grace.increment(1);
+                self.counters.grace.inc();
                 self.counters.grace_accepted.increment(1);
                 Admission::Forward { tag_response: false }
             }
             (Route::Public, _) => {
                 set_status(parts, AuthStatus::SignedOut);
-                self.counters.signed_out.increment(1);
+                self.counters.signed_out.inc();
                 Admission::Forward { tag_response: false }
             }
             (Route::Protected { .. }, Some(Ok(TokenOutcome::Refused(f))) | Some(Err(f))) => self.refuse(f, true),
@@ -307,10 +356,8 @@ impl Gate {
             Some(v) => set_identity(parts, &v, AuthStatus::Bypass),
             None => set_status(parts, AuthStatus::Bypass),
         }
-        parts
-            .headers
-            .insert(names::AUTH_BYPASS, HeaderValue::from_static("true"));
-        self.counters.bypass.increment(1);
+        parts.headers.insert(names::AUTH_BYPASS, HeaderValue::from_static("true"));
+        self.counters.bypass.inc();
         self.counters.bypassed.increment(1);
         Admission::Forward { tag_response: true }
     }
@@ -326,31 +373,21 @@ impl Gate {
         refetched: bool,
     ) -> Result<TokenOutcome, Checked> {
         let clerk = &rt.config.clerk;
-        let epoch = Epoch {
-            config: rt.generation,
-            keys: self.keys.generation(),
-            revocations: self.revocations.generation(),
-        };
+        let epoch =
+            Epoch { config: rt.generation, keys: self.keys.generation(), revocations: self.revocations.generation() };
         let verified = match self.cache.get(token, epoch) {
             Some(v) => {
-                self.counters.cache_hit.increment(1);
+                self.counters.cache_hit.inc();
                 v
             }
             None => {
-                self.counters.cache_miss.increment(1);
+                self.counters.cache_miss.inc();
                 let v = Arc::new(self.verify_uncached(token, carrier, clerk, now, refetched)?);
                 self.cache.insert(token, epoch, v.clone());
                 v
             }
         };
-        decide_after_signature(
-            verified,
-            carrier,
-            rt,
-            now,
-            grace,
-            &self.revocations.current(),
-        )
+        decide_after_signature(verified, carrier, rt, now, grace, &self.revocations.current())
     }
 
     fn verify_uncached(
@@ -362,8 +399,7 @@ impl Gate {
         refetched: bool,
     ) -> Result<Verified, Checked> {
         let set = self.keys.current();
-        let remote =
-            (clerk.jwks.is_some() && set.usable(now, clerk.keys.max_stale)).then_some(&**set);
+        let remote = (clerk.jwks.is_some() && set.usable(now, clerk.keys.max_stale)).then_some(&**set);
         let policy = Policy {
             authorized_parties: &clerk.authorized_parties,
             issuer: clerk.issuer.as_deref(),
@@ -402,14 +438,8 @@ fn decide_after_signature(
     let skew = duration_ms(config.clerk.clock_skew);
     let graced = match verify::check_time(&verified, now, skew, carrier) {
         TimeVerdict::Valid => false,
-        TimeVerdict::Expired { by_ms, .. }
-            if grace && by_ms <= duration_ms(config.mode.grace_max_expired) =>
-        {
-            true
-        }
-        TimeVerdict::Expired { failure, .. } | TimeVerdict::Failed(failure) => {
-            return Err(Checked::Failed(failure))
-        }
+        TimeVerdict::Expired { by_ms, .. } if grace && by_ms <= duration_ms(config.mode.grace_max_expired) => true,
+        TimeVerdict::Expired { failure, .. } | TimeVerdict::Failed(failure) => return Err(Checked::Failed(failure)),
     };
     if revocations.revokes(&verified.claims, verified.iat) {
         return Ok(TokenOutcome::Refused(Failure::new(
@@ -423,11 +453,7 @@ fn decide_after_signature(
             "The session is pending (sts=pending): the user has tasks to finish before signing in.",
         )));
     }
-    Ok(if graced {
-        TokenOutcome::Grace(verified)
-    } else {
-        TokenOutcome::Accepted(verified)
-    })
+    Ok(if graced { TokenOutcome::Grace(verified) } else { TokenOutcome::Accepted(verified) })
 }
 
 /// Checks a route's role and permission with Clerk's `has()`.
@@ -440,26 +466,17 @@ fn authorise(v: &Verified, role: Option<&str>, permission: Option<&str>) -> Opti
     }
     let role_ok = role.is_none_or(|r| has_role_and_permission(&v.claims, Some(r), None));
     Some(if !role_ok {
-        Failure::new(
-            Reason::MissingRole,
-            format!("This route needs the role {:?}.", role.unwrap_or_default()),
-        )
+        Failure::new(Reason::MissingRole, format!("This route needs the role {:?}.", role.unwrap_or_default()))
     } else {
         Failure::new(
             Reason::MissingPermission,
-            format!(
-                "This route needs the permission {:?}.",
-                permission.unwrap_or_default()
-            ),
+            format!("This route needs the permission {:?}.", permission.unwrap_or_default()),
         )
     })
 }
 
 fn set_status(parts: &mut Parts, status: AuthStatus) {
-    parts.headers.insert(
-        names::AUTH_STATUS,
-        HeaderValue::from_static(status.as_str()),
-    );
+    parts.headers.insert(names::AUTH_STATUS, HeaderValue::from_static(status.as_str()));
     parts.extensions.insert(status);
 }
 
@@ -514,10 +531,7 @@ impl AuthLayer {
 impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
     fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            gate: self.gate.clone(),
-        }
+        Auth { inner, gate: self.gate.clone() }
     }
 }
 
@@ -555,10 +569,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         match self.gate.admit(&mut parts, false) {
-            Admission::Forward { tag_response } => ResponseFuture::forward(
-                self.inner.call(Request::from_parts(parts, body)),
-                tag_response,
-            ),
+            Admission::Forward { tag_response } => {
+                ResponseFuture::forward(self.inner.call(Request::from_parts(parts, body)), tag_response)
+            }
             Admission::Answer(resp) => ResponseFuture::ready(resp),
             Admission::NeedKid(kid) => {
                 // Take the service that was driven to readiness and leave a clone in its place.
@@ -583,16 +596,12 @@ where
 
 /// `admit(.., true)` never asks for another refetch; answer 503 rather than panic if it did.
 fn unreachable_need_kid() -> Result<Response<Body>, Infallible> {
-    Ok(answer::refusal(
-        &Failure::new(Reason::JwksUnavailable, "key refetch did not settle"),
-        true,
-    ))
+    Ok(answer::refusal(&Failure::new(Reason::JwksUnavailable, "key refetch did not settle"), true))
 }
 
 fn tag(mut resp: Response<Body>, tag_response: bool) -> Response<Body> {
     if tag_response {
-        resp.headers_mut()
-            .insert(names::AUTH_BYPASS, HeaderValue::from_static("true"));
+        resp.headers_mut().insert(names::AUTH_BYPASS, HeaderValue::from_static("true"));
     }
     resp
 }
@@ -618,19 +627,13 @@ pin_project_lite::pin_project! {
 
 impl<F> ResponseFuture<F> {
     fn forward(fut: F, tag_response: bool) -> Self {
-        ResponseFuture {
-            kind: Kind::Forward { fut, tag_response },
-        }
+        ResponseFuture { kind: Kind::Forward { fut, tag_response } }
     }
     fn ready(resp: Response<Body>) -> Self {
-        ResponseFuture {
-            kind: Kind::Ready { resp: Some(resp) },
-        }
+        ResponseFuture { kind: Kind::Ready { resp: Some(resp) } }
     }
     fn slow(fut: SlowFuture) -> Self {
-        ResponseFuture {
-            kind: Kind::Slow { fut },
-        }
+        ResponseFuture { kind: Kind::Slow { fut } }
     }
 }
 
@@ -646,9 +649,7 @@ where
                 let tag_response = *tag_response;
                 fut.poll(cx).map(|r| r.map(|resp| tag(resp, tag_response)))
             }
-            KindProj::Ready { resp } => Poll::Ready(Ok(resp
-                .take()
-                .unwrap_or_else(|| Response::new(Body::empty())))),
+            KindProj::Ready { resp } => Poll::Ready(Ok(resp.take().unwrap_or_else(|| Response::new(Body::empty())))),
             KindProj::Slow { fut } => fut.as_mut().poll(cx),
         }
     }

@@ -90,42 +90,27 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cookie<'a>> {
                 continue;
             }
             let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|s| s.strip_suffix('"'))
-                .unwrap_or(v);
+            let v = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
             if !v.contains('%') {
                 return Some(Cookie::Borrowed(v));
             }
-            return Some(
-                match percent_encoding::percent_decode_str(v).decode_utf8() {
-                    Ok(decoded) => Cookie::Owned(decoded.into_owned()),
-                    Err(_) => Cookie::Borrowed(v),
-                },
-            );
+            return Some(match percent_encoding::percent_decode_str(v).decode_utf8() {
+                Ok(decoded) => Cookie::Owned(decoded.into_owned()),
+                Err(_) => Cookie::Borrowed(v),
+            });
         }
     }
     None
 }
 
-fn session_cookie<'a>(
-    headers: &'a HeaderMap,
-    pk: Option<&PublishableKey>,
-    now_s: i64,
-) -> Option<Cookie<'a>> {
+fn session_cookie<'a>(headers: &'a HeaderMap, pk: Option<&PublishableKey>, now_s: i64) -> Option<Cookie<'a>> {
     let Some(pk) = pk else {
         return cookie(headers, "__session");
     };
     let suffixed = format!("__session_{}", pk.cookie_suffix);
     let s = cookie(headers, "__session");
     let ss = cookie(headers, &suffixed);
-    if uses_suffixed(
-        headers,
-        pk,
-        s.as_ref().map(Cookie::as_str),
-        ss.as_ref().map(Cookie::as_str),
-        now_s,
-    ) {
+    if uses_suffixed(headers, pk, s.as_ref().map(Cookie::as_str), ss.as_ref().map(Cookie::as_str), now_s) {
         ss
     } else {
         s
@@ -133,26 +118,15 @@ fn session_cookie<'a>(
 }
 
 fn unverified_claim(token: &str, name: &str) -> Option<serde_json::Value> {
-    decode(token, Carrier::Cookie)
-        .ok()
-        .and_then(|d| d.payload.get(name).cloned())
+    decode(token, Carrier::Cookie).ok().and_then(|d| d.payload.get(name).cloned())
 }
 
 fn unverified_number(token: Option<&str>, name: &str) -> i64 {
-    token
-        .and_then(|t| unverified_claim(t, name))
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0)
+    token.and_then(|t| unverified_claim(t, name)).and_then(|v| v.as_i64()).unwrap_or(0)
 }
 
 /// Clerk's `usesSuffixedCookies` (clerk-semantics §1.5), evaluated on unverified claims.
-fn uses_suffixed(
-    headers: &HeaderMap,
-    pk: &PublishableKey,
-    s: Option<&str>,
-    ss: Option<&str>,
-    now_s: i64,
-) -> bool {
+fn uses_suffixed(headers: &HeaderMap, pk: &PublishableKey, s: Option<&str>, ss: Option<&str>, now_s: i64) -> bool {
     let uat = cookie(headers, "__client_uat");
     let suat = cookie(headers, &format!("__client_uat_{}", pk.cookie_suffix));
     let u = uat.as_ref().map(Cookie::as_str);
@@ -189,10 +163,7 @@ fn uses_suffixed(
         return false;
     }
     if !pk.production && nonzero(su) && u == Some("0") {
-        if let Some(exp) = ss
-            .and_then(|t| unverified_claim(t, "exp"))
-            .and_then(|v| v.as_i64())
-        {
+        if let Some(exp) = ss.and_then(|t| unverified_claim(t, "exp")).and_then(|v| v.as_i64()) {
             if exp <= now_s {
                 return false;
             }

@@ -77,12 +77,8 @@ impl TimeClaim {
         match v {
             None => TimeClaim::Missing,
             Some(Value::Number(n)) => {
-                let secs = n
-                    .as_i64()
-                    .or_else(|| n.as_f64().map(|f| f.trunc().clamp(-1e15, 1e15) as i64));
-                secs.map_or(TimeClaim::NotANumber, |s| {
-                    TimeClaim::At(s.saturating_mul(1000))
-                })
+                let secs = n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc().clamp(-1e15, 1e15) as i64));
+                secs.map_or(TimeClaim::NotANumber, |s| TimeClaim::At(s.saturating_mul(1000)))
             }
             Some(_) => TimeClaim::NotANumber,
         }
@@ -172,50 +168,27 @@ pub struct Header {
 const FORM_MESSAGE: &str = "Invalid JWT form. A JWT consists of three parts separated by dots.";
 
 fn fail(reason: Reason, message: impl Into<String>, carrier: Carrier) -> Failure {
-    Failure::new(
-        reason,
-        format!(
-            "{} (reason={}, token-carrier={})",
-            message.into(),
-            reason.as_str(),
-            carrier.as_str()
-        ),
-    )
+    Failure::new(reason, format!("{} (reason={}, token-carrier={})", message.into(), reason.as_str(), carrier.as_str()))
 }
 
 /// Splits and decodes a compact JWT without verifying anything (clerk-semantics §2.1).
 pub fn decode(token: &str, carrier: Carrier) -> Result<Decoded<'_>, Failure> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(fail(Reason::TokenInvalid, FORM_MESSAGE, carrier));
     };
-    let undecodable = || {
-        fail(
-            Reason::TokenInvalid,
-            "Invalid JWT. The header or payload could not be decoded.",
-            carrier,
-        )
-    };
+    let undecodable =
+        || fail(Reason::TokenInvalid, "Invalid JWT. The header or payload could not be decoded.", carrier);
     let header_bytes = b64_loose(h).ok_or_else(undecodable)?;
     let payload_bytes = b64_loose(p).ok_or_else(undecodable)?;
     let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| undecodable())?;
-    let payload: Map<String, Value> =
-        serde_json::from_slice(&payload_bytes).map_err(|_| undecodable())?;
-    Ok(Decoded {
-        signing_input: &token[..h.len() + 1 + p.len()],
-        signature_b64: s,
-        header,
-        payload,
-    })
+    let payload: Map<String, Value> = serde_json::from_slice(&payload_bytes).map_err(|_| undecodable())?;
+    Ok(Decoded { signing_input: &token[..h.len() + 1 + p.len()], signature_b64: s, header, payload })
 }
 
 /// Base64url in Clerk's loose mode: padding optional.
 fn b64_loose(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
 }
 
 fn js_string(v: Option<&Value>) -> String {
@@ -233,12 +206,7 @@ pub fn token_type_mismatch(decoded: &Decoded<'_>) -> bool {
     if matches!(typ, Some("at+jwt") | Some("application/at+jwt")) {
         return true;
     }
-    if decoded
-        .payload
-        .get("sub")
-        .and_then(Value::as_str)
-        .is_some_and(|s| s.starts_with("mch_"))
-    {
+    if decoded.payload.get("sub").and_then(Value::as_str).is_some_and(|s| s.starts_with("mch_")) {
         return true;
     }
     match decoded.header.cat.as_ref() {
@@ -259,11 +227,7 @@ pub fn verify_signed(
 ) -> Result<Verified, Refusal> {
     let decoded = decode(token, carrier).map_err(Refusal::Failed)?;
     if token_type_mismatch(&decoded) {
-        return Err(Refusal::Failed(fail(
-            Reason::TokenTypeMismatch,
-            "The token is not a session token.",
-            carrier,
-        )));
+        return Err(Refusal::Failed(fail(Reason::TokenTypeMismatch, "The token is not a session token.", carrier)));
     }
     let header = &decoded.header;
     match &header.typ {
@@ -272,10 +236,7 @@ pub fn verify_signed(
         Some(other) => {
             return Err(Refusal::Failed(fail(
                 Reason::TokenInvalid,
-                format!(
-                    "Invalid JWT type {}. Expected \"JWT\".",
-                    js_string(Some(other))
-                ),
+                format!("Invalid JWT type {}. Expected \"JWT\".", js_string(Some(other))),
                 carrier,
             )))
         }
@@ -284,23 +245,15 @@ pub fn verify_signed(
     if !matches!(alg, Some("RS256") | Some("RS384") | Some("RS512")) {
         return Err(Refusal::Failed(fail(
             Reason::TokenInvalidAlgorithm,
-            format!(
-                "Invalid JWT algorithm {}. Supported: RS256,RS384,RS512.",
-                js_string(header.alg.as_ref())
-            ),
+            format!("Invalid JWT algorithm {}. Supported: RS256,RS384,RS512.", js_string(header.alg.as_ref())),
             carrier,
         )));
     }
     let kid = header.kid.as_ref().and_then(Value::as_str);
-    let key = match (
-        kid.and_then(|k| keys.and_then(|set| set.get(k))),
-        static_key,
-    ) {
+    let key = match (kid.and_then(|k| keys.and_then(|set| set.get(k))), static_key) {
         (Some(k), _) => k,
         (None, Some(k)) => k,
-        (None, None) if keys.is_some() => {
-            return Err(Refusal::UnknownKid(kid.unwrap_or_default().to_string()))
-        }
+        (None, None) if keys.is_some() => return Err(Refusal::UnknownKid(kid.unwrap_or_default().to_string())),
         (None, None) => return Err(Refusal::NoKeys),
     };
     if alg != Some("RS256") {
@@ -313,18 +266,10 @@ pub fn verify_signed(
         )));
     }
     let Some(signature) = b64_loose(decoded.signature_b64) else {
-        return Err(Refusal::Failed(fail(
-            Reason::TokenInvalidSignature,
-            "JWT signature is invalid.",
-            carrier,
-        )));
+        return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "JWT signature is invalid.", carrier)));
     };
     if !key.verify(decoded.signing_input.as_bytes(), &signature) {
-        return Err(Refusal::Failed(fail(
-            Reason::TokenInvalidSignature,
-            "JWT signature is invalid.",
-            carrier,
-        )));
+        return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "JWT signature is invalid.", carrier)));
     }
     let payload = &decoded.payload;
     if !matches!(payload.get("sub"), Some(Value::String(_))) {
@@ -340,9 +285,7 @@ pub fn verify_signed(
     if !policy.authorized_parties.is_empty() {
         let azp = payload.get("azp");
         let ok = match azp {
-            Some(Value::String(a)) if !a.is_empty() => {
-                policy.authorized_parties.iter().any(|p| p == a)
-            }
+            Some(Value::String(a)) if !a.is_empty() => policy.authorized_parties.iter().any(|p| p == a),
             _ => false,
         };
         if !ok {
@@ -359,16 +302,11 @@ pub fn verify_signed(
     }
     if let Some(expected) = policy.issuer {
         let iss = payload.get("iss");
-        let ok = iss
-            .and_then(Value::as_str)
-            .is_some_and(|i| i.trim_end_matches('/') == expected);
+        let ok = iss.and_then(Value::as_str).is_some_and(|i| i.trim_end_matches('/') == expected);
         if !ok {
             return Err(Refusal::Failed(fail(
                 Reason::IssuerMismatch,
-                format!(
-                    "Invalid JWT issuer claim (iss) {}. Expected \"{expected}\".",
-                    js_string(iss)
-                ),
+                format!("Invalid JWT issuer claim (iss) {}. Expected \"{expected}\".", js_string(iss)),
                 carrier,
             )));
         }
@@ -429,11 +367,7 @@ pub fn check_time(v: &Verified, now_ms: i64, skew_ms: i64, carrier: Carrier) -> 
             if exp <= now_ms - skew_ms {
                 let failure = fail(
                     Reason::TokenExpired,
-                    format!(
-                        "JWT is expired. Expiry date: {}, Current date: {}.",
-                        date(exp),
-                        date(now_ms)
-                    ),
+                    format!("JWT is expired. Expiry date: {}, Current date: {}.", date(exp), date(now_ms)),
                     carrier,
                 );
                 expired = Some((now_ms - exp, failure));

@@ -261,10 +261,7 @@ impl Config {
     /// Validates TOML text with the given environment.
     pub fn from_toml(text: &str, env: &Env) -> Result<Config, ConfigErrors> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let key = e
-                .span()
-                .map(|_| "(file)".to_string())
-                .unwrap_or_else(|| "(file)".to_string());
+            let key = e.span().map(|_| "(file)".to_string()).unwrap_or_else(|| "(file)".to_string());
             ConfigErrors(vec![ConfigProblem {
                 key,
                 message: format!("not valid TOML for clerkgate: {}", e.message().trim()),
@@ -288,15 +285,14 @@ impl Config {
 
         if let (Some(server), Some(admin)) = (&server, &admin) {
             if server.listen == admin.listen && server.listen.port() != 0 {
-                v.problem("admin.listen", "must differ from server.listen: the admin API never shares the data-plane port");
+                v.problem(
+                    "admin.listen",
+                    "must differ from server.listen: the admin API never shares the data-plane port",
+                );
             }
         }
 
-        let Validator {
-            problems,
-            warnings,
-            secrets_digest,
-        } = v;
+        let Validator { problems, warnings, secrets_digest } = v;
         match (server, upstream, clerk, routes, mode, admin, state, log) {
             (
                 Some(server),
@@ -308,11 +304,7 @@ impl Config {
                 Some(state),
                 Some(log),
             ) if problems.is_empty() => Ok(Config {
-                origin: Origin {
-                    path: None,
-                    loaded_at: SystemTime::now(),
-                    hash: config_hash(text, &secrets_digest),
-                },
+                origin: Origin { path: None, loaded_at: SystemTime::now(), hash: config_hash(text, &secrets_digest) },
                 server,
                 upstream,
                 clerk,
@@ -340,24 +332,15 @@ impl Config {
         let mut root = Table::new();
 
         let mut server = Table::new();
-        server.insert(
-            "listen".into(),
-            Value::String(self.server.listen.to_string()),
-        );
-        server.insert(
-            "header_read_timeout".into(),
-            dur(self.server.header_read_timeout),
-        );
+        server.insert("listen".into(), Value::String(self.server.listen.to_string()));
+        server.insert("header_read_timeout".into(), dur(self.server.header_read_timeout));
         server.insert("shutdown_grace".into(), dur(self.server.shutdown_grace));
         root.insert("server".into(), Value::Table(server));
 
         let mut upstream = Table::new();
         upstream.insert("url".into(), Value::String(self.upstream.url_text.clone()));
         upstream.insert("connect_timeout".into(), dur(self.upstream.connect_timeout));
-        upstream.insert(
-            "response_timeout".into(),
-            dur(self.upstream.response_timeout),
-        );
+        upstream.insert("response_timeout".into(), dur(self.upstream.response_timeout));
         root.insert("upstream".into(), Value::Table(upstream));
 
         let c = &self.clerk;
@@ -380,10 +363,7 @@ impl Config {
         if let Some(i) = &c.issuer {
             clerk.insert("issuer".into(), Value::String(i.clone()));
         }
-        clerk.insert(
-            "reject_pending_sessions".into(),
-            Value::Boolean(c.reject_pending_sessions),
-        );
+        clerk.insert("reject_pending_sessions".into(), Value::Boolean(c.reject_pending_sessions));
         if let Some(s) = &c.sign_in_url {
             clerk.insert("sign_in_url".into(), Value::String(s.clone()));
         }
@@ -393,10 +373,7 @@ impl Config {
         }
         let mut keys = Table::new();
         keys.insert("refresh_interval".into(), dur(c.keys.refresh_interval));
-        keys.insert(
-            "unknown_kid_cooldown".into(),
-            dur(c.keys.unknown_kid_cooldown),
-        );
+        keys.insert("unknown_kid_cooldown".into(), dur(c.keys.unknown_kid_cooldown));
         keys.insert("max_stale".into(), dur(c.keys.max_stale));
         keys.insert("fetch_timeout".into(), dur(c.keys.fetch_timeout));
         clerk.insert("keys".into(), Value::Table(keys));
@@ -410,13 +387,7 @@ impl Config {
         routes.insert("default".into(), Value::String(default.into()));
         routes.insert(
             "public".into(),
-            Value::Array(
-                self.routes
-                    .public
-                    .iter()
-                    .map(|p| Value::String(p.as_str().into()))
-                    .collect(),
-            ),
+            Value::Array(self.routes.public.iter().map(|p| Value::String(p.as_str().into())).collect()),
         );
         let rules = self
             .routes
@@ -426,10 +397,7 @@ impl Config {
                 let mut t = Table::new();
                 t.insert("path".into(), Value::String(r.pattern.as_str().into()));
                 if let Some(m) = &r.methods {
-                    t.insert(
-                        "methods".into(),
-                        Value::Array(m.iter().map(|m| Value::String(m.to_string())).collect()),
-                    );
+                    t.insert("methods".into(), Value::Array(m.iter().map(|m| Value::String(m.to_string())).collect()));
                 }
                 if let Some(role) = &r.role {
                     t.insert("role".into(), Value::String(role.clone()));
@@ -457,20 +425,14 @@ impl Config {
         root.insert("mode".into(), Value::Table(mode));
 
         let mut admin = Table::new();
-        admin.insert(
-            "listen".into(),
-            Value::String(self.admin.listen.to_string()),
-        );
+        admin.insert("listen".into(), Value::String(self.admin.listen.to_string()));
         if let Some(v) = redacted(&self.admin.token) {
             admin.insert("token".into(), v);
         }
         root.insert("admin".into(), Value::Table(admin));
 
         let mut state = Table::new();
-        state.insert(
-            "dir".into(),
-            Value::String(self.state.dir.display().to_string()),
-        );
+        state.insert("dir".into(), Value::String(self.state.dir.display().to_string()));
         state.insert("backend".into(), Value::String("file".into()));
         root.insert("state".into(), Value::Table(state));
 
@@ -495,10 +457,7 @@ fn config_hash(text: &str, secrets: &[String]) -> String {
         ctx.update(s.as_bytes());
     }
     let digest = ctx.finish();
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses a publishable key the way Clerk's `parsePublishableKey` does.
@@ -528,10 +487,7 @@ pub fn parse_publishable_key(raw: &str) -> Result<PublishableKey, String> {
 
 /// Clerk's cookie suffix: the first 8 characters of the URL-safe base64 of SHA-1(publishable key).
 pub fn cookie_suffix(publishable_key: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        publishable_key.as_bytes(),
-    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, publishable_key.as_bytes());
     let b64 = base64::engine::general_purpose::URL_SAFE.encode(digest.as_ref());
     b64[..8].to_string()
 }
@@ -549,10 +505,7 @@ struct Validator {
 
 impl Validator {
     fn problem(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push(ConfigProblem {
-            key: key.to_string(),
-            message: message.into(),
-        });
+        self.problems.push(ConfigProblem { key: key.to_string(), message: message.into() });
     }
 
     fn warn(&mut self, key: &str, message: impl fmt::Display) {
@@ -561,23 +514,13 @@ impl Validator {
 
     fn unknown(&mut self, section: &str, unknown: &Unknown) {
         for name in unknown.keys() {
-            let key = if section.is_empty() {
-                name.clone()
-            } else {
-                format!("{section}.{name}")
-            };
+            let key = if section.is_empty() { name.clone() } else { format!("{section}.{name}") };
             self.problem(&key, "unknown key (a typo is refused, never ignored)");
         }
     }
 
     /// A positive duration such as `"5s"`; `allow_zero` for the one key where 0 is meaningful.
-    fn duration(
-        &mut self,
-        key: &str,
-        value: Option<String>,
-        default: Duration,
-        allow_zero: bool,
-    ) -> Duration {
+    fn duration(&mut self, key: &str, value: Option<String>, default: Duration, allow_zero: bool) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text.trim()) {
             Ok(d) if d.is_zero() && !allow_zero => {
@@ -586,29 +529,18 @@ impl Validator {
             }
             Ok(d) => d,
             Err(e) => {
-                self.problem(
-                    key,
-                    format!("{text:?} is not a duration like \"5s\", \"10m\" or \"24h\" ({e})"),
-                );
+                self.problem(key, format!("{text:?} is not a duration like \"5s\", \"10m\" or \"24h\" ({e})"));
                 default
             }
         }
     }
 
-    fn socket_addr(
-        &mut self,
-        key: &str,
-        value: Option<String>,
-        default: &str,
-    ) -> Option<SocketAddr> {
+    fn socket_addr(&mut self, key: &str, value: Option<String>, default: &str) -> Option<SocketAddr> {
         let text = value.unwrap_or_else(|| default.to_string());
         match text.parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.problem(
-                    key,
-                    format!("{text:?} is not an address like \"127.0.0.1:8080\""),
-                );
+                self.problem(key, format!("{text:?} is not an address like \"127.0.0.1:8080\""));
                 None
             }
         }
@@ -624,10 +556,7 @@ impl Validator {
         env_name: &str,
     ) -> Option<Secret> {
         if inline.is_some() && file.is_some() {
-            self.problem(
-                &format!("{key}_file"),
-                format!("set either {key} or {key}_file, not both"),
-            );
+            self.problem(&format!("{key}_file"), format!("set either {key} or {key}_file, not both"));
         }
         let value = if let Some(v) = env.get(env_name) {
             Some(v.to_string())
@@ -649,12 +578,7 @@ impl Validator {
 
     fn http_url(&mut self, key: &str, text: &str) -> Option<http::Uri> {
         match text.parse::<http::Uri>() {
-            Ok(u)
-                if matches!(u.scheme_str(), Some("http") | Some("https"))
-                    && u.authority().is_some() =>
-            {
-                Some(u)
-            }
+            Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some() => Some(u),
             _ => {
                 self.problem(key, format!("{text:?} is not an http:// or https:// URL"));
                 None
@@ -671,101 +595,51 @@ impl Validator {
             );
         }
         let listen = self.socket_addr("server.listen", raw.listen, "0.0.0.0:8080");
-        let header_read_timeout = self.duration(
-            "server.header_read_timeout",
-            raw.header_read_timeout,
-            Duration::from_secs(10),
-            false,
-        );
-        let shutdown_grace = self.duration(
-            "server.shutdown_grace",
-            raw.shutdown_grace,
-            Duration::from_secs(30),
-            false,
-        );
-        Some(ServerConfig {
-            listen: listen?,
-            header_read_timeout,
-            shutdown_grace,
-        })
+        let header_read_timeout =
+            self.duration("server.header_read_timeout", raw.header_read_timeout, Duration::from_secs(10), false);
+        let shutdown_grace = self.duration("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30), false);
+        Some(ServerConfig { listen: listen?, header_read_timeout, shutdown_grace })
     }
 
     fn upstream(&mut self, raw: raw::RawUpstream) -> Option<UpstreamConfig> {
         self.unknown("upstream", &raw.unknown);
-        let text = raw
-            .url
-            .unwrap_or_else(|| "http://127.0.0.1:3000".to_string());
-        let connect_timeout = self.duration(
-            "upstream.connect_timeout",
-            raw.connect_timeout,
-            Duration::from_secs(5),
-            false,
-        );
-        let response_timeout = self.duration(
-            "upstream.response_timeout",
-            raw.response_timeout,
-            Duration::from_secs(60),
-            false,
-        );
+        let text = raw.url.unwrap_or_else(|| "http://127.0.0.1:3000".to_string());
+        let connect_timeout =
+            self.duration("upstream.connect_timeout", raw.connect_timeout, Duration::from_secs(5), false);
+        let response_timeout =
+            self.duration("upstream.response_timeout", raw.response_timeout, Duration::from_secs(60), false);
         let uri = self.http_url("upstream.url", &text)?;
         if uri.scheme_str() != Some("http") {
-            self.problem(
-                "upstream.url",
-                "only http:// upstreams are supported (the upstream hop is plain HTTP)",
-            );
+            self.problem("upstream.url", "only http:// upstreams are supported (the upstream hop is plain HTTP)");
             return None;
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            self.problem(
-                "upstream.url",
-                "must not carry a path or query: requests keep their own path",
-            );
+            self.problem("upstream.url", "must not carry a path or query: requests keep their own path");
             return None;
         }
-        Some(UpstreamConfig {
-            url: uri.authority()?.clone(),
-            url_text: text,
-            connect_timeout,
-            response_timeout,
-        })
+        Some(UpstreamConfig { url: uri.authority()?.clone(), url_text: text, connect_timeout, response_timeout })
     }
 
     fn clerk(&mut self, raw: raw::RawClerk, env: &Env) -> Option<ClerkConfig> {
         self.unknown("clerk", &raw.unknown);
         self.unknown("clerk.keys", &raw.keys.unknown);
 
-        let publishable_key = env
-            .get(vars::PUBLISHABLE_KEY)
-            .map(str::to_string)
-            .or(raw.publishable_key)
-            .and_then(|pk| match parse_publishable_key(pk.trim()) {
-                Ok(pk) => Some(pk),
-                Err(e) => {
-                    self.problem("clerk.publishable_key", e);
-                    None
+        let publishable_key =
+            env.get(vars::PUBLISHABLE_KEY).map(str::to_string).or(raw.publishable_key).and_then(|pk| {
+                match parse_publishable_key(pk.trim()) {
+                    Ok(pk) => Some(pk),
+                    Err(e) => {
+                        self.problem("clerk.publishable_key", e);
+                        None
+                    }
                 }
             });
-        let secret_key = self.secret(
-            "clerk.secret_key",
-            raw.secret_key,
-            raw.secret_key_file,
-            env,
-            vars::SECRET_KEY,
-        );
-        let jwt_pem = self.secret(
-            "clerk.jwt_key",
-            raw.jwt_key,
-            raw.jwt_key_file,
-            env,
-            vars::JWT_KEY,
-        );
+        let secret_key = self.secret("clerk.secret_key", raw.secret_key, raw.secret_key_file, env, vars::SECRET_KEY);
+        let jwt_pem = self.secret("clerk.jwt_key", raw.jwt_key, raw.jwt_key_file, env, vars::JWT_KEY);
         let jwt_key = jwt_pem.and_then(|pem| match VerifyingKey::from_pem(pem.expose(), None) {
             Ok(k) => Some(Arc::new(k)),
             Err(e) => {
-                self.problem(
-                    "clerk.jwt_key",
-                    format!("not a usable RS256 public key: {e}"),
-                );
+                self.problem("clerk.jwt_key", format!("not a usable RS256 public key: {e}"));
                 None
             }
         });
@@ -788,55 +662,36 @@ impl Validator {
         let jwks = match (raw.jwks_url, &secret_key) {
             (Some(url), bearer) => {
                 self.http_url("clerk.jwks_url", &url);
-                Some(JwksSource {
-                    url,
-                    bearer: bearer.clone(),
-                })
+                Some(JwksSource { url, bearer: bearer.clone() })
             }
-            (None, Some(sk)) => Some(JwksSource {
-                url: format!("{api_url}/v1/jwks"),
-                bearer: Some(sk.clone()),
-            }),
+            (None, Some(sk)) => Some(JwksSource { url: format!("{api_url}/v1/jwks"), bearer: Some(sk.clone()) }),
             (None, None) => None,
         };
-        if jwt_key.is_none()
-            && jwks.is_none()
-            && !self
-                .problems
-                .iter()
-                .any(|p| p.key.starts_with("clerk.jwt_key"))
-        {
+        if jwt_key.is_none() && jwks.is_none() && !self.problems.iter().any(|p| p.key.starts_with("clerk.jwt_key")) {
             self.problem(
                 "clerk",
                 "no key source: set jwt_key (networkless), secret_key (Backend API JWKS) or jwks_url",
             );
         }
 
-        let clock_skew = self.duration(
-            "clerk.clock_skew",
-            raw.clock_skew,
-            Duration::from_secs(5),
-            true,
-        );
+        let clock_skew = self.duration("clerk.clock_skew", raw.clock_skew, Duration::from_secs(5), true);
         if clock_skew > Duration::from_secs(60) {
-            self.warn(
-                "clerk.clock_skew",
-                "more than 60s widens every token's validity window; fix the clock instead",
-            );
+            self.warn("clerk.clock_skew", "more than 60s widens every token's validity window; fix the clock instead");
         }
         let authorized_parties = raw.authorized_parties.unwrap_or_default();
         for (i, p) in authorized_parties.iter().enumerate() {
             if !p.is_empty() && !p.starts_with("http://") && !p.starts_with("https://") {
-                self.warn(&format!("clerk.authorized_parties[{i}]"), format!("{p:?} is not an origin like https://app.example.com; azp is compared exactly"));
+                self.warn(
+                    &format!("clerk.authorized_parties[{i}]"),
+                    format!("{p:?} is not an origin like https://app.example.com; azp is compared exactly"),
+                );
             }
         }
         let sign_in_url = raw.sign_in_url;
         if let Some(u) = &sign_in_url {
             self.http_url("clerk.sign_in_url", u);
         }
-        let status_url = raw
-            .status_url
-            .unwrap_or_else(|| "https://status.clerk.com/api/v2/status.json".to_string());
+        let status_url = raw.status_url.unwrap_or_else(|| "https://status.clerk.com/api/v2/status.json".to_string());
         self.http_url("clerk.status_url", &status_url);
 
         let k = raw.keys;
@@ -853,30 +708,14 @@ impl Validator {
                 Duration::from_secs(10),
                 false,
             ),
-            max_stale: self.duration(
-                "clerk.keys.max_stale",
-                k.max_stale,
-                Duration::from_secs(24 * 3600),
-                false,
-            ),
-            fetch_timeout: self.duration(
-                "clerk.keys.fetch_timeout",
-                k.fetch_timeout,
-                Duration::from_secs(5),
-                false,
-            ),
+            max_stale: self.duration("clerk.keys.max_stale", k.max_stale, Duration::from_secs(24 * 3600), false),
+            fetch_timeout: self.duration("clerk.keys.fetch_timeout", k.fetch_timeout, Duration::from_secs(5), false),
         };
         if keys.unknown_kid_cooldown < Duration::from_secs(1) {
-            self.warn(
-                "clerk.keys.unknown_kid_cooldown",
-                "under 1s lets a flood of unknown kids reach the JWKS often",
-            );
+            self.warn("clerk.keys.unknown_kid_cooldown", "under 1s lets a flood of unknown kids reach the JWKS often");
         }
         if keys.max_stale < keys.refresh_interval {
-            self.warn(
-                "clerk.keys.max_stale",
-                "shorter than refresh_interval: keys may go stale between refreshes",
-            );
+            self.warn("clerk.keys.max_stale", "shorter than refresh_interval: keys may go stale between refreshes");
         }
 
         Some(ClerkConfig {
@@ -902,16 +741,11 @@ impl Validator {
             None | Some("protected") => Access::Protected,
             Some("public") => Access::Public,
             Some(other) => {
-                self.problem(
-                    "routes.default",
-                    format!("{other:?} must be \"protected\" or \"public\""),
-                );
+                self.problem("routes.default", format!("{other:?} must be \"protected\" or \"public\""));
                 Access::Protected
             }
         };
-        let public_raw = raw
-            .public
-            .unwrap_or_else(|| vec!["/".into(), "/sign-in(.*)".into(), "/sign-up(.*)".into()]);
+        let public_raw = raw.public.unwrap_or_else(|| vec!["/".into(), "/sign-in(.*)".into(), "/sign-up(.*)".into()]);
         let mut public = Vec::new();
         for (i, p) in public_raw.iter().enumerate() {
             match RoutePattern::parse(p) {
@@ -936,16 +770,11 @@ impl Validator {
             };
             let methods = r.methods.map(|ms| {
                 ms.iter()
-                    .filter_map(|m| {
-                        match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                            Ok(m) => Some(m),
-                            Err(_) => {
-                                self.problem(
-                                    &format!("{key}.methods"),
-                                    format!("{m:?} is not an HTTP method"),
-                                );
-                                None
-                            }
+                    .filter_map(|m| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.problem(&format!("{key}.methods"), format!("{m:?} is not an HTTP method"));
+                            None
                         }
                     })
                     .collect::<Vec<_>>()
@@ -954,10 +783,7 @@ impl Validator {
                 None | Some("allow") => false,
                 Some("never") => true,
                 Some(other) => {
-                    self.problem(
-                        &format!("{key}.bypass"),
-                        format!("{other:?} must be \"never\" or \"allow\""),
-                    );
+                    self.problem(&format!("{key}.bypass"), format!("{other:?} must be \"never\" or \"allow\""));
                     false
                 }
             };
@@ -965,15 +791,15 @@ impl Validator {
                 None => false,
                 Some("clerk") => true,
                 Some(other) => {
-                    self.problem(
-                        &format!("{key}.webhook"),
-                        format!("{other:?}: the only webhook kind is \"clerk\""),
-                    );
+                    self.problem(&format!("{key}.webhook"), format!("{other:?}: the only webhook kind is \"clerk\""));
                     false
                 }
             };
             if webhook && (r.role.is_some() || r.permission.is_some()) {
-                self.problem(&key, "a webhook route is authenticated by its signature; it cannot also ask for a role or permission");
+                self.problem(
+                    &key,
+                    "a webhook route is authenticated by its signature; it cannot also ask for a role or permission",
+                );
             }
             if webhook && clerk.is_some_and(|c| c.webhook_signing_secret.is_none()) {
                 self.problem(
@@ -997,11 +823,7 @@ impl Validator {
                 });
             }
         }
-        Some(RouteTable {
-            default,
-            public,
-            rules,
-        })
+        Some(RouteTable { default, public, rules })
     }
 
     fn mode(&mut self, raw: raw::RawMode, env: &Env) -> Option<ModeConfig> {
@@ -1016,20 +838,14 @@ impl Validator {
         };
         let reason = raw.reason.unwrap_or_default();
         if mode == Mode::Bypass && reason.trim().is_empty() {
-            self.problem(
-                "mode.reason",
-                "is required when mode is \"bypass\": bypass never starts without a reason",
-            );
+            self.problem("mode.reason", "is required when mode is \"bypass\": bypass never starts without a reason");
         }
         let emergency_bypass_env = match env.get(vars::EMERGENCY_BYPASS) {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
             Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
             Some(v) => {
-                self.problem(
-                    vars::EMERGENCY_BYPASS,
-                    format!("{v:?} must be true or false"),
-                );
+                self.problem(vars::EMERGENCY_BYPASS, format!("{v:?} must be true or false"));
                 false
             }
         };
@@ -1055,53 +871,35 @@ impl Validator {
     fn admin(&mut self, raw: raw::RawAdmin, env: &Env) -> Option<AdminConfig> {
         self.unknown("admin", &raw.unknown);
         let listen = self.socket_addr("admin.listen", raw.listen, "127.0.0.1:9901");
-        let token = self.secret(
-            "admin.token",
-            raw.token,
-            raw.token_file,
-            env,
-            vars::ADMIN_TOKEN,
-        );
+        let token = self.secret("admin.token", raw.token, raw.token_file, env, vars::ADMIN_TOKEN);
         if let Some(listen) = listen {
             if !listen.ip().is_loopback() {
                 self.warn(
                     "admin.listen",
-                    format!(
-                        "{listen} is not loopback: the admin API is reachable from the network"
-                    ),
+                    format!("{listen} is not loopback: the admin API is reachable from the network"),
                 );
             }
         }
         if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             self.warn("admin.token", "shorter than 16 characters");
         }
-        Some(AdminConfig {
-            listen: listen?,
-            token,
-        })
+        Some(AdminConfig { listen: listen?, token })
     }
 
     fn state(&mut self, raw: raw::RawState) -> Option<StateConfig> {
         self.unknown("state", &raw.unknown);
         match raw.backend.as_deref() {
             None | Some("file") => {}
-            Some("redis") => self.problem(
-                "state.backend",
-                "\"redis\" is not available in this build yet; use \"file\"",
-            ),
-            Some(other) => self.problem(
-                "state.backend",
-                format!("{other:?} must be \"file\" or \"redis\""),
-            ),
+            Some("redis") => {
+                self.problem("state.backend", "\"redis\" is not available in this build yet; use \"file\"")
+            }
+            Some(other) => self.problem("state.backend", format!("{other:?} must be \"file\" or \"redis\"")),
         }
         if raw.redis_url.is_some() && raw.backend.as_deref() != Some("redis") {
             self.problem("state.redis_url", "only applies with backend = \"redis\"");
         }
         let dir = PathBuf::from(raw.dir.unwrap_or_else(|| "./clerkgate-state".to_string()));
-        Some(StateConfig {
-            dir,
-            backend: StateBackend::File,
-        })
+        Some(StateConfig { dir, backend: StateBackend::File })
     }
 
     fn log(&mut self, raw: raw::RawLog) -> Option<LogConfig> {
@@ -1110,19 +908,13 @@ impl Validator {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                self.problem(
-                    "log.format",
-                    format!("{other:?} must be \"json\" or \"pretty\""),
-                );
+                self.problem("log.format", format!("{other:?} must be \"json\" or \"pretty\""));
                 LogFormat::Json
             }
         };
         let level = raw.level.unwrap_or_else(|| "info".to_string());
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            self.problem(
-                "log.level",
-                format!("{level:?} is not a log filter like \"info\" or \"clerkgate=debug\""),
-            );
+            self.problem("log.level", format!("{level:?} is not a log filter like \"info\" or \"clerkgate=debug\""));
         }
         Some(LogConfig { format, level })
     }
@@ -1130,11 +922,7 @@ impl Validator {
 
 /// The effective config as a map, for tests that compare loads.
 pub fn problems_by_key(errors: &ConfigErrors) -> BTreeMap<&str, &str> {
-    errors
-        .0
-        .iter()
-        .map(|p| (p.key.as_str(), p.message.as_str()))
-        .collect()
+    errors.0.iter().map(|p| (p.key.as_str(), p.message.as_str())).collect()
 }
 
 #[cfg(test)]

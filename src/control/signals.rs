@@ -17,10 +17,7 @@ pub fn forward_sighup(control: ControlHandle) -> std::io::Result<tokio::task::Jo
 
 /// Completes on the first SIGTERM or SIGINT.
 pub async fn shutdown() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         // Without signal handlers we can only run until killed.
         std::future::pending::<()>().await;
         return;

@@ -29,8 +29,7 @@ struct Document {
 
 /// Parses a JWKS body. Errors say why the document as a whole is unusable.
 pub fn parse_jwks(body: &[u8]) -> Result<ParsedJwks, String> {
-    let doc: Document =
-        serde_json::from_slice(body).map_err(|e| format!("not a JWKS JSON document: {e}"))?;
+    let doc: Document = serde_json::from_slice(body).map_err(|e| format!("not a JWKS JSON document: {e}"))?;
     let entries = doc.keys.unwrap_or_default();
     if entries.is_empty() {
         return Err("the JWKS contains no keys".into());
@@ -46,27 +45,15 @@ pub fn parse_jwks(body: &[u8]) -> Result<ParsedJwks, String> {
         }
     }
     if out.keys.is_empty() {
-        return Err(format!(
-            "the JWKS has no usable RS256 key ({})",
-            out.skipped.join("; ")
-        ));
+        return Err(format!("the JWKS has no usable RS256 key ({})", out.skipped.join("; ")));
     }
     Ok(out)
 }
 
 fn key_from_entry(entry: serde_json::Value) -> Result<VerifyingKey, String> {
-    let jwk: Jwk = serde_json::from_value(entry)
-        .map_err(|e| format!("not a JWK this gateway can read ({e})"))?;
-    let kid = jwk
-        .common
-        .key_id
-        .clone()
-        .filter(|k| !k.is_empty())
-        .ok_or("no kid")?;
-    if matches!(
-        jwk.common.public_key_use,
-        Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
-    ) {
+    let jwk: Jwk = serde_json::from_value(entry).map_err(|e| format!("not a JWK this gateway can read ({e})"))?;
+    let kid = jwk.common.key_id.clone().filter(|k| !k.is_empty()).ok_or("no kid")?;
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))) {
         return Err(format!("kid {kid}: not a signing key"));
     }
     if let Some(alg) = jwk.common.key_algorithm {
@@ -76,8 +63,7 @@ fn key_from_entry(entry: serde_json::Value) -> Result<VerifyingKey, String> {
     }
     match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => {
-            VerifyingKey::from_jwk_components(&rsa.n, &rsa.e, Some(kid.clone()))
-                .map_err(|e| format!("kid {kid}: {e}"))
+            VerifyingKey::from_jwk_components(&rsa.n, &rsa.e, Some(kid.clone())).map_err(|e| format!("kid {kid}: {e}"))
         }
         _ => Err(format!("kid {kid}: not an RSA key")),
     }
@@ -87,9 +73,7 @@ fn key_from_entry(entry: serde_json::Value) -> Result<VerifyingKey, String> {
 pub fn to_jwks_value(keys: &HashMap<String, Arc<VerifyingKey>>) -> serde_json::Value {
     let mut list: Vec<_> = keys
         .iter()
-        .map(|(kid, k)| {
-            serde_json::json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": k.n, "e": k.e})
-        })
+        .map(|(kid, k)| serde_json::json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": k.n, "e": k.e}))
         .collect();
     list.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
     serde_json::json!({ "keys": list })

@@ -18,10 +18,7 @@ pub struct VerifyingKey {
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("kid", &self.kid)
-            .field("bits", &self.bits)
-            .finish()
+        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("bits", &self.bits).finish()
     }
 }
 
@@ -38,26 +35,16 @@ impl VerifyingKey {
             None => 0,
         };
         if bits < MIN_RSA_BITS {
-            return Err(format!(
-                "RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum"
-            ));
+            return Err(format!("RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum"));
         }
         if bits > 8192 {
-            return Err(format!(
-                "RSA key of {bits} bits is above the 8192-bit maximum"
-            ));
+            return Err(format!("RSA key of {bits} bits is above the 8192-bit maximum"));
         }
         let key = RsaPublicKeyComponents { n, e }
             .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
             .map_err(|e| format!("RSA key rejected: {e}"))?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        Ok(VerifyingKey {
-            kid,
-            bits,
-            n: b64.encode(n),
-            e: b64.encode(e),
-            key,
-        })
+        Ok(VerifyingKey { kid, bits, n: b64.encode(n), e: b64.encode(e), key })
     }
 
     /// Builds a key from the base64url `n` and `e` of a JWK.
@@ -81,9 +68,7 @@ impl VerifyingKey {
             .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.trim_end_matches('='))
-            .or_else(|_| {
-                base64::engine::general_purpose::STANDARD_NO_PAD.decode(body.trim_end_matches('='))
-            })
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(body.trim_end_matches('=')))
             .map_err(|_| "the PEM body is not base64".to_string())?;
         let public = aws_lc_rs::rsa::PublicKey::from_der(&der)
             .map_err(|_| "not an RSA public key (SubjectPublicKeyInfo or PKCS#1)".to_string())?;
@@ -108,7 +93,5 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
 
 /// Decodes base64url with or without padding.
 pub(crate) fn decode_b64url(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
 }

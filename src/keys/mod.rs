@@ -160,13 +160,22 @@ pub struct KeyStore {
     status: Mutex<FetchStatus>,
     /// Bumped whenever the key set changes; part of the verdict cache's epoch.
     generation: AtomicU64,
+    /// Told about every key-set change (the control task audits them).
+    listener: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<KeyChange>>,
+}
+
+/// A change of the key set, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Kids before.
+    pub before: Vec<String>,
+    /// Kids after.
+    pub after: Vec<String>,
 }
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore")
-            .field("kids", &self.set.load().kids())
-            .finish()
+        f.debug_struct("KeyStore").field("kids", &self.set.load().kids()).finish()
     }
 }
 
@@ -176,10 +185,7 @@ impl KeyStore {
     /// A store for `config`, loading `keys.json` from the state dir when it belongs to the same JWKS URL.
     pub fn new(config: &Config, clock: Clock) -> Self {
         let persist_path = Some(config.state.dir.join("keys.json"));
-        let settings = Settings {
-            source: config.clerk.jwks.clone(),
-            keys: config.clerk.keys.clone(),
-        };
+        let settings = Settings { source: config.clerk.jwks.clone(), keys: config.clerk.keys.clone() };
         let set = match (&persist_path, &settings.source) {
             (Some(path), Some(source)) => load_persisted(path, &source.url).unwrap_or_default(),
             _ => KeySet::default(),
@@ -200,18 +206,20 @@ impl KeyStore {
             missing: Mutex::new(HashMap::new()),
             status: Mutex::new(FetchStatus::default()),
             generation: AtomicU64::new(0),
+            listener: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends every later key-set change to `tx`. Only the first call has an effect.
+    pub fn on_change(&self, tx: tokio::sync::mpsc::UnboundedSender<KeyChange>) {
+        let _ = self.listener.set(tx);
     }
 
     /// Applies a reloaded config's key settings. A changed JWKS URL drops the old set.
     pub fn reconfigure(&self, config: &Config) {
         let old = self.settings.load();
-        let url_changed =
-            old.source.as_ref().map(|s| &s.url) != config.clerk.jwks.as_ref().map(|s| &s.url);
-        self.settings.store(Arc::new(Settings {
-            source: config.clerk.jwks.clone(),
-            keys: config.clerk.keys.clone(),
-        }));
+        let url_changed = old.source.as_ref().map(|s| &s.url) != config.clerk.jwks.as_ref().map(|s| &s.url);
+        self.settings.store(Arc::new(Settings { source: config.clerk.jwks.clone(), keys: config.clerk.keys.clone() }));
         if url_changed {
             self.set.store(Arc::new(KeySet::default()));
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -277,8 +285,7 @@ impl KeyStore {
             }
             Err(_) => {
                 // A fetch is in flight: share it rather than start another.
-                let _ =
-                    tokio::time::timeout(settings.keys.fetch_timeout, self.fetch_lock.lock()).await;
+                let _ = tokio::time::timeout(settings.keys.fetch_timeout, self.fetch_lock.lock()).await;
             }
         }
         if self.set.load().get(kid).is_none() {
@@ -290,9 +297,7 @@ impl KeyStore {
         let Ok(missing) = self.missing.lock() else {
             return false;
         };
-        missing
-            .get(kid)
-            .is_some_and(|&at| now.saturating_sub(at) < window)
+        missing.get(kid).is_some_and(|&at| now.saturating_sub(at) < window)
     }
 
     fn remember_missing(&self, kid: &str, now: i64) {
@@ -314,18 +319,13 @@ impl KeyStore {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            let usable = self
-                .set
-                .load()
-                .usable(self.clock.now_ms(), settings.keys.max_stale);
+            let usable = self.set.load().usable(self.clock.now_ms(), settings.keys.max_stale);
             let due = {
                 let status = self.status();
                 let interval = duration_ms(settings.keys.refresh_interval);
                 match status.last_attempt_ms {
                     None => true,
-                    Some(at) if usable && status.last_error.is_none() => {
-                        self.clock.now_ms() - at >= interval
-                    }
+                    Some(at) if usable && status.last_error.is_none() => self.clock.now_ms() - at >= interval,
                     Some(at) => self.clock.now_ms() - at >= duration_ms(backoff),
                 }
             };
@@ -336,8 +336,7 @@ impl KeyStore {
                 }
             }
             self.export_gauges();
-            tokio::time::sleep(Duration::from_millis(250).min(settings.keys.refresh_interval))
-                .await;
+            tokio::time::sleep(Duration::from_millis(250).min(settings.keys.refresh_interval)).await;
         }
     }
 
@@ -355,9 +354,8 @@ impl KeyStore {
             return Err(FetchError::NoSource);
         };
         let started = self.clock.now_ms();
-        let result = tokio::time::timeout(settings.keys.fetch_timeout, self.fetch_once(&source))
-            .await
-            .unwrap_or_else(|_| {
+        let result =
+            tokio::time::timeout(settings.keys.fetch_timeout, self.fetch_once(&source)).await.unwrap_or_else(|_| {
                 Err(FetchError::Unavailable(format!(
                     "no answer from {} within {}",
                     source.url,
@@ -406,16 +404,12 @@ impl KeyStore {
         if let Some(bearer) = &source.bearer {
             req = req.bearer_auth(bearer.expose());
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("cannot reach {}: {e}", source.url)))?;
+        let mut resp =
+            req.send().await.map_err(|e| FetchError::Unavailable(format!("cannot reach {}: {e}", source.url)))?;
         let status = resp.status();
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("reading {}: {e}", source.url)))?
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| FetchError::Unavailable(format!("reading {}: {e}", source.url)))?
         {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 return Err(FetchError::Unavailable(format!(
@@ -438,28 +432,33 @@ impl KeyStore {
         parse_jwks(&body).map_err(|e| FetchError::Unavailable(format!("{}: {e}", source.url)))
     }
 
+    /// Installs a key set as a successful fetch at `fetched_at_ms` would (persisting it too).
+    /// For benches and property tests that need a known set without a JWKS server.
+    pub fn install(&self, keys: HashMap<String, Arc<VerifyingKey>>, fetched_at_ms: i64) -> bool {
+        let url = self.settings.load().source.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+        self.apply(keys, fetched_at_ms, &url)
+    }
+
     /// Installs a fetched set. Returns whether the kids or keys changed.
     fn apply(&self, keys: HashMap<String, Arc<VerifyingKey>>, now: i64, url: &str) -> bool {
         let old = self.set.load();
         let changed = old.keys.len() != keys.len()
-            || keys
-                .iter()
-                .any(|(kid, k)| old.keys.get(kid).is_none_or(|o| o.n != k.n || o.e != k.e));
-        let set = KeySet {
-            keys,
-            fetched_at_ms: Some(now),
-            origin: KeyOrigin::Fetched,
-            url: Some(url.to_string()),
-        };
+            || keys.iter().any(|(kid, k)| old.keys.get(kid).is_none_or(|o| o.n != k.n || o.e != k.e));
+        let set = KeySet { keys, fetched_at_ms: Some(now), origin: KeyOrigin::Fetched, url: Some(url.to_string()) };
         if let Some(path) = &self.persist_path {
             if let Err(e) = persist(path, &set) {
                 tracing::warn!(path = %path.display(), error = %e, "could not persist the key set");
             }
         }
+        let before = old.kids();
         self.set.store(Arc::new(set));
         if changed {
             self.generation.fetch_add(1, Ordering::AcqRel);
-            tracing::info!(kids = ?self.set.load().kids(), "key set changed");
+            let after = self.set.load().kids();
+            tracing::info!(?before, ?after, "key set changed");
+            if let Some(tx) = self.listener.get() {
+                let _ = tx.send(KeyChange { before, after });
+            }
         }
         changed
     }
@@ -468,16 +467,13 @@ impl KeyStore {
 fn clerk_key_invalid(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let errors = v.get("errors")?.as_array()?;
-    errors
-        .iter()
-        .find(|e| e.get("code").and_then(|c| c.as_str()) == Some("clerk_key_invalid"))
-        .map(|e| {
-            e.get("long_message")
-                .or_else(|| e.get("message"))
-                .and_then(|m| m.as_str())
-                .unwrap_or("secret key invalid")
-                .to_string()
-        })
+    errors.iter().find(|e| e.get("code").and_then(|c| c.as_str()) == Some("clerk_key_invalid")).map(|e| {
+        e.get("long_message")
+            .or_else(|| e.get("message"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("secret key invalid")
+            .to_string()
+    })
 }
 
 #[derive(Serialize, Deserialize)]

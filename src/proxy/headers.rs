@@ -110,11 +110,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
 /// Returns the `Upgrade` protocol when this is a genuine HTTP/1.1 upgrade request, so the
 /// proxy can re-add exactly `Connection: upgrade` and `Upgrade` on the upstream hop.
 pub fn sanitize_request(headers: &mut HeaderMap, version: Version) -> Option<HeaderValue> {
-    let reserved: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_reserved(n.as_str()))
-        .cloned()
-        .collect();
+    let reserved: Vec<HeaderName> = headers.keys().filter(|n| is_reserved(n.as_str())).cloned().collect();
     for name in reserved {
         headers.remove(name);
     }

@@ -73,13 +73,7 @@ impl Proxy {
     /// A proxy to whatever upstream the current runtime config names.
     pub fn new(shared: Arc<Shared>) -> Self {
         let connect_timeout = shared.load().config.upstream.connect_timeout;
-        Proxy {
-            shared,
-            client: Arc::new(ArcSwap::from_pointee((
-                connect_timeout,
-                build_client(connect_timeout),
-            ))),
-        }
+        Proxy { shared, client: Arc::new(ArcSwap::from_pointee((connect_timeout, build_client(connect_timeout)))) }
     }
 
     /// The pooled client, rebuilt when a reload changed `connect_timeout`.
@@ -89,8 +83,7 @@ impl Proxy {
             return current.1.clone();
         }
         let client = build_client(connect_timeout);
-        self.client
-            .store(Arc::new((connect_timeout, client.clone())));
+        self.client.store(Arc::new((connect_timeout, client.clone())));
         client
     }
 
@@ -101,20 +94,12 @@ impl Proxy {
             let up = &rt.config.upstream;
             (up.url.clone(), up.connect_timeout, up.response_timeout)
         };
-        let status = req
-            .extensions()
-            .get::<AuthStatus>()
-            .copied()
-            .unwrap_or(AuthStatus::SignedOut);
+        let status = req.extensions().get::<AuthStatus>().copied().unwrap_or(AuthStatus::SignedOut);
         let conn = req.extensions().get::<ConnInfo>().copied();
 
         // Host is preserved; an HTTP/2 client carries it as the URI authority instead.
         if !req.headers().contains_key(HOST) {
-            if let Some(v) = req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
+            if let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                 req.headers_mut().insert(HOST, v);
             }
         }
@@ -124,25 +109,14 @@ impl Proxy {
             if let Ok(v) = HeaderValue::from_str(&conn.remote.ip().to_string()) {
                 h.insert(names::FORWARDED_FOR, v);
             }
-            h.insert(
-                names::FORWARDED_PROTO,
-                HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-            );
+            h.insert(names::FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
         }
         if let Some(host) = host {
             h.insert(names::FORWARDED_HOST, host);
         }
 
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query(path_and_query)
-            .build();
+        let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let uri = Uri::builder().scheme("http").authority(authority).path_and_query(path_and_query).build();
         match uri {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return answer::upstream_failure(UpstreamFault::Connect, status.as_str()),
@@ -152,8 +126,7 @@ impl Proxy {
         let upgrade = req.extensions_mut().remove::<UpgradeProtocol>();
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         if let Some(UpgradeProtocol(protocol)) = upgrade {
-            req.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
             req.headers_mut().insert(UPGRADE, protocol);
         }
 
@@ -164,11 +137,7 @@ impl Proxy {
                 return answer::upstream_failure(UpstreamFault::Timeout, status.as_str());
             }
             Ok(Err(e)) => {
-                let fault = if e.is_connect() {
-                    UpstreamFault::Connect
-                } else {
-                    UpstreamFault::Broken
-                };
+                let fault = if e.is_connect() { UpstreamFault::Connect } else { UpstreamFault::Broken };
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => if e.is_connect() { "connect" } else { "broken" })
                     .increment(1);
                 tracing::debug!(error = %e, "upstream hop failed");
@@ -184,11 +153,9 @@ impl Proxy {
                 tokio::spawn(async move {
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((client, upstream)) => {
-                            let _ = tokio::io::copy_bidirectional(
-                                &mut TokioIo::new(client),
-                                &mut TokioIo::new(upstream),
-                            )
-                            .await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream))
+                                    .await;
                         }
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }

@@ -65,9 +65,9 @@ impl RouteRule {
     fn allows_method(&self, method: &Method) -> bool {
         match &self.methods {
             None => true,
-            Some(methods) => methods.iter().any(|listed| {
-                listed == method || (*method == Method::HEAD && *listed == Method::GET)
-            }),
+            Some(methods) => {
+                methods.iter().any(|listed| listed == method || (*method == Method::HEAD && *listed == Method::GET))
+            }
         }
     }
 }
@@ -118,18 +118,10 @@ impl RouteTable {
     /// match in `public` makes it Public; otherwise `default` decides.
     #[must_use]
     pub fn route(&self, method: &Method, matching_path: &str) -> Route<'_> {
-        if let Some(rule) = self
-            .rules
-            .iter()
-            .find(|rule| rule.applies_to(method, matching_path))
-        {
+        if let Some(rule) = self.rules.iter().find(|rule| rule.applies_to(method, matching_path)) {
             return Route::Protected { rule: Some(rule) };
         }
-        if self
-            .public
-            .iter()
-            .any(|pattern| pattern.matches(matching_path))
-        {
+        if self.public.iter().any(|pattern| pattern.matches(matching_path)) {
             return Route::Public;
         }
         match self.default {
@@ -143,9 +135,7 @@ impl RouteTable {
     /// silently drop the guarantee.
     #[must_use]
     pub fn bypass_never(&self, method: &Method, matching_path: &str) -> bool {
-        self.rules
-            .iter()
-            .any(|rule| rule.bypass_never && rule.applies_to(method, matching_path))
+        self.rules.iter().any(|rule| rule.bypass_never && rule.applies_to(method, matching_path))
     }
 }
 
@@ -174,11 +164,7 @@ mod tests {
             public: vec![pattern("/"), pattern("/sign-in(.*)"), pattern("/api(.*)")],
             rules: vec![
                 rule("/api/admin(.*)", None, "root"),
-                rule(
-                    "/api/posts(.*)",
-                    Some(&[Method::POST, Method::DELETE]),
-                    "writer",
-                ),
+                rule("/api/posts(.*)", Some(&[Method::POST, Method::DELETE]), "writer"),
                 rule("/api/reports(.*)", Some(&[Method::GET]), "analyst"),
                 rule("/api/(.*)", Some(&[Method::DELETE]), "janitor"),
             ],
@@ -213,31 +199,18 @@ mod tests {
             (Access::Protected, Method::POST, "/api/reports", "public"),
             // Public patterns.
             (Access::Protected, Method::GET, "/", "public"),
-            (
-                Access::Protected,
-                Method::GET,
-                "/sign-in/factor-one",
-                "public",
-            ),
+            (Access::Protected, Method::GET, "/sign-in/factor-one", "public"),
             // The default.
             (Access::Protected, Method::GET, "/dashboard", "protected"),
             (Access::Public, Method::GET, "/dashboard", "public"),
-            (
-                Access::Protected,
-                Method::GET,
-                "/private/health",
-                "protected",
-            ),
+            (Access::Protected, Method::GET, "/private/health", "protected"),
         ];
         for (default, method, path, expected) in cases {
             let table = table(*default);
             let route = table.route(method, path);
             assert_eq!(describe(route), *expected, "{default:?} {method} {path}");
             assert_eq!(route.is_public(), *expected == "public");
-            assert_eq!(
-                route.rule().is_some(),
-                !matches!(*expected, "public" | "protected")
-            );
+            assert_eq!(route.rule().is_some(), !matches!(*expected, "public" | "protected"));
         }
     }
 
@@ -248,21 +221,14 @@ mod tests {
         assert!(!table.bypass_never(&Method::GET, "/api/posts"));
         // A non-bypass rule listed first still leaves the later bypass_never rule in force.
         table.rules.insert(0, rule("/api/(.*)", None, "anyone"));
-        assert_eq!(
-            describe(table.route(&Method::GET, "/api/admin/x")),
-            "anyone"
-        );
+        assert_eq!(describe(table.route(&Method::GET, "/api/admin/x")), "anyone");
         assert!(table.bypass_never(&Method::GET, "/api/admin/x"));
     }
 
     #[test]
     fn empty_table_uses_default() {
         for (default, public) in [(Access::Public, true), (Access::Protected, false)] {
-            let table = RouteTable {
-                default,
-                public: Vec::new(),
-                rules: Vec::new(),
-            };
+            let table = RouteTable { default, public: Vec::new(), rules: Vec::new() };
             let route = table.route(&Method::GET, "/anything");
             assert_eq!(route.is_public(), public);
             assert!(route.rule().is_none());
@@ -285,9 +251,6 @@ mod tests {
             let route = table.route(&Method::GET, &normalised.matching);
             assert_eq!(describe(route), *expected, "{raw}");
         }
-        assert_eq!(
-            normalise("/sign-in/..%2fapi/admin"),
-            Err(PathError::EncodedSlash)
-        );
+        assert_eq!(normalise("/sign-in/..%2fapi/admin"), Err(PathError::EncodedSlash));
     }
 }

@@ -87,9 +87,7 @@ impl PathError {
             PathError::Backslash => "The path contains a backslash or an encoded backslash (%5C).",
             PathError::Nul => "The path contains a NUL byte.",
             PathError::EscapesRoot => "The path uses '..' to climb above the root.",
-            PathError::DotSegmentVariant => {
-                "The path has a segment that some servers read as '.' or '..'."
-            }
+            PathError::DotSegmentVariant => "The path has a segment that some servers read as '.' or '..'.",
             PathError::ParamOnlySegment => "The path has a segment made only of ';' parameters.",
         }
     }
@@ -159,10 +157,7 @@ pub fn normalise(raw_path: &str) -> Result<NormalisedPath, PathError> {
         forward.push('/');
         matching.push(b'/');
     }
-    Ok(NormalisedPath {
-        forward,
-        matching: String::from_utf8_lossy(&matching).into_owned(),
-    })
+    Ok(NormalisedPath { forward, matching: String::from_utf8_lossy(&matching).into_owned() })
 }
 
 /// One path segment after classification.
@@ -229,10 +224,7 @@ fn classify(raw: &str) -> Result<Segment, PathError> {
         forward.push(';');
         push_canonical(&mut forward, params.as_bytes());
     }
-    Ok(Segment::Normal {
-        forward,
-        matching: decoded_name,
-    })
+    Ok(Segment::Normal { forward, matching: decoded_name })
 }
 
 /// Whether a segment name is made only of dots and spaces, which Windows servers trim to a
@@ -294,21 +286,7 @@ fn is_unreserved(byte: u8) -> bool {
 /// Characters that may appear unencoded inside a path segment (RFC 3986 `pchar` minus `%`).
 fn is_raw_path_char(byte: u8) -> bool {
     is_unreserved(byte)
-        || matches!(
-            byte,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
+        || matches!(byte, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
 }
 
 #[cfg(test)]
@@ -317,10 +295,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ok(forward: &str, matching: &str) -> Result<NormalisedPath, PathError> {
-        Ok(NormalisedPath {
-            forward: forward.to_owned(),
-            matching: matching.to_owned(),
-        })
+        Ok(NormalisedPath { forward: forward.to_owned(), matching: matching.to_owned() })
     }
 
     #[test]
@@ -336,20 +311,14 @@ mod tests {
             ("/%7euser", ok("/~user", "/~user")),
             ("/a%3ab", ok("/a%3Ab", "/a:b")),
             ("/a:b@c", ok("/a:b@c", "/a:b@c")),
-            (
-                "/.hidden/..x/x..",
-                ok("/.hidden/..x/x..", "/.hidden/..x/x.."),
-            ),
+            ("/.hidden/..x/x..", ok("/.hidden/..x/x..", "/.hidden/..x/x..")),
             ("/caf%c3%a9", ok("/caf%C3%A9", "/café")),
             ("/café", ok("/caf%C3%A9", "/café")),
             ("/%ff", ok("/%FF", "/\u{FFFD}")),
             ("/100%", ok("/100%25", "/100%")),
             ("/%zz/%4", ok("/%25zz/%254", "/%zz/%4")),
             ("/%252F", ok("/%252F", "/%2F")),
-            (
-                "/a\"<>`{}|^",
-                ok("/a%22%3C%3E%60%7B%7D%7C%5E", "/a\"<>`{}|^"),
-            ),
+            ("/a\"<>`{}|^", ok("/a%22%3C%3E%60%7B%7D%7C%5E", "/a\"<>`{}|^")),
             // Query and fragment never take part.
             ("/a?b=1", ok("/a", "/a")),
             ("/a#frag", ok("/a", "/a")),
@@ -375,10 +344,7 @@ mod tests {
             ("/..", Err(PathError::EscapesRoot)),
             ("/a/../../x", Err(PathError::EscapesRoot)),
             ("/%2e%2e/x", Err(PathError::EscapesRoot)),
-            (
-                "/private%23/health",
-                ok("/private%23/health", "/private#/health"),
-            ),
+            ("/private%23/health", ok("/private%23/health", "/private#/health")),
             ("/health%3F", ok("/health%3F", "/health?")),
             ("/a/./b", ok("/a/b", "/a/b")),
             ("/a/%2e/b", ok("/a/b", "/a/b")),
@@ -440,9 +406,9 @@ mod tests {
     /// than uniformly random text would.
     fn tricky_path() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "/", "/", "/", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%00", "%", "%4", "%zz",
-            "%41", "%7e", "%3b", "%3B", "%23", "%25", "%ff", "%C3%A9", ";", ";x=1", "a", "B",
-            "admin", "?", "#", "\\", "\0", "é", " ", "~", ":", "@", "*",
+            "/", "/", "/", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%00", "%", "%4", "%zz", "%41", "%7e", "%3b",
+            "%3B", "%23", "%25", "%ff", "%C3%A9", ";", ";x=1", "a", "B", "admin", "?", "#", "\\", "\0", "é", " ", "~",
+            ":", "@", "*",
         ]);
         prop::collection::vec(pieces, 0..24).prop_map(|parts| parts.concat())
     }
@@ -459,12 +425,7 @@ mod tests {
         }
         assert!(!forward.ends_with("/.") && !forward.ends_with("/.."));
         // The forwarded path must be a syntactically valid URI path.
-        assert!(
-            forward
-                .bytes()
-                .all(|b| b == b'/' || b == b'%' || is_raw_path_char(b)),
-            "{input:?} -> {forward:?}"
-        );
+        assert!(forward.bytes().all(|b| b == b'/' || b == b'%' || is_raw_path_char(b)), "{input:?} -> {forward:?}");
         assert!(forward.parse::<http::Uri>().is_ok(), "{forward:?}");
         let again = normalise(forward).expect("forward must normalise again");
         assert_eq!(&again, &normalised, "{input:?}");

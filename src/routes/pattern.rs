@@ -71,21 +71,16 @@ impl RoutePattern {
                     index += 2;
                 }
                 b'(' => {
-                    index += group_len(bytes, index).map_err(|problem| {
-                        format!("route pattern {pattern:?} has {problem} at byte {index}")
-                    })?;
+                    index += group_len(bytes, index)
+                        .map_err(|problem| format!("route pattern {pattern:?} has {problem} at byte {index}"))?;
                     push_any_rest(&mut steps);
                 }
                 b')' => {
-                    return Err(format!(
-                        "route pattern {pattern:?} has an unbalanced ')' at byte {index}"
-                    ));
+                    return Err(format!("route pattern {pattern:?} has an unbalanced ')' at byte {index}"));
                 }
                 b':' => {
-                    let name_len = bytes[index + 1..]
-                        .iter()
-                        .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_')
-                        .count();
+                    let name_len =
+                        bytes[index + 1..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_').count();
                     if name_len == 0 {
                         return Err(format!(
                             "route pattern {pattern:?} has a ':' without a parameter name at byte {index}"
@@ -95,9 +90,8 @@ impl RoutePattern {
                     if bytes.get(index) == Some(&b'(') {
                         // A parameter with its own pattern is only supported as `:name(.*)`,
                         // which path-to-regexp treats as "any rest", possibly empty.
-                        index += group_len(bytes, index).map_err(|problem| {
-                            format!("route pattern {pattern:?} has {problem} at byte {index}")
-                        })?;
+                        index += group_len(bytes, index)
+                            .map_err(|problem| format!("route pattern {pattern:?} has {problem} at byte {index}"))?;
                         push_any_rest(&mut steps);
                     } else {
                         steps.push(Step::ParamFirst);
@@ -127,10 +121,7 @@ impl RoutePattern {
                 }
             }
         }
-        Ok(Self {
-            source: pattern.to_owned(),
-            steps,
-        })
+        Ok(Self { source: pattern.to_owned(), steps })
     }
 
     /// Whether the whole `matching_path` matches, ignoring ASCII case and one trailing `/`.
@@ -290,11 +281,7 @@ mod tests {
         ];
         for &(pattern, path, expected) in cases {
             if let Ok(compiled) = RoutePattern::parse(pattern) {
-                assert_eq!(
-                    compiled.matches(path),
-                    expected,
-                    "pattern {pattern:?} path {path:?}"
-                );
+                assert_eq!(compiled.matches(path), expected, "pattern {pattern:?} path {path:?}");
                 assert_eq!(compiled.as_str(), pattern);
             } else {
                 assert!(!expected, "pattern {pattern:?} should parse");
@@ -326,10 +313,9 @@ mod tests {
         for &(pattern, expected) in cases {
             match RoutePattern::parse(pattern) {
                 Ok(compiled) => panic!("{pattern:?} parsed as {compiled:?}"),
-                Err(message) => assert!(
-                    message.contains(expected),
-                    "{pattern:?}: {message:?} should mention {expected:?}"
-                ),
+                Err(message) => {
+                    assert!(message.contains(expected), "{pattern:?}: {message:?} should mention {expected:?}")
+                }
             }
         }
     }
@@ -354,19 +340,14 @@ mod tests {
                     path.first().map(u8::to_ascii_lowercase) == Some(*b) && go(rest, &path[1..])
                 }
                 Some((Step::AnyRest, rest)) => (0..=path.len()).any(|n| go(rest, &path[n..])),
-                Some((Step::ParamFirst, rest)) => {
-                    path.first().is_some_and(|&b| b != b'/') && go(rest, &path[1..])
-                }
+                Some((Step::ParamFirst, rest)) => path.first().is_some_and(|&b| b != b'/') && go(rest, &path[1..]),
                 Some((Step::ParamRest, rest)) => {
                     let run = path.iter().take_while(|&&b| b != b'/').count();
                     (0..=run).any(|n| go(rest, &path[n..]))
                 }
             }
         }
-        go(steps, path)
-            || path
-                .strip_suffix(b"/")
-                .is_some_and(|shorter| go(steps, shorter))
+        go(steps, path) || path.strip_suffix(b"/").is_some_and(|shorter| go(steps, shorter))
     }
 
     fn small_pattern() -> impl Strategy<Value = String> {
@@ -382,8 +363,8 @@ mod tests {
     /// Pattern-like strings full of syntax and escapes, which arbitrary strings rarely contain.
     fn tricky_text() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "/", "/", "(", ")", "(.*)", ".*", ":", ":id", "\\", "*", "?", "{", "%", "%4", "%41",
-            "%2F", "%zz", "%C3%A9", "é", "a", "Z", "_",
+            "/", "/", "(", ")", "(.*)", ".*", ":", ":id", "\\", "*", "?", "{", "%", "%4", "%41", "%2F", "%zz",
+            "%C3%A9", "é", "a", "Z", "_",
         ]);
         prop::collection::vec(pieces, 0..16).prop_map(|parts| parts.concat())
     }

@@ -1,0 +1,109 @@
+//! The admin guard: DNS-rebinding defence, then the bearer token.
+//!
+//! A browser tricked into talking to `127.0.0.1:9901` through a DNS name the attacker controls
+//! sends that name as `Host`, and its own page as `Origin`. So a guarded endpoint accepts only a
+//! `Host` that is an IP literal or `localhost`, and refuses any `Origin` that is not the same
+//! host, and any `Sec-Fetch-Site: cross-site`. Then the token: compared as SHA-256 digests in
+//! constant time, so neither its content nor its length leaks through timing.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+
+use super::error;
+use crate::app::Context;
+use crate::control::Actor;
+
+/// Who made an admin call, for the audit log: `admin:` plus the first 8 hex characters of the
+/// token's SHA-256, so the log says which token without containing it.
+#[derive(Debug, Clone)]
+pub struct AdminActor(pub Actor);
+
+fn sha256(b: &[u8]) -> aws_lc_rs::digest::Digest {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
+}
+
+/// The token id written to the audit log.
+pub fn token_id(token: &str) -> String {
+    let d = sha256(token.as_bytes());
+    format!("admin:{}", d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The host part of a `Host` header value or an origin's authority, without port or brackets.
+fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => authority,
+    }
+}
+
+/// True for a host that no DNS rebinding can produce: an IP literal or `localhost`.
+pub fn host_allowed(host_header: &str) -> bool {
+    let host = host_only(host_header.trim());
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// True when `origin` is same-host with `host_header` (`null` and foreign origins are refused).
+pub fn origin_allowed(origin: &str, host_header: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    rest.trim_end_matches('/').eq_ignore_ascii_case(host_header.trim())
+}
+
+/// The middleware.
+pub async fn guard(State(ctx): State<Arc<Context>>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+    if !host_allowed(&host) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "foreign_host",
+            "the Host must be an IP address or localhost (DNS rebinding defence)",
+        );
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let ok = origin.to_str().is_ok_and(|o| origin_allowed(o, &host));
+        if !ok {
+            return error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused");
+        }
+    }
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused");
+    }
+    let rt = ctx.shared.load();
+    let Some(expected) = rt.config.admin.token.clone() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "no_admin_token",
+            "no admin token is configured (admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)",
+        );
+    };
+    drop(rt);
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let matches = !presented.is_empty()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(
+            sha256(presented.as_bytes()).as_ref(),
+            sha256(expected.expose().as_bytes()).as_ref(),
+        )
+        .is_ok();
+    if !matches {
+        let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
+        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"clerkgate-admin\""));
+        return resp;
+    }
+    req.extensions_mut().insert(AdminActor(Actor::Admin(token_id(&presented))));
+    next.run(req).await
+}
