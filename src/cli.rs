@@ -46,6 +46,77 @@ enum Command {
     Demo,
     /// Mint a Clerk-shaped RS256 session token with a local private key.
     Token(TokenArgs),
+    /// Change the mode through the admin API: bypass and grace need --reason and expire.
+    Mode(ModeArgs),
+    /// Show the gateway's status: mode, config, keys, revocations, counters.
+    Status(AdminArgs),
+    /// Re-read the config file (same as SIGHUP); prints every problem if it is invalid.
+    Reload(AdminArgs),
+    /// Key operations.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Revoke sessions at the gateway: one session, every session of a user, or every token issued before a moment.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Fetch the JWKS now and show the kids loaded.
+    Refresh(AdminArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:9901", env = "CLERKGATE_ADMIN_URL")]
+    admin: String,
+    /// Print the raw JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ModeArgs {
+    /// enforce, grace or bypass.
+    mode: String,
+    /// Why (required for grace and bypass; recorded in the audit log).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// How long the override lasts (capped by mode.max_override_ttl; default 30m).
+    #[arg(long)]
+    ttl: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "what")]
+struct RevokeTarget {
+    /// A session id (sess_…).
+    #[arg(long, group = "what")]
+    session: Option<String>,
+    /// A user id (user_…): every session of that user.
+    #[arg(long, group = "what")]
+    user: Option<String>,
+    /// Every token issued before this RFC 3339 time, or `now`.
+    #[arg(long, group = "what")]
+    issued_before: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    #[command(flatten)]
+    target: RevokeTarget,
+    /// Why (recorded in the audit log).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Also revoke at Clerk's Backend API (not available in this build).
+    #[arg(long)]
+    remote: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +168,67 @@ pub fn main() -> ExitCode {
         Command::Token(t) => token(t),
         Command::Run(c) => runtime().block_on(run(c.path(&env), env)),
         Command::Demo => runtime().block_on(crate::demo::run()),
+        Command::Mode(m) => {
+            let body = serde_json::json!({"mode": m.mode, "reason": m.reason, "ttl": m.ttl});
+            runtime().block_on(crate::admin::client::call(
+                &m.admin.admin,
+                &env,
+                http::Method::PUT,
+                "/mode",
+                Some(body),
+                m.admin.json,
+                crate::admin::client::show_mode,
+            ))
+        }
+        Command::Status(a) => runtime().block_on(crate::admin::client::call(
+            &a.admin,
+            &env,
+            http::Method::GET,
+            "/status",
+            None,
+            a.json,
+            crate::admin::client::show_status,
+        )),
+        Command::Reload(a) => runtime().block_on(crate::admin::client::call(
+            &a.admin,
+            &env,
+            http::Method::POST,
+            "/reload",
+            None,
+            a.json,
+            crate::admin::client::show_reload,
+        )),
+        Command::Keys { command: KeysCommand::Refresh(a) } => runtime().block_on(crate::admin::client::call(
+            &a.admin,
+            &env,
+            http::Method::POST,
+            "/keys/refresh",
+            None,
+            a.json,
+            crate::admin::client::show_keys,
+        )),
+        Command::Revoke(r) => {
+            if r.remote {
+                eprintln!("clerkgate: --remote (revocation at Clerk's Backend API) is not available in this build; the local revocation was not made either");
+                return ExitCode::from(2);
+            }
+            let t = r.target;
+            let body = match (t.session, t.user, t.issued_before) {
+                (Some(s), _, _) => serde_json::json!({"session_id": s, "reason": r.reason}),
+                (_, Some(u), _) => serde_json::json!({"user_id": u, "reason": r.reason}),
+                (_, _, Some(at)) => serde_json::json!({"issued_before": at, "reason": r.reason}),
+                _ => return ExitCode::from(2),
+            };
+            runtime().block_on(crate::admin::client::call(
+                &r.admin.admin,
+                &env,
+                http::Method::POST,
+                "/revocations",
+                Some(body),
+                r.admin.json,
+                crate::admin::client::show_revocations,
+            ))
+        }
     }
 }
 

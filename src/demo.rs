@@ -169,6 +169,11 @@ curl -s -X PUT {adm}/mode -H 'Authorization: Bearer {admin_token}' -H 'Content-T
 
 # 7. Mint your own token with the demo's key
 {exe} token --key {key} --sub user_2you --kid demo-key
+
+# 8. The same control plane from the CLI: status, a grace window, and back
+CLERKGATE_ADMIN_TOKEN={admin_token} {exe} status --admin {adm}
+CLERKGATE_ADMIN_TOKEN={admin_token} {exe} mode grace --reason 'Clerk outage drill' --ttl 10m --admin {adm}
+CLERKGATE_ADMIN_TOKEN={admin_token} {exe} mode enforce --admin {adm}
 "#,
         dir = dir.display(),
         key = key_path.display(),

@@ -17,6 +17,7 @@
 //! be an IP literal or `localhost`; a cross-site `Origin` or `Sec-Fetch-Site` is refused), then
 //! the bearer token, compared in constant time. Without a configured token they answer 403.
 
+pub mod client;
 pub mod guard;
 
 use std::sync::Arc;
