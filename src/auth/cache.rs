@@ -31,14 +31,15 @@ pub struct Epoch {
 
 /// A bounded map from whole token to its time-independent verdict.
 pub struct VerdictCache {
-    entries: Cache<Box<str>, (Epoch, Arc<Verified>)>,
+    /// `None` when caching is disabled (capacity 0).
+    entries: Option<Cache<Box<str>, (Epoch, Arc<Verified>)>>,
     /// The epoch last seen; when a lookup brings a newer one, the cache is cleared.
     seen: [AtomicU64; 3],
 }
 
 impl std::fmt::Debug for VerdictCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerdictCache").field("len", &self.entries.len()).finish()
+        f.debug_struct("VerdictCache").field("len", &self.len()).finish()
     }
 }
 
@@ -49,7 +50,7 @@ impl VerdictCache {
     /// A cache holding at most `capacity` verdicts (0 disables caching).
     pub fn new(capacity: usize) -> Self {
         VerdictCache {
-            entries: Cache::new(capacity.max(1)),
+            entries: (capacity > 0).then(|| Cache::new(capacity)),
             seen: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
@@ -66,15 +67,16 @@ impl VerdictCache {
             }
         }
         if moved {
-            self.entries.clear();
+            self.clear();
         }
     }
 
     /// The cached verdict for `token` under `epoch`.
     #[inline]
     pub fn get(&self, token: &str, epoch: Epoch) -> Option<Arc<Verified>> {
+        let entries = self.entries.as_ref()?;
         self.observe(epoch);
-        match self.entries.get(token) {
+        match entries.get(token) {
             Some((e, v)) if e == epoch => Some(v),
             _ => None,
         }
@@ -82,22 +84,25 @@ impl VerdictCache {
 
     /// Remembers `verified` for `token` under `epoch`.
     pub fn insert(&self, token: &str, epoch: Epoch, verified: Arc<Verified>) {
+        let Some(entries) = &self.entries else { return };
         self.observe(epoch);
-        self.entries.insert(token.into(), (epoch, verified));
+        entries.insert(token.into(), (epoch, verified));
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
-        self.entries.clear();
+        if let Some(e) = &self.entries {
+            e.clear();
+        }
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.as_ref().map_or(0, |e| e.len())
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }

@@ -215,10 +215,11 @@ impl Gate {
     /// A gate over the given shared state.
     pub fn new(shared: Arc<Shared>, keys: Arc<KeyStore>, revocations: Arc<Revocations>, clock: Clock) -> Self {
         crate::telemetry::metrics_handle();
+        let capacity = shared.load().config.clerk.verdict_cache_entries;
         Gate {
             shared,
             keys,
-            cache: VerdictCache::new(super::cache::DEFAULT_CAPACITY),
+            cache: VerdictCache::new(capacity),
             revocations,
             clock,
             counters: Counters::new(),

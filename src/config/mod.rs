@@ -140,6 +140,8 @@ pub struct ClerkConfig {
     pub status_url: String,
     /// The Svix signing secret for `webhook = "clerk"` routes.
     pub webhook_signing_secret: Option<Secret>,
+    /// How many verified tokens the verdict cache holds (0 disables it). Read at start.
+    pub verdict_cache_entries: usize,
     /// `[clerk.keys]`.
     pub keys: KeysConfig,
 }
@@ -368,6 +370,7 @@ impl Config {
             clerk.insert("sign_in_url".into(), Value::String(s.clone()));
         }
         clerk.insert("status_url".into(), Value::String(c.status_url.clone()));
+        clerk.insert("verdict_cache_entries".into(), Value::Integer(c.verdict_cache_entries as i64));
         if let Some(v) = redacted(&c.webhook_signing_secret) {
             clerk.insert("webhook_signing_secret".into(), v);
         }
@@ -718,7 +721,16 @@ impl Validator {
             self.warn("clerk.keys.max_stale", "shorter than refresh_interval: keys may go stale between refreshes");
         }
 
+        let verdict_cache_entries = match raw.verdict_cache_entries {
+            None => crate::auth::cache::DEFAULT_CAPACITY,
+            Some(n) if (0..=10_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem("clerk.verdict_cache_entries", format!("{n} must be between 0 (disabled) and 10000000"));
+                0
+            }
+        };
         Some(ClerkConfig {
+            verdict_cache_entries,
             publishable_key,
             secret_key,
             jwt_key,

@@ -66,6 +66,7 @@ pub(crate) struct RawClerk {
     pub(crate) status_url: Option<String>,
     pub(crate) webhook_signing_secret: Option<String>,
     pub(crate) webhook_signing_secret_file: Option<String>,
+    pub(crate) verdict_cache_entries: Option<i64>,
     pub(crate) keys: RawKeys,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
