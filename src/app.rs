@@ -108,6 +108,7 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
     let now = clock.now_ms();
     let revocations = Arc::new(Revocations::new(persisted.revocations));
     let mut runtime = Runtime::initial(config.clone(), now);
+    let expired_while_down = persisted.admin_override.clone().filter(|o| !o.active(now));
     runtime.admin_override = persisted.admin_override.filter(|o| o.active(now));
     if let Some(o) = &runtime.admin_override {
         tracing::warn!(mode = %o.mode, reason = %o.reason, "restored the admin mode override from state.json");
@@ -140,6 +141,27 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
             tracing::error!(error = %e, "could not write the audit log");
         }
         tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
+    }
+    if let Some(old) = expired_while_down {
+        // The override ran out while the gateway was down: record its end, as the timer would
+        // have, and drop it from state.json.
+        tracing::warn!(mode = %old.mode, reason = %old.reason, "the admin override expired while the gateway was down");
+        let ev = crate::store::event(
+            now,
+            "timer",
+            "mode.expired",
+            serde_json::json!(old),
+            serde_json::json!(start_mode),
+            &old.reason,
+        );
+        if let Err(e) = store.append_audit(&ev) {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+        let state =
+            crate::store::PersistedState { admin_override: None, revocations: (**ctx.revocations.current()).clone() };
+        if let Err(e) = store.save(&state) {
+            tracing::error!(error = %e, "could not persist state.json");
+        }
     }
     control::export_mode(start_mode.mode);
     let control_task = control::spawn(ctx.clone(), control_rx);

@@ -306,6 +306,13 @@ async fn run(path: PathBuf, env: Env) -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&config.log);
+    let signals = match crate::control::signals::Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("clerkgate: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let opts = crate::app::Options { clock: crate::clock::Clock::system(), config_path: Some(path), env };
     let running = match crate::app::start(config, opts).await {
         Ok(r) => r,
@@ -315,10 +322,7 @@ async fn run(path: PathBuf, env: Env) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = crate::control::signals::forward_sighup(running.ctx.control.clone()) {
-        tracing::warn!(error = %e, "cannot listen for SIGHUP");
-    }
-    crate::control::signals::shutdown().await;
+    signals.run(running.ctx.control.clone()).await;
     running.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS

@@ -111,12 +111,10 @@ async fn run_inner() -> Result<(), String> {
     let env = Env::default();
     let config = Config::load(&config_path, &env).map_err(|e| e.to_string())?;
     crate::telemetry::init_logging(&config.log);
+    let signals = crate::control::signals::Signals::register().map_err(|e| e.to_string())?;
     let running = app::start(config, Options { clock: Clock::system(), config_path: Some(config_path.clone()), env })
         .await
         .map_err(|e| e.to_string())?;
-    if let Err(e) = crate::control::signals::forward_sighup(running.ctx.control.clone()) {
-        tracing::warn!(error = %e, "cannot listen for SIGHUP");
-    }
 
     let now = Clock::system().now_ms() / 1000;
     let user = TokenSpec { ttl_s: 3600, ..TokenSpec::default() };
@@ -178,7 +176,7 @@ CLERKGATE_ADMIN_TOKEN={admin_token} {exe} mode enforce --admin {adm}
         dir = dir.display(),
         key = key_path.display(),
     );
-    crate::control::signals::shutdown().await;
+    signals.run(running.ctx.control.clone()).await;
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -108,14 +108,21 @@ async fn handle(mut req: Request<Body>) -> Response<Body> {
 }
 
 fn download(total: u64) -> Response<Body> {
+    // 251 is prime and 64 KiB chunks start at multiples of 65 536, so slice a precomputed
+    // pattern long enough for any starting phase instead of computing bytes one by one.
     const CHUNK: u64 = 64 * 1024;
-    let stream = futures_util::stream::unfold(0u64, move |offset| async move {
-        if offset >= total {
-            return None;
+    let pattern: Bytes = (0..CHUNK + 251).map(pattern_byte).collect::<Vec<u8>>().into();
+    let stream = futures_util::stream::unfold(0u64, move |offset| {
+        let pattern = pattern.clone();
+        async move {
+            if offset >= total {
+                return None;
+            }
+            let n = CHUNK.min(total - offset);
+            let phase = (offset % 251) as usize;
+            let chunk = pattern.slice(phase..phase + n as usize);
+            Some((Ok::<_, Infallible>(chunk), offset + n))
         }
-        let n = CHUNK.min(total - offset);
-        let chunk: Vec<u8> = (offset..offset + n).map(pattern_byte).collect();
-        Some((Ok::<_, Infallible>(Bytes::from(chunk)), offset + n))
     });
     Response::builder().header(http::header::CONTENT_LENGTH, total).body(Body::from_stream(stream)).unwrap_or_default()
 }

@@ -87,12 +87,14 @@ pub async fn guard(State(ctx): State<Arc<Context>>, mut req: Request, next: Next
         );
     };
     drop(rt);
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_string();
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string())
+        .unwrap_or_default();
     let matches = !presented.is_empty()
         && aws_lc_rs::constant_time::verify_slices_are_equal(
             sha256(presented.as_bytes()).as_ref(),

@@ -29,10 +29,13 @@ pub struct Epoch {
     pub revocations: u64,
 }
 
+/// Whole token → the epoch it was verified under and its verdict.
+type Entries = Cache<Box<str>, (Epoch, Arc<Verified>)>;
+
 /// A bounded map from whole token to its time-independent verdict.
 pub struct VerdictCache {
     /// `None` when caching is disabled (capacity 0).
-    entries: Option<Cache<Box<str>, (Epoch, Arc<Verified>)>>,
+    entries: Option<Entries>,
     /// The epoch last seen; when a lookup brings a newer one, the cache is cleared.
     seen: [AtomicU64; 3],
 }

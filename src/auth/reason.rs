@@ -45,6 +45,8 @@ pub enum Reason {
     ConflictingCredentials,
     /// A webhook route's Svix signature did not verify.
     WebhookInvalid,
+    /// A missing, repeated or malformed `Host` (400).
+    InvalidHost,
 }
 
 impl Reason {
@@ -71,6 +73,7 @@ impl Reason {
             Reason::AmbiguousPath => "ambiguous-path",
             Reason::ConflictingCredentials => "conflicting-credentials",
             Reason::WebhookInvalid => "webhook-invalid",
+            Reason::InvalidHost => "invalid-host",
         }
     }
 
@@ -78,14 +81,14 @@ impl Reason {
     pub fn status(self) -> StatusCode {
         match self {
             Reason::MissingRole | Reason::MissingPermission => StatusCode::FORBIDDEN,
-            Reason::AmbiguousPath | Reason::ConflictingCredentials => StatusCode::BAD_REQUEST,
+            Reason::AmbiguousPath | Reason::ConflictingCredentials | Reason::InvalidHost => StatusCode::BAD_REQUEST,
             Reason::JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::TokenInvalid,
         Reason::TokenInvalidAlgorithm,
         Reason::TokenInvalidSignature,
@@ -106,6 +109,7 @@ impl Reason {
         Reason::AmbiguousPath,
         Reason::ConflictingCredentials,
         Reason::WebhookInvalid,
+        Reason::InvalidHost,
     ];
 }
 

@@ -216,14 +216,7 @@ impl Gate {
     pub fn new(shared: Arc<Shared>, keys: Arc<KeyStore>, revocations: Arc<Revocations>, clock: Clock) -> Self {
         crate::telemetry::metrics_handle();
         let capacity = shared.load().config.clerk.verdict_cache_entries;
-        Gate {
-            shared,
-            keys,
-            cache: VerdictCache::new(capacity),
-            revocations,
-            clock,
-            counters: Counters::new(),
-        }
+        Gate { shared, keys, cache: VerdictCache::new(capacity), revocations, clock, counters: Counters::new() }
     }
 
     /// Request outcomes counted since start.
@@ -247,6 +240,9 @@ impl Gate {
         if let Some(upgrade) = headers::sanitize_request(&mut parts.headers, parts.version) {
             parts.extensions.insert(UpgradeProtocol(upgrade));
         }
+        if let Err(why) = check_host(parts) {
+            return self.refuse(Failure::new(Reason::InvalidHost, why), false);
+        }
         let rt = self.shared.load();
         let config = &rt.config;
         let now = self.clock.now_ms();
@@ -263,8 +259,12 @@ impl Gate {
         let route = config.routes.route(&parts.method, &path.matching);
         let mode = rt.mode_at(now).mode;
         let rule = route.rule();
-        let bypass = mode == Mode::Bypass && !rule.is_some_and(|r| r.bypass_never);
-        let grace = mode == Mode::Grace && !rule.is_some_and(|r| r.bypass_never);
+        // Any matching rule marked `bypass = "never"` keeps the request enforced, not only the
+        // first match, so reordering rules can never drop the guarantee. Grace applies on every
+        // route: it admits only correctly signed tokens of real sessions, and roles and
+        // revocations still apply.
+        let bypass = mode == Mode::Bypass && !config.routes.bypass_never(&parts.method, &path.matching);
+        let grace = mode == Mode::Grace;
 
         let pk = config.clerk.publishable_key.as_ref();
         let found = token::find(&parts.headers, pk, now / 1000);
@@ -353,6 +353,14 @@ impl Gate {
     }
 
     fn forward_bypass(&self, parts: &mut Parts, identity: Option<Arc<Verified>>) -> Admission {
+        // Every bypassed request is logged: bypass is an audited exception, never a silent one.
+        tracing::warn!(
+            target: "clerkgate::bypass",
+            method = %parts.method,
+            path = parts.uri.path(),
+            user_id = identity.as_ref().map(|v| v.claims.user_id.as_str()),
+            "request forwarded under bypass"
+        );
         match identity {
             Some(v) => set_identity(parts, &v, AuthStatus::Bypass),
             None => set_status(parts, AuthStatus::Bypass),
@@ -474,6 +482,34 @@ fn authorise(v: &Verified, role: Option<&str>, permission: Option<&str>) -> Opti
             format!("This route needs the permission {:?}.", permission.unwrap_or_default()),
         )
     })
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid `Host`; an HTTP/2 request's `Host`,
+/// when present, must agree with its `:authority`. Upstreams and frameworks disagree on which
+/// of two `Host` lines wins, so anything else is refused rather than forwarded.
+fn check_host(parts: &Parts) -> Result<(), &'static str> {
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request carries several Host headers.");
+    }
+    let parsed = match first {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<http::uri::Authority>().ok())
+                .filter(|a| !a.host().is_empty())
+                .ok_or("The Host header is not a valid host[:port].")?,
+        ),
+        None => None,
+    };
+    match (parts.version, parsed, parts.uri.authority()) {
+        (http::Version::HTTP_11, None, _) => Err("An HTTP/1.1 request needs a Host header."),
+        (http::Version::HTTP_2 | http::Version::HTTP_3, Some(h), Some(a)) if h != *a => {
+            Err("The Host header disagrees with the request's :authority.")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn set_status(parts: &mut Parts, status: AuthStatus) {

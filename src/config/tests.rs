@@ -1,2 +1,825 @@
-#[allow(unused_imports)]
+//! Unit tests of config loading (SPEC §2): defaults, every problem listed with its key, the
+//! secrets precedence (environment, then `*_file`, then inline), publishable keys, redaction.
+//!
+//! Environments are passed as [`Env`] values; the process environment is never touched.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
 use super::*;
+use crate::mint::SigningKey;
+
+const JWKS: &str = r#"
+[clerk]
+jwks_url = "http://127.0.0.1:9/v1/jwks"
+"#;
+
+const PK_LIVE: &str = "pk_live_Y2xlcmsuaW5zcGlyZWQucHVtYS03NC5sY2wuZGV2JA";
+const PK_TEST: &str = "pk_test_Y2xlcmsuaW5zcGlyZWQucHVtYS03NC5sY2wuZGV2JA";
+
+fn no_env() -> Env {
+    Env::default()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    Env::from_pairs(pairs.iter().copied())
+}
+
+fn load(text: &str) -> Config {
+    match Config::from_toml(text, &no_env()) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn problems(text: &str, env: &Env) -> ConfigErrors {
+    match Config::from_toml(text, env) {
+        Ok(_) => panic!("expected problems for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn keys_of(errors: &ConfigErrors) -> BTreeSet<String> {
+    errors.0.iter().map(|p| p.key.clone()).collect()
+}
+
+fn signing_keys() -> &'static [SigningKey; 3] {
+    static KEYS: OnceLock<[SigningKey; 3]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        [SigningKey::generate().unwrap(), SigningKey::generate().unwrap(), SigningKey::generate().unwrap()]
+    })
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+// === Minimal config and defaults ===
+
+#[test]
+fn minimal_config_takes_the_spec_defaults() {
+    let c = load(JWKS);
+    assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.upstream.url_text, "http://127.0.0.1:3000");
+    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.upstream.response_timeout, Duration::from_secs(60));
+    let k = &c.clerk;
+    assert_eq!(k.api_url, "https://api.clerk.com");
+    assert!(k.authorized_parties.is_empty());
+    assert_eq!(k.clock_skew, Duration::from_secs(5));
+    assert_eq!(k.issuer, None);
+    assert!(!k.reject_pending_sessions);
+    assert_eq!(k.status_url, "https://status.clerk.com/api/v2/status.json");
+    assert_eq!(k.keys.refresh_interval, Duration::from_secs(5 * 60));
+    assert_eq!(k.keys.unknown_kid_cooldown, Duration::from_secs(10));
+    assert_eq!(k.keys.max_stale, Duration::from_secs(24 * 3600));
+    assert_eq!(k.keys.fetch_timeout, Duration::from_secs(5));
+    assert!(k.secret_key.is_none() && k.jwt_key.is_none() && k.publishable_key.is_none());
+    assert_eq!(k.jwks.as_ref().unwrap().url, "http://127.0.0.1:9/v1/jwks");
+    assert!(k.jwks.as_ref().unwrap().bearer.is_none());
+    assert_eq!(c.routes.default, Access::Protected);
+    let public: Vec<&str> = c.routes.public.iter().map(|p| p.as_str()).collect();
+    assert_eq!(public, ["/", "/sign-in(.*)", "/sign-up(.*)"]);
+    assert!(c.routes.rules.is_empty());
+    assert_eq!(c.mode.mode, Mode::Enforce);
+    assert_eq!(c.mode.reason, "");
+    assert_eq!(c.mode.grace_max_expired, Duration::from_secs(3600));
+    assert_eq!(c.mode.max_override_ttl, Duration::from_secs(4 * 3600));
+    assert!(!c.mode.emergency_bypass_env);
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert!(c.admin.token.is_none());
+    assert_eq!(c.state.dir, PathBuf::from("./clerkgate-state"));
+    assert_eq!(c.state.backend, StateBackend::File);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn each_key_source_alone_is_enough() {
+    let pem = signing_keys()[0].public_pem();
+    for text in [
+        JWKS.to_string(),
+        "[clerk]\nsecret_key = \"sk_test_abc\"\n".to_string(),
+        format!("[clerk]\njwt_key = {}\n", toml_string(&pem)),
+    ] {
+        load(&text);
+    }
+    for (name, value) in [("CLERK_SECRET_KEY", "sk_test_env".to_string()), ("CLERK_JWT_KEY", pem.clone())] {
+        assert!(Config::from_toml("", &env(&[(name, &value)])).is_ok(), "{name}");
+    }
+}
+
+#[test]
+fn the_example_in_the_spec_loads() {
+    let text = r#"
+[server]
+listen = "0.0.0.0:8080"
+header_read_timeout = "10s"
+
+[upstream]
+url = "http://127.0.0.1:3000"
+connect_timeout = "5s"
+response_timeout = "60s"
+
+[clerk]
+secret_key = "sk_live_example"
+api_url = "https://api.clerk.com"
+authorized_parties = []
+clock_skew = "5s"
+reject_pending_sessions = false
+
+[clerk.keys]
+refresh_interval = "5m"
+unknown_kid_cooldown = "10s"
+max_stale = "24h"
+fetch_timeout = "5s"
+
+[routes]
+default = "protected"
+public = ["/", "/sign-in(.*)", "/sign-up(.*)"]
+[[routes.rule]]
+path = "/api/admin(.*)"
+methods = ["GET", "POST"]
+role = "org:admin"
+bypass = "never"
+[[routes.rule]]
+path = "/api/webhooks/clerk"
+webhook = "clerk"
+
+[mode]
+mode = "enforce"
+reason = ""
+grace_max_expired = "1h"
+max_override_ttl = "4h"
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[state]
+dir = "./clerkgate-state"
+backend = "file"
+
+[log]
+format = "json"
+level = "info"
+"#;
+    let with_webhook = env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]);
+    let c = Config::from_toml(text, &with_webhook).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.routes.rules.len(), 2);
+    assert!(c.routes.rules[0].bypass_never);
+    assert_eq!(c.routes.rules[0].role.as_deref(), Some("org:admin"));
+    assert!(c.routes.rules[1].webhook);
+    // Without the webhook secret the webhook route is a problem.
+    assert_eq!(keys_of(&problems(text, &no_env())), BTreeSet::from(["routes.rule[1].webhook".to_string()]));
+}
+
+// === Every problem, each with its key ===
+
+#[test]
+fn many_problems_are_all_listed_with_their_keys() {
+    let text = r#"
+colour = "blue"
+
+[server]
+listen = "not an address"
+lisen = "0.0.0.0:1"
+
+[upstream]
+url = "ftp://127.0.0.1:21"
+timeout = "5s"
+
+[clerk]
+clock_skew = "5 parsecs"
+secret_kye = "sk_test_typo"
+
+[clerk.keys]
+max_stael = "1h"
+fetch_timeout = "0s"
+
+[routes]
+default = "sometimes"
+public = ["no-leading-slash", "/ok(.*)"]
+[[routes.rule]]
+path = "/api(foo)"
+colour = "red"
+[[routes.rule]]
+path = "/x"
+bypass = "sometimes"
+
+[mode]
+mode = "bypass"
+grace_max_expired = "forever"
+
+[admin]
+tokn = "x"
+
+[log]
+format = "xml"
+"#;
+    let errors = problems(text, &no_env());
+    let expected: BTreeSet<String> = [
+        "colour",
+        "server.listen",
+        "server.lisen",
+        "upstream.url",
+        "upstream.timeout",
+        "clerk",
+        "clerk.clock_skew",
+        "clerk.secret_kye",
+        "clerk.keys.max_stael",
+        "clerk.keys.fetch_timeout",
+        "routes.default",
+        "routes.public[0]",
+        "routes.rule[0].path",
+        "routes.rule[0].colour",
+        "routes.rule[1].bypass",
+        "mode.reason",
+        "mode.grace_max_expired",
+        "admin.tokn",
+        "log.format",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(keys_of(&errors), expected, "\n{errors}");
+    // Every problem says something, and the Display lists one per line as `key: message`.
+    assert!(errors.0.iter().all(|p| !p.message.trim().is_empty()));
+    let shown = errors.to_string();
+    assert_eq!(shown.lines().count(), errors.0.len());
+    for p in &errors.0 {
+        assert!(shown.contains(&format!("{}: {}", p.key, p.message)));
+    }
+    // The messages name what is wrong.
+    let by_key = problems_by_key(&errors);
+    assert!(by_key["clerk.clock_skew"].contains("5 parsecs"));
+    assert!(by_key["routes.public[0]"].contains("no-leading-slash"));
+    assert!(by_key["clerk"].contains("no key source"));
+    assert!(by_key["mode.reason"].contains("bypass"));
+}
+
+#[test]
+fn single_problem_table() {
+    let cases: &[(&str, &str)] = &[
+        ("[mode]\nmode = \"panic\"", "mode.mode"),
+        ("[mode]\nmode = \"Enforce\"", "mode.mode"),
+        ("[mode]\nmode = \"bypass\"\nreason = \"  \"", "mode.reason"),
+        ("[upstream]\nurl = \"https://127.0.0.1:3000\"", "upstream.url"),
+        ("[upstream]\nurl = \"http://127.0.0.1:3000/app\"", "upstream.url"),
+        ("[upstream]\nurl = \"not a url\"", "upstream.url"),
+        ("[clerk]\napi_url = \"api.clerk.com\"", "clerk.api_url"),
+        ("[clerk]\nsign_in_url = \"/sign-in\"", "clerk.sign_in_url"),
+        ("[clerk]\npublishable_key = \"pk_test_nope\"", "clerk.publishable_key"),
+        ("[admin]\nlisten = \"0.0.0.0:8080\"", "admin.listen"),
+        ("[admin]\nlisten = \"localhost\"", "admin.listen"),
+        ("[state]\nbackend = \"redis\"", "state.backend"),
+        ("[state]\nbackend = \"s3\"", "state.backend"),
+        ("[state]\nredis_url = \"redis://x\"", "state.redis_url"),
+        ("[log]\nlevel = \"[[[\"", "log.level"),
+        ("[server]\ntls_cert = \"c.pem\"", "server.tls_cert"),
+        ("[[routes.rule]]\nmethods = [\"GET\"]", "routes.rule[0].path"),
+        ("[[routes.rule]]\npath = \"/x\"\nmethods = [\"G ET\"]", "routes.rule[0].methods"),
+        ("[[routes.rule]]\npath = \"/x\"\nrole = \"\"", "routes.rule[0].role"),
+        ("[[routes.rule]]\npath = \"/x\"\nwebhook = \"github\"", "routes.rule[0].webhook"),
+        ("[clerk.keys]\nrefresh_interval = \"-5s\"", "clerk.keys.refresh_interval"),
+    ];
+    for (section, key) in cases {
+        let text = format!("{JWKS}\n{section}\n");
+        // Sections may repeat [clerk]; fold a second [clerk] into the first.
+        let text = if section.starts_with("[clerk]") {
+            format!("[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\n{}\n", section.trim_start_matches("[clerk]"))
+        } else {
+            text
+        };
+        let errors = problems(&text, &no_env());
+        assert_eq!(keys_of(&errors), BTreeSet::from([key.to_string()]), "{section}\n{errors}");
+    }
+}
+
+#[test]
+fn the_emergency_bypass_variable_must_be_a_boolean() {
+    let errors = problems(JWKS, &env(&[("CLERK_EMERGENCY_BYPASS", "maybe")]));
+    assert_eq!(keys_of(&errors), BTreeSet::from(["CLERK_EMERGENCY_BYPASS".to_string()]));
+}
+
+/// A value of the wrong TOML type (`clock_skew = 5`) must still be reported under its dotted key
+/// (SPEC §2: "every problem listed, with its key"), and must not hide the other problems.
+#[test]
+fn a_wrongly_typed_value_is_reported_under_its_key() {
+    let text = "[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nclock_skew = 5\n[server]\nlisen = \"x\"\n";
+    let errors = problems(text, &no_env());
+    let keys = keys_of(&errors);
+    assert!(keys.contains("clerk.clock_skew"), "{errors}");
+    assert!(keys.contains("server.lisen"), "{errors}");
+}
+
+#[test]
+fn toml_syntax_errors_are_one_file_problem() {
+    for text in ["[server", "a = ", "[clerk]\n[clerk]\n", "x = \"unterminated"] {
+        let errors = problems(text, &no_env());
+        assert_eq!(errors.0.len(), 1, "{text}");
+        assert_eq!(errors.0[0].key, "(file)", "{text}");
+    }
+}
+
+// === Durations ===
+
+#[test]
+fn zero_durations_are_refused_except_clock_skew() {
+    let keys = [
+        ("server", "header_read_timeout"),
+        ("server", "shutdown_grace"),
+        ("upstream", "connect_timeout"),
+        ("upstream", "response_timeout"),
+        ("clerk.keys", "refresh_interval"),
+        ("clerk.keys", "unknown_kid_cooldown"),
+        ("clerk.keys", "max_stale"),
+        ("clerk.keys", "fetch_timeout"),
+        ("mode", "grace_max_expired"),
+        ("mode", "max_override_ttl"),
+    ];
+    for (section, key) in keys {
+        for zero in ["0s", "0ms", "0"] {
+            let text = format!("{JWKS}\n[{section}]\n{key} = \"{zero}\"\n");
+            let errors = problems(&text, &no_env());
+            assert_eq!(keys_of(&errors), BTreeSet::from([format!("{section}.{key}")]), "{section}.{key} = {zero}");
+        }
+        // Short positive ones are accepted (tests use them).
+        let text = format!("{JWKS}\n[{section}]\n{key} = \"1ms\"\n");
+        load(&text);
+    }
+    let c = load(&format!("{JWKS}clock_skew = \"0s\"\n"));
+    assert_eq!(c.clerk.clock_skew, Duration::ZERO);
+}
+
+#[test]
+fn duration_formats() {
+    for (text, expected) in [
+        ("250ms", Duration::from_millis(250)),
+        ("5s", Duration::from_secs(5)),
+        ("10m", Duration::from_secs(600)),
+        ("24h", Duration::from_secs(86_400)),
+        ("1h 30m", Duration::from_secs(5_400)),
+        (" 7s ", Duration::from_secs(7)),
+    ] {
+        let c = load(&format!("{JWKS}[clerk.keys]\nmax_stale = \"{text}\"\n"));
+        assert_eq!(c.clerk.keys.max_stale, expected, "{text}");
+    }
+}
+
+#[test]
+fn unwise_values_are_warned_about_not_refused() {
+    let c = load(&format!(
+        "{JWKS}clock_skew = \"2m\"\n[clerk.keys]\nunknown_kid_cooldown = \"100ms\"\nmax_stale = \"1m\"\n"
+    ));
+    let w = c.warnings.join("\n");
+    assert!(w.contains("clerk.clock_skew"), "{w}");
+    assert!(w.contains("clerk.keys.unknown_kid_cooldown"), "{w}");
+    assert!(w.contains("clerk.keys.max_stale"), "{w}");
+}
+
+// === Secrets: environment, then *_file, then inline ===
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files { dir: tempfile::tempdir().unwrap() }
+    }
+    fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+}
+
+#[test]
+fn secret_key_precedence() {
+    let files = Files::new();
+    let file = files.write("sk", "sk_from_file\n");
+    let missing = files.dir.path().join("nope").display().to_string();
+    let inline = "secret_key = \"sk_inline\"\n";
+    let from_file = format!("secret_key_file = {}\n", toml_string(&file));
+    // (name, clerk body, env, expected secret)
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+        ("inline", inline.to_string(), vec![], "sk_inline"),
+        ("file (trimmed)", from_file.clone(), vec![], "sk_from_file"),
+        ("env over inline", inline.to_string(), vec![("CLERK_SECRET_KEY", "sk_env")], "sk_env"),
+        ("env over file", from_file.clone(), vec![("CLERK_SECRET_KEY", "sk_env")], "sk_env"),
+        ("env alone", String::new(), vec![("CLERK_SECRET_KEY", "sk_env")], "sk_env"),
+        ("empty env is unset", from_file.clone(), vec![("CLERK_SECRET_KEY", "")], "sk_from_file"),
+        // The env wins even when the file is unreadable... no: the file is not read at all.
+        (
+            "env over an unreadable file",
+            format!("secret_key_file = {}\n", toml_string(&missing)),
+            vec![("CLERK_SECRET_KEY", "sk_env")],
+            "sk_env",
+        ),
+    ];
+    for (name, body, pairs, expected) in cases {
+        let c = Config::from_toml(&format!("[clerk]\n{body}"), &env(&pairs)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.clerk.secret_key.as_ref().unwrap().expose(), expected, "{name}");
+        // The Backend API JWKS is derived from it and authenticated with it.
+        let jwks = c.clerk.jwks.as_ref().unwrap();
+        assert_eq!(jwks.url, "https://api.clerk.com/v1/jwks", "{name}");
+        assert_eq!(jwks.bearer.as_ref().unwrap().expose(), expected, "{name}");
+    }
+}
+
+#[test]
+fn secret_problems() {
+    let files = Files::new();
+    let file = files.write("sk", "sk_from_file");
+    let missing = files.dir.path().join("nope").display().to_string();
+    let both = format!(
+        "[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nsecret_key = \"sk_inline\"\nsecret_key_file = {}\n",
+        toml_string(&file)
+    );
+    assert_eq!(keys_of(&problems(&both, &no_env())), BTreeSet::from(["clerk.secret_key_file".to_string()]));
+    // Both set is a problem even when the environment would win.
+    assert_eq!(
+        keys_of(&problems(&both, &env(&[("CLERK_SECRET_KEY", "sk_env")]))),
+        BTreeSet::from(["clerk.secret_key_file".to_string()])
+    );
+    let unreadable =
+        format!("[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nsecret_key_file = {}\n", toml_string(&missing));
+    let errors = problems(&unreadable, &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.secret_key_file".to_string()]));
+    assert!(errors.0[0].message.contains("nope"));
+    let both_admin = format!("{JWKS}[admin]\ntoken = \"a\"\ntoken_file = {}\n", toml_string(&file));
+    assert_eq!(keys_of(&problems(&both_admin, &no_env())), BTreeSet::from(["admin.token_file".to_string()]));
+    let both_jwt = format!(
+        "[clerk]\njwt_key = {}\njwt_key_file = {}\n",
+        toml_string(&signing_keys()[0].public_pem()),
+        toml_string(&file)
+    );
+    let errors = problems(&both_jwt, &no_env());
+    assert!(keys_of(&errors).contains("clerk.jwt_key_file"), "{errors}");
+}
+
+#[test]
+fn jwt_key_precedence() {
+    let [a, b, c] = signing_keys();
+    let (pem_a, pem_b, pem_c) = (a.public_pem(), b.public_pem(), c.public_pem());
+    let n_of = |pem: &str| VerifyingKey::from_pem(pem, None).unwrap().n;
+    let files = Files::new();
+    let file_b = files.write("jwt.pem", &pem_b);
+    let inline = format!("jwt_key = {}\n", toml_string(&pem_a));
+    let from_file = format!("jwt_key_file = {}\n", toml_string(&file_b));
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+        ("inline", inline.clone(), vec![], &pem_a),
+        ("file", from_file.clone(), vec![], &pem_b),
+        ("env over file", from_file, vec![("CLERK_JWT_KEY", &pem_c)], &pem_c),
+        ("env over inline", inline, vec![("CLERK_JWT_KEY", &pem_c)], &pem_c),
+    ];
+    for (name, body, pairs, expected) in cases {
+        let cfg =
+            Config::from_toml(&format!("[clerk]\n{body}"), &env(&pairs)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cfg.clerk.jwt_key.as_ref().unwrap().n, n_of(expected), "{name}");
+        // A networkless key alone configures no remote JWKS.
+        assert!(cfg.clerk.jwks.is_none(), "{name}");
+    }
+    // The PEM as Clerk's dashboard shows it (bare base64 on one line) also loads.
+    let bare: String = pem_a.lines().filter(|l| !l.starts_with("-----")).collect();
+    let cfg = Config::from_toml("", &env(&[("CLERK_JWT_KEY", &bare)])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.clerk.jwt_key.as_ref().unwrap().n, n_of(&pem_a));
+    // A PEM that is not a key is a problem under clerk.jwt_key, and no "no key source" on top.
+    let errors =
+        problems("[clerk]\njwt_key = \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"\n", &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.jwt_key".to_string()]));
+}
+
+/// `VerifyingKey::from_pem` means to accept a PEM whose newlines arrive as literal `\n` (how a
+/// PEM often lands in one environment variable): it has a `.replace("\\n", "")` for that. But it
+/// drops every line starting with `-----` *before* that replacement, so a one-line PEM — armour
+/// and body on the same line — is filtered away entirely and refused.
+#[test]
+fn a_one_line_pem_with_escaped_newlines_loads() {
+    let pem = signing_keys()[0].public_pem();
+    let escaped = pem.trim_end().replace('\n', "\\n");
+    assert!(!escaped.contains('\n'));
+    let cfg = Config::from_toml("", &env(&[("CLERK_JWT_KEY", &escaped)])).unwrap_or_else(|e| panic!("{escaped}: {e}"));
+    assert_eq!(cfg.clerk.jwt_key.as_ref().unwrap().n, VerifyingKey::from_pem(&pem, None).unwrap().n);
+}
+
+#[test]
+fn admin_token_precedence() {
+    let files = Files::new();
+    let file = files.write("admin", "  token-from-file-0123456789 \n");
+    let inline = "[admin]\ntoken = \"token-inline-0123456789\"\n".to_string();
+    let from_file = format!("[admin]\ntoken_file = {}\n", toml_string(&file));
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+        ("inline", inline.clone(), vec![], "token-inline-0123456789"),
+        ("file", from_file.clone(), vec![], "token-from-file-0123456789"),
+        ("env over file", from_file, vec![("CLERKGATE_ADMIN_TOKEN", "token-env-0123456789")], "token-env-0123456789"),
+        ("env over inline", inline, vec![("CLERKGATE_ADMIN_TOKEN", "token-env-0123456789")], "token-env-0123456789"),
+    ];
+    for (name, body, pairs, expected) in cases {
+        let c = Config::from_toml(&format!("{JWKS}{body}"), &env(&pairs)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.admin.token.as_ref().unwrap().expose(), expected, "{name}");
+    }
+    let short = load(&format!("{JWKS}[admin]\ntoken = \"short\"\n"));
+    assert!(short.warnings.iter().any(|w| w.starts_with("admin.token")));
+}
+
+#[test]
+fn webhook_secret_precedence() {
+    let files = Files::new();
+    let file = files.write("wh", "whsec_file\n");
+    let c =
+        Config::from_toml(&format!("{JWKS}webhook_signing_secret_file = {}\n", toml_string(&file)), &no_env()).unwrap();
+    assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_file");
+    let c = Config::from_toml(
+        &format!("{JWKS}webhook_signing_secret = \"whsec_inline\"\n"),
+        &env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_env")]),
+    )
+    .unwrap();
+    assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_env");
+}
+
+// === Environment switches ===
+
+#[test]
+fn emergency_bypass_env() {
+    for (value, expected) in
+        [("true", true), ("TRUE", true), ("True", true), ("1", true), ("false", false), ("0", false), ("", false)]
+    {
+        let c = Config::from_toml(JWKS, &env(&[("CLERK_EMERGENCY_BYPASS", value)]))
+            .unwrap_or_else(|e| panic!("{value:?}: {e}"));
+        assert_eq!(c.mode.emergency_bypass_env, expected, "{value:?}");
+        // The file's own mode is untouched.
+        assert_eq!(c.mode.mode, Mode::Enforce);
+    }
+}
+
+#[test]
+fn api_url_and_jwks_url() {
+    // (name, clerk body, env, expected jwks url or None)
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<&str>)> = vec![
+        ("secret key → Backend API JWKS", "secret_key = \"sk\"", vec![], Some("https://api.clerk.com/v1/jwks")),
+        (
+            "custom api_url, trailing slash",
+            "secret_key = \"sk\"\napi_url = \"https://api.example.com/\"",
+            vec![],
+            Some("https://api.example.com/v1/jwks"),
+        ),
+        (
+            "CLERK_API_URL wins",
+            "secret_key = \"sk\"\napi_url = \"https://api.example.com\"",
+            vec![("CLERK_API_URL", "http://127.0.0.1:7")],
+            Some("http://127.0.0.1:7/v1/jwks"),
+        ),
+        (
+            "explicit jwks_url wins",
+            "secret_key = \"sk\"\njwks_url = \"https://clerk.example.com/.well-known/jwks.json\"",
+            vec![],
+            Some("https://clerk.example.com/.well-known/jwks.json"),
+        ),
+        (
+            "jwks_url without secret",
+            "jwks_url = \"https://clerk.example.com/.well-known/jwks.json\"",
+            vec![],
+            Some("https://clerk.example.com/.well-known/jwks.json"),
+        ),
+    ];
+    for (name, body, pairs, expected) in cases {
+        let c =
+            Config::from_toml(&format!("[clerk]\n{body}\n"), &env(&pairs)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.clerk.jwks.as_ref().map(|j| j.url.as_str()), expected, "{name}");
+    }
+    // jwt_key only: no JWKS, even with an api_url.
+    let pem = signing_keys()[0].public_pem();
+    let c = Config::from_toml(
+        &format!("[clerk]\napi_url = \"https://api.example.com\"\njwt_key = {}\n", toml_string(&pem)),
+        &no_env(),
+    )
+    .unwrap();
+    assert!(c.clerk.jwks.is_none());
+    // api_url alone is not a key source.
+    let errors = problems("[clerk]\napi_url = \"https://api.example.com\"\n", &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk".to_string()]));
+    // A bad jwks_url is reported under its key.
+    let errors = problems("[clerk]\njwks_url = \"file:///etc/passwd\"\n", &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.jwks_url".to_string()]));
+}
+
+// === Publishable keys ===
+
+#[test]
+fn publishable_key_parsing() {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let valid = [
+        (PK_LIVE.to_string(), "clerk.inspired.puma-74.lcl.dev", true),
+        (PK_TEST.to_string(), "clerk.inspired.puma-74.lcl.dev", false),
+        (
+            "pk_live_ZmFrZS1jbGVyay10ZXN0LmNsZXJrLmFjY291bnRzLmRldiQ=".to_string(),
+            "fake-clerk-test.clerk.accounts.dev",
+            true,
+        ),
+        ("pk_test_Y2xlcmsuY2xlcmsuZGV2JA".to_string(), "clerk.clerk.dev", false),
+        (format!("pk_test_{}", b64("x.y$")), "x.y", false),
+    ];
+    for (raw, fapi, production) in valid {
+        let pk = parse_publishable_key(&raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+        assert_eq!(pk.frontend_api, fapi, "{raw}");
+        assert_eq!(pk.production, production, "{raw}");
+        assert_eq!(pk.raw, raw);
+        assert_eq!(pk.cookie_suffix, cookie_suffix(&raw));
+    }
+    let invalid = [
+        String::new(),
+        "pk_test".to_string(),
+        "pk_test_".to_string(),
+        "pk_prod_Y2xlcmsuY2xlcmsuZGV2JA".to_string(),
+        "sk_test_Y2xlcmsuY2xlcmsuZGV2JA".to_string(),
+        "PK_TEST_Y2xlcmsuY2xlcmsuZGV2JA".to_string(),
+        "pk_test_Y2xlcmsuY2xlcmsuZGV2JA_extra".to_string(),
+        "pk_test_!!!!".to_string(),
+        format!("pk_test_{}", b64("clerk.example.com")),
+        format!("pk_test_{}", b64("clerk.example.com$$")),
+        format!("pk_test_{}", b64("clerk$.example.com$")),
+        format!("pk_test_{}", b64("localhost$")),
+        format!("pk_test_{}", base64::engine::general_purpose::STANDARD.encode([0xff, b'.', b'$'])),
+    ];
+    for raw in invalid {
+        assert!(parse_publishable_key(&raw).is_err(), "{raw:?} should be refused");
+    }
+}
+
+#[test]
+fn publishable_key_from_file_or_env() {
+    let c = load(&format!("{JWKS}publishable_key = \"{PK_TEST}\"\n"));
+    let pk = c.clerk.publishable_key.as_ref().unwrap();
+    assert!(!pk.production);
+    assert_eq!(pk.cookie_suffix, "vWCgMp3A");
+    let c = Config::from_toml(
+        &format!("{JWKS}publishable_key = \"{PK_TEST}\"\n"),
+        &env(&[("CLERK_PUBLISHABLE_KEY", PK_LIVE)]),
+    )
+    .unwrap();
+    assert!(c.clerk.publishable_key.as_ref().unwrap().production);
+    let errors = problems(JWKS, &env(&[("CLERK_PUBLISHABLE_KEY", "pk_live_garbage")]));
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.publishable_key".to_string()]));
+}
+
+// === Redaction ===
+
+#[test]
+fn effective_toml_never_shows_a_secret() {
+    let files = Files::new();
+    let admin_file = files.write("admin", "admin-secret-from-file-9876\n");
+    let secrets = [
+        "sk_live_inline_secret_123",
+        "whsec_inline_webhook_secret",
+        "admin-secret-from-file-9876",
+        "sk_live_env_secret_456",
+    ];
+    let text = format!(
+        "[clerk]\nsecret_key = \"{}\"\nwebhook_signing_secret = \"{}\"\npublishable_key = \"{PK_LIVE}\"\njwt_key = {}\n[admin]\ntoken_file = {}\n",
+        secrets[0],
+        secrets[1],
+        toml_string(&signing_keys()[0].public_pem()),
+        toml_string(&admin_file),
+    );
+    for e in [no_env(), env(&[("CLERK_SECRET_KEY", secrets[3])])] {
+        let c = Config::from_toml(&text, &e).unwrap_or_else(|e| panic!("{e}"));
+        let out = c.effective_toml();
+        let debug = format!("{c:?}");
+        for s in secrets {
+            assert!(!out.contains(s), "effective config shows {s}:\n{out}");
+            assert!(!debug.contains(s), "Debug shows {s}");
+        }
+        assert!(!out.contains("BEGIN PUBLIC KEY"));
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(parsed["clerk"]["secret_key"].as_str(), Some("[redacted]"));
+        assert_eq!(parsed["clerk"]["webhook_signing_secret"].as_str(), Some("[redacted]"));
+        assert_eq!(parsed["admin"]["token"].as_str(), Some("[redacted]"));
+        // The publishable key is public and shown as is.
+        assert_eq!(parsed["clerk"]["publishable_key"].as_str(), Some(PK_LIVE));
+    }
+}
+
+#[test]
+fn effective_toml_of_a_secret_free_config_loads_back_to_itself() {
+    let text = format!(
+        "{JWKS}authorized_parties = [\"https://app.example.com\"]\nissuer = \"https://clerk.example.com/\"\n\
+         [clerk.keys]\nmax_stale = \"90m\"\n\
+         [routes]\ndefault = \"public\"\npublic = [\"/\", \"/docs(.*)\"]\n\
+         [[routes.rule]]\npath = \"/api/admin(.*)\"\nmethods = [\"get\", \"POST\"]\nrole = \"org:admin\"\nbypass = \"never\"\n\
+         [mode]\nmode = \"grace\"\nreason = \"clerk outage\"\n"
+    );
+    let first = load(&text);
+    let out = first.effective_toml();
+    let second = load(&out);
+    assert_eq!(second.effective_toml(), out);
+    assert_eq!(second.clerk.issuer.as_deref(), Some("https://clerk.example.com"));
+    assert_eq!(second.mode.mode, Mode::Grace);
+    assert_eq!(second.routes.default, Access::Public);
+    assert_eq!(second.clerk.keys.max_stale, Duration::from_secs(5400));
+}
+
+#[test]
+fn the_hash_changes_with_a_secret_file() {
+    let files = Files::new();
+    let path = files.write("sk", "sk_one");
+    let text = format!("[clerk]\nsecret_key_file = {}\n", toml_string(&path));
+    let one = load(&text).origin.hash;
+    files.write("sk", "sk_two");
+    let two = load(&text).origin.hash;
+    assert_ne!(one, two);
+    assert_eq!(one.len(), 16);
+    assert!(!one.contains("sk_"));
+}
+
+// === Never panics ===
+
+fn toml_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\"[ -~]{0,20}\"",
+        Just("\"5s\"".to_string()),
+        Just("\"0s\"".to_string()),
+        Just("\"bypass\"".to_string()),
+        Just("\"/a(.*)\"".to_string()),
+        Just("\"http://127.0.0.1:1\"".to_string()),
+        Just("[\"/\", \"x\"]".to_string()),
+        Just("true".to_string()),
+        "-?[0-9]{1,12}",
+        Just("{}".to_string()),
+        Just("[]".to_string()),
+    ]
+}
+
+fn section_line() -> impl Strategy<Value = String> {
+    let sections = prop::sample::select(vec![
+        "",
+        "[server]",
+        "[upstream]",
+        "[clerk]",
+        "[clerk.keys]",
+        "[routes]",
+        "[[routes.rule]]",
+        "[mode]",
+        "[admin]",
+        "[state]",
+        "[log]",
+        "[other]",
+    ]);
+    let keys = prop::sample::select(vec![
+        "listen",
+        "url",
+        "secret_key",
+        "jwks_url",
+        "publishable_key",
+        "jwt_key",
+        "clock_skew",
+        "max_stale",
+        "refresh_interval",
+        "default",
+        "public",
+        "path",
+        "methods",
+        "role",
+        "permission",
+        "bypass",
+        "webhook",
+        "mode",
+        "reason",
+        "grace_max_expired",
+        "token",
+        "dir",
+        "backend",
+        "format",
+        "level",
+        "issuer",
+        "authorized_parties",
+        "api_url",
+        "x",
+    ]);
+    (sections, keys, toml_value()).prop_map(|(s, k, v)| format!("{s}\n{k} = {v}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn from_toml_never_panics_on_arbitrary_text(text in any::<String>()) {
+        let _ = Config::from_toml(&text, &no_env());
+    }
+
+    #[test]
+    fn from_toml_never_panics_on_config_shaped_text(lines in prop::collection::vec(section_line(), 0..12)) {
+        let text = lines.join("\n");
+        match Config::from_toml(&text, &no_env()) {
+            Ok(c) => {
+                let _ = c.effective_toml();
+            }
+            // Every problem names a key and says something.
+            Err(e) => prop_assert!(e.0.iter().all(|p| !p.key.is_empty() && !p.message.is_empty())),
+        }
+    }
+}

@@ -1,29 +1,46 @@
 //! Unix signals: SIGHUP reloads; SIGTERM (Kubernetes) and SIGINT (Ctrl-C) shut down.
+//!
+//! [`Signals::register`] installs all three handlers at once and must run *before* the gateway
+//! announces it is listening: once a supervisor may send SIGHUP, the default action (terminate)
+//! must already be replaced.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{Actor, ControlHandle};
 
-/// Registers SIGHUP early (so an early `kill -HUP` never terminates the process) and feeds
-/// every delivery into the control funnel. Deliveries may coalesce; reload is idempotent.
-pub fn forward_sighup(control: ControlHandle) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let mut hup = signal(SignalKind::hangup())?;
-    Ok(tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            control.reload_nowait(Actor::Signal);
-        }
-    }))
+/// The registered signal streams.
+#[derive(Debug)]
+pub struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-pub async fn shutdown() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers we can only run until killed.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+impl Signals {
+    /// Installs the SIGHUP, SIGTERM and SIGINT handlers.
+    pub fn register() -> std::io::Result<Self> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Feeds every SIGHUP into the control funnel until SIGTERM or SIGINT arrives, then returns.
+    /// Deliveries may coalesce; reload is idempotent.
+    pub async fn run(mut self, control: ControlHandle) {
+        loop {
+            tokio::select! {
+                Some(()) = self.hup.recv() => control.reload_nowait(Actor::Signal),
+                _ = self.term.recv() => {
+                    tracing::info!("SIGTERM: draining");
+                    return;
+                }
+                _ = self.int.recv() => {
+                    tracing::info!("SIGINT: draining");
+                    return;
+                }
+            }
+        }
     }
 }

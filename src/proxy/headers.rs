@@ -86,12 +86,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     let mut upgrade = false;
     let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if token.eq_ignore_ascii_case("upgrade") {
+        // Split the raw bytes: a value with one non-ASCII byte must not hide the names it lists.
+        for token in value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty()) {
+            if token.eq_ignore_ascii_case(b"upgrade") {
                 upgrade = true;
             }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            if let Ok(name) = HeaderName::from_bytes(token) {
                 listed.push(name);
             }
         }

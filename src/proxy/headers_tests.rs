@@ -17,6 +17,9 @@ fn map(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
+/// Header lines, as a table row writes them.
+type Lines = &'static [(&'static str, &'static str)];
+
 /// The names left in `h`, sorted, for readable assertions.
 fn names_of(h: &HeaderMap) -> Vec<String> {
     let mut v: Vec<String> = h.keys().map(|k| k.as_str().to_string()).collect();
@@ -194,7 +197,7 @@ fn sanitize_request_removes_reserved_in_every_spelling_and_keeps_the_rest() {
 #[test]
 fn sanitize_request_removes_connection_listed_and_hop_by_hop() {
     // (headers in, names expected out)
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    let cases: &[(Lines, &[&str])] = &[
         // Connection-listed custom header.
         (&[("connection", "X-Custom-Hop"), ("x-custom-hop", "1"), ("accept", "*/*")], &["accept"]),
         // Several tokens, odd spacing, empty list elements, several Connection lines.
@@ -250,8 +253,8 @@ fn sanitize_request_removes_connection_listed_and_hop_by_hop() {
 #[test]
 fn sanitize_request_detects_upgrade_only_for_http11_with_connection_upgrade() {
     // (headers, version, expected upgrade protocol)
-    let ws: &[(&str, &str)] = &[("connection", "Upgrade"), ("upgrade", "websocket")];
-    let cases: &[(&[(&str, &str)], Version, Option<&str>)] = &[
+    let ws: Lines = &[("connection", "Upgrade"), ("upgrade", "websocket")];
+    let cases: &[(Lines, Version, Option<&str>)] = &[
         (ws, Version::HTTP_11, Some("websocket")),
         (&[("connection", "keep-alive, upgrade"), ("upgrade", "websocket")], Version::HTTP_11, Some("websocket")),
         (&[("connection", "UPGRADE"), ("upgrade", "h2c")], Version::HTTP_11, Some("h2c")),
@@ -445,7 +448,7 @@ proptest! {
         }
         // An upgrade is reported only for HTTP/1.1, only with Connection: upgrade and an
         // Upgrade header, and it is the client's first Upgrade value.
-        let says_upgrade = listed.iter().any(|n| n == header::UPGRADE);
+        let says_upgrade = listed.contains(&header::UPGRADE);
         match upgrade {
             Some(v) => {
                 prop_assert_eq!(version, Version::HTTP_11);

@@ -1,1 +1,267 @@
-// placeholder
+//! `clerkgate demo`, run as a user would: the real binary as a child process, and every `curl`
+//! line it prints executed exactly as printed with `sh -c`. The addresses are read from the
+//! printed lines (the demo prefers 8080/9901 and falls back to free ports).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::raw;
+
+/// Demos run one at a time: two starting together could both see 8080 free and race for it.
+static ONE_DEMO: Mutex<()> = Mutex::new(());
+
+/// How long the demo may take to print its lines (it generates an RSA key first).
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// The running demo: the child, its printed command lines by section, and its stderr file.
+struct Demo {
+    child: Child,
+    /// `sections[n]` holds the command lines printed under `# n.`.
+    sections: Vec<Vec<String>>,
+    stdout: String,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let curl = Command::new("curl").arg("--version").output();
+        assert!(
+            curl.as_ref().is_ok_and(|o| o.status.success()),
+            "the demo test runs the printed curl lines and needs curl on PATH (apt-get install curl): {curl:?}"
+        );
+        let stderr = tempfile::NamedTempFile::new().expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clerkgate"))
+            .arg("demo")
+            .env_remove("CLERKGATE_CONFIG")
+            .env_remove("CLERK_EMERGENCY_BYPASS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr.reopen().expect("reopen stderr file"))
+            .spawn()
+            .expect("spawn clerkgate demo");
+
+        // Read stdout on a thread so the wait for the printed lines can be bounded.
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut demo = Demo { child, sections: vec![Vec::new(); 16], stdout: String::new(), stderr };
+        let deadline = Instant::now() + STARTUP;
+        let mut section = 0usize;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(e) => demo.fail(&format!("the demo stopped printing before its `# 7.` command ({e:?})")),
+            };
+            demo.stdout.push_str(&line);
+            demo.stdout.push('\n');
+            if let Some(n) = line.strip_prefix("# ").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()) {
+                section = n;
+                assert!(section < demo.sections.len(), "unexpected section # {section}");
+            } else if line.starts_with("curl ") || line.contains(" token --key ") {
+                demo.sections[section].push(line);
+                if section == 7 {
+                    break;
+                }
+            }
+        }
+        demo
+    }
+
+    /// The `i`-th command printed under `# n.`.
+    fn line(&self, n: usize, i: usize) -> &str {
+        self.sections[n]
+            .get(i)
+            .unwrap_or_else(|| panic!("no command {i} under # {n}; the demo printed:\n{}", self.stdout))
+    }
+
+    /// Runs a printed line exactly as printed; returns its stdout.
+    fn run(&self, line: &str) -> String {
+        let out = Command::new("sh").arg("-c").arg(line).output().expect("run sh");
+        if !out.status.success() {
+            self.fail(&format!("`{line}` exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        }
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// Runs a printed `curl -s` line; its output is the body, which must be JSON.
+    fn run_json(&self, line: &str) -> Value {
+        let out = self.run(line);
+        serde_json::from_str(&out).unwrap_or_else(|e| self.fail(&format!("`{line}` did not print JSON ({e}):\n{out}")))
+    }
+
+    /// Runs a printed `curl -si` line and parses the response.
+    fn run_si(&self, line: &str) -> raw::RawReply {
+        assert!(line.starts_with("curl -si "), "not a `curl -si` line: {line}");
+        raw::parse(self.run(line).as_bytes())
+    }
+
+    /// The gateway's base URL as printed (`  gateway   http://…`).
+    fn gateway_url(&self) -> String {
+        self.stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("gateway"))
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no gateway line in:\n{}", self.stdout))
+            .to_string()
+    }
+
+    fn fail(&self, why: &str) -> ! {
+        let stderr = std::fs::read_to_string(self.stderr.path()).unwrap_or_default();
+        panic!("{why}\n--- demo stdout ---\n{}\n--- demo stderr ---\n{stderr}", self.stdout);
+    }
+
+    /// Ctrl-C: SIGINT, then the demo must exit 0 within a few seconds.
+    fn interrupt(mut self) {
+        let kill = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status().expect("run kill");
+        assert!(kill.success(), "kill -INT failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the demo") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.fail("the demo did not exit within 10 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if !status.success() {
+            self.fail(&format!("the demo exited with {status} after SIGINT"));
+        }
+        // Its files (the dev signing key among them) are cleaned up on the way out.
+        let files = self
+            .stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("files"))
+            .map(str::trim)
+            .unwrap_or_else(|| self.fail("no `files` line printed"));
+        assert!(!std::path::Path::new(files).exists(), "the demo left {files} behind");
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // A failed test must not leave the child running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every value the echo upstream received for `name`.
+fn echoed<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an echo reply: {echo}"))
+        .iter()
+        .filter(|p| p[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+        .filter_map(|p| p[1].as_str())
+        .collect()
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn demo_prints_curl_lines_that_work_as_printed() {
+    let _one = lock();
+    let demo = Demo::start();
+
+    // 1. A valid token: the echo answers, with the token's identity.
+    let echo = demo.run_json(demo.line(1, 0));
+    assert_eq!(echoed(&echo, "x-clerk-user-id"), ["user_2demo"], "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-session-id"), ["sess_2demo"], "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-auth-status"), ["signed-in"], "{echo}");
+    assert_eq!(echo["path"], "/api/hello");
+
+    // 2. No token: 401 session-token-missing.
+    let reply = demo.run_si(demo.line(2, 0));
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.header("x-clerk-auth-reason"), Some("session-token-missing"));
+    assert!(reply.body.contains("session-token-missing"), "{reply:?}");
+
+    // 3. A forged identity header is replaced by the token's.
+    let echo = demo.run_json(demo.line(3, 0));
+    assert_eq!(echoed(&echo, "x-clerk-user-id"), ["user_2demo"], "{echo}");
+    assert!(!echo.to_string().contains("user_evil"), "user_evil reached the upstream: {echo}");
+
+    // 4. Not a JWT: 401 token-invalid.
+    let reply = demo.run_si(demo.line(4, 0));
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.header("x-clerk-auth-reason"), Some("token-invalid"));
+
+    // 5. The org admin on the admin-only route, with org headers (v2 claims).
+    let echo = demo.run_json(demo.line(5, 0));
+    assert_eq!(echo["path"], "/api/admin/panel", "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-user-id"), ["user_2admin"], "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-org-id"), ["org_2demo"], "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-org-role"), ["org:admin"], "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-org-slug"), ["demo-org"], "{echo}");
+    let permissions = echoed(&echo, "x-clerk-org-permissions");
+    assert_eq!(permissions.len(), 1, "{echo}");
+    assert!(permissions[0].split(',').any(|p| p == "org:billing:manage"), "{echo}");
+
+    // 7. The printed `token --key` command mints a token the gateway accepts.
+    let token = demo.run(demo.line(7, 0));
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token:?}");
+    let out = Command::new("curl")
+        .args(["-s", &format!("{}/api/hello", demo.gateway_url()), "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .output()
+        .expect("run curl");
+    let echo: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        demo.fail(&format!("minted token refused ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    });
+    assert_eq!(echoed(&echo, "x-clerk-user-id"), ["user_2you"], "{echo}");
+
+    demo.interrupt();
+}
+
+#[test]
+fn demo_bypass_lines_open_and_close_bypass() {
+    let _one = lock();
+    let demo = Demo::start();
+    assert_eq!(demo.sections[6].len(), 3, "expected PUT bypass, curl, PUT enforce under # 6:\n{}", demo.stdout);
+
+    // Before: enforced.
+    let before = demo.run_si(demo.line(2, 0));
+    assert_eq!(before.status, 401, "{before:?}");
+
+    // Bypass on (the printed PUT), then the printed request passes, tagged.
+    let put = demo.run(demo.line(6, 0));
+    let reply = demo.run_si(demo.line(6, 1));
+    assert_eq!(reply.status, 200, "after `{}` (answered {put:?}): {reply:?}", demo.line(6, 0));
+    assert_eq!(reply.header("x-auth-bypass"), Some("true"), "{reply:?}");
+    let echo: Value = serde_json::from_str(&reply.body).expect("echo JSON");
+    assert_eq!(echoed(&echo, "x-auth-bypass"), ["true"], "{echo}");
+    assert_eq!(echoed(&echo, "x-clerk-auth-status"), ["bypass"], "{echo}");
+
+    // The admin-only route stays enforced in bypass (bypass = "never").
+    let admin_only = demo.run_si(&demo.line(6, 1).replace("/api/hello", "/api/admin/panel"));
+    assert_eq!(admin_only.status, 401, "{admin_only:?}");
+
+    // Back to enforce (the printed PUT): the same request is refused again.
+    let _ = demo.run(demo.line(6, 2));
+    let after = demo.run_si(demo.line(6, 1));
+    assert_eq!(after.status, 401, "after `{}`: {after:?}", demo.line(6, 2));
+    assert_eq!(after.header("x-clerk-auth-reason"), Some("session-token-missing"));
+    assert_eq!(after.header("x-auth-bypass"), None);
+
+    demo.interrupt();
+}

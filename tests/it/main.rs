@@ -8,9 +8,13 @@ mod support;
 
 /// Config loading and `check-config`.
 mod config;
+/// The control plane: modes, admin API, signals, reload, revocation, audit (real binary).
+mod control;
 /// The data plane: header table, answer table, and the peer security cases T01–T15, T23–T26, T28.
 mod data_plane;
-/// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
-mod proxy;
 /// The demo, run as printed.
 mod demo;
+/// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
+mod keys;
+/// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
+mod proxy;

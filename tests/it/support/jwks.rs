@@ -56,7 +56,11 @@ impl JwksServer {
 
     fn serve_on(listener: TcpListener, reply: JwksReply) -> JwksServer {
         let addr = listener.local_addr().expect("addr");
-        let inner = Arc::new(Inner { reply: Mutex::new(reply), hits: AtomicUsize::new(0), last_headers: Mutex::new(Vec::new()) });
+        let inner = Arc::new(Inner {
+            reply: Mutex::new(reply),
+            hits: AtomicUsize::new(0),
+            last_headers: Mutex::new(Vec::new()),
+        });
         let server = JwksServer { addr, inner: inner.clone() };
         tokio::spawn(async move {
             loop {
@@ -110,7 +114,9 @@ async fn answer(inner: &Inner, req: Request<hyper::body::Incoming>) -> Response<
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let reply = inner.reply.lock().unwrap().clone();
-    let json = |v: &Value| Response::builder().header("content-type", "application/json").body(Body::from(v.to_string())).unwrap();
+    let json = |v: &Value| {
+        Response::builder().header("content-type", "application/json").body(Body::from(v.to_string())).unwrap()
+    };
     match reply {
         JwksReply::Json(v) => json(&v),
         JwksReply::Status(code, body) => Response::builder()

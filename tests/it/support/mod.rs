@@ -240,8 +240,7 @@ impl TestGateway {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        Reply::from(req.send().await.expect("request"))
-            .await
+        Reply::from(req.send().await.expect("request")).await
     }
 }
 
@@ -332,7 +331,8 @@ impl Echoed {
         self.headers
             .iter()
             .filter(|(k, _)| {
-                let folded: String = k.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+                let folded: String =
+                    k.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
                 folded.starts_with(prefix)
             })
             .map(|(k, _)| k.as_str())
@@ -342,3 +342,308 @@ impl Echoed {
 
 /// Shares an `Arc` across test tasks.
 pub type Shared<T> = Arc<T>;
+
+/// Adds `lines` at the top of `[table]` in config text the builder produced (for keys of
+/// tables the builder writes itself, such as `[server]` and `[upstream]`).
+pub fn with_keys(text: &str, table: &str, lines: &str) -> String {
+    let header = format!("[{table}]\n");
+    assert!(text.contains(&header), "no [{table}] in:\n{text}");
+    text.replacen(&header, &format!("{header}{lines}\n"), 1)
+}
+
+impl GatewayBuilder {
+    /// Starts the gateway in-process after passing its config text through `edit`
+    /// (e.g. `|t| with_keys(&t, "upstream", "response_timeout = \"300ms\"")`).
+    pub async fn start_edited(self, edit: impl FnOnce(String) -> String) -> TestGateway {
+        let upstream = match self.upstream {
+            Some(u) => u,
+            None => upstream().await,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        let text = edit(self.config_text(upstream, &state_dir.display().to_string()));
+        let path = dir.path().join("clerkgate.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let env = Env::from_pairs(self.env.clone());
+        let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        let running = app::start(config, Options { clock: self.clock.clone(), config_path: Some(path.clone()), env })
+            .await
+            .expect("start gateway");
+        TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir }
+    }
+}
+
+// === The real binary ===
+
+/// The admin token every [`binary_config`] carries.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// What goes into a config file for the real binary (see [`binary_config`]).
+#[derive(Debug, Clone)]
+pub struct BinaryConfig {
+    /// The upstream.
+    pub upstream: SocketAddr,
+    /// The body of `[routes]`.
+    pub routes: String,
+    /// Extra sections appended verbatim (e.g. `[[routes.rule]]` tables, `[mode]`).
+    pub extra: String,
+    /// `[admin] token`; `None` leaves the admin API without a token.
+    pub admin_token: Option<String>,
+}
+
+/// A config for the real binary: both listeners on `127.0.0.1:0`, JSON logs at `info`, the
+/// networkless [`key`], the admin token [`ADMIN_TOKEN`], state in `state` (relative to the
+/// gateway's directory, which is its working directory), `/`, `/public(.*)` and `/health` public.
+pub fn binary_config(upstream: SocketAddr) -> BinaryConfig {
+    BinaryConfig {
+        upstream,
+        routes: "default = \"protected\"\npublic = [\"/\", \"/public(.*)\", \"/health\"]".into(),
+        extra: String::new(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+    }
+}
+
+impl BinaryConfig {
+    /// Replaces the `[routes]` body.
+    pub fn routes(mut self, body: &str) -> Self {
+        self.routes = body.to_string();
+        self
+    }
+
+    /// Appends a section verbatim (header included).
+    pub fn extra(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        self.extra.push_str("\n\n");
+        self
+    }
+
+    /// Leaves the admin API without a token.
+    pub fn no_admin_token(mut self) -> Self {
+        self.admin_token = None;
+        self
+    }
+
+    /// The TOML text.
+    pub fn text(&self) -> String {
+        let admin_token = match &self.admin_token {
+            Some(t) => format!("token = {}\n", toml_str(t)),
+            None => String::new(),
+        };
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n\n\
+             [upstream]\nurl = \"http://{upstream}\"\n\n\
+             [clerk]\njwt_key = {jwt_key}\n\n\
+             [routes]\n{routes}\n\n\
+             {extra}\
+             [admin]\nlisten = \"127.0.0.1:0\"\n{admin_token}\n\
+             [state]\ndir = \"state\"\n\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n",
+            upstream = self.upstream,
+            jwt_key = toml_str(&key().public_pem()),
+            routes = self.routes,
+            extra = self.extra,
+        )
+    }
+}
+
+/// The real `clerkgate run` as a child process, with real signals.
+pub struct BinaryGateway {
+    /// The data plane.
+    pub data_addr: SocketAddr,
+    /// The admin API.
+    pub admin_addr: SocketAddr,
+    /// The process.
+    pub child: std::process::Child,
+    /// Its directory: `clerkgate.toml`, and `state/` (its working directory). Shared so a
+    /// restart can reuse it.
+    pub dir: Arc<tempfile::TempDir>,
+    /// Every stderr line so far (drained on a background thread so the pipe never blocks).
+    pub logs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BinaryGateway {
+    /// Writes `config_text` to a fresh directory and starts the binary there with a clean
+    /// environment (`PATH` plus `env`); waits (10 s at most) for its "clerkgate listening" line.
+    pub fn start(config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
+        Self::start_in(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, env)
+    }
+
+    /// Like [`BinaryGateway::start`], in an existing directory (a restart keeps `state/`).
+    pub fn start_in(dir: Arc<tempfile::TempDir>, config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+
+        let config_path = dir.path().join("clerkgate.toml");
+        std::fs::write(&config_path, config_text).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clerkgate"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn clerkgate");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, SocketAddr)>();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.is_some() {
+                    if let Some(addrs) = listening_addrs(&line) {
+                        let _ = tx.take().expect("sender").send(addrs);
+                    }
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let mut gw = BinaryGateway {
+            data_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+            dir,
+            logs,
+        };
+        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok((data, admin)) => {
+                gw.data_addr = data;
+                gw.admin_addr = admin;
+                gw
+            }
+            Err(e) => {
+                let status = gw.child.try_wait().ok().flatten();
+                panic!(
+                    "clerkgate did not log \"clerkgate listening\" ({e}); exit status {status:?}; stderr:\n{}\n--- config:\n{config_text}",
+                    gw.logs().join("\n")
+                )
+            }
+        }
+    }
+
+    /// The process id, as `kill` wants it.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Sends a signal (`"-HUP"`, `"-TERM"`) with `kill`.
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill").args([sig, &self.pid()]).status().expect("run kill");
+        assert!(status.success(), "kill {sig} {} failed: {status}", self.pid());
+    }
+
+    /// Waits (polling, `deadline` at most) for the process to exit.
+    pub async fn wait_exit(&mut self, deadline: std::time::Duration) -> std::process::ExitStatus {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "clerkgate did not exit within {deadline:?}; stderr:\n{}",
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for exit 0.
+    pub async fn stop(mut self) {
+        self.signal("-TERM");
+        let status = self.wait_exit(std::time::Duration::from_secs(20)).await;
+        assert!(status.success(), "clerkgate exited with {status} after SIGTERM; stderr:\n{}", self.logs().join("\n"));
+    }
+
+    /// A copy of every stderr line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("clerkgate.toml")
+    }
+
+    /// Rewrites the config file atomically (write a sibling, rename), so a reload never reads
+    /// a half-written file; then send SIGHUP or POST /reload.
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.dir.path().join("clerkgate.toml.new");
+        std::fs::write(&tmp, text).expect("write new config");
+        std::fs::rename(&tmp, self.config_path()).expect("replace config");
+    }
+
+    /// The state dir.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Every event in `state/audit.jsonl` (empty when there is none yet).
+    pub fn audit_file(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.state_dir().join("audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// `http://data_addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.data_addr)
+    }
+
+    /// `http://admin_addr{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
+    }
+
+    /// GET on the data plane with an optional bearer token.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let mut req = client().get(self.url(path));
+        if let Some(t) = bearer {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        Reply::from(req.send().await.expect("data-plane request")).await
+    }
+
+    /// An admin call with [`ADMIN_TOKEN`] and an optional JSON body.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client().request(method, self.admin_url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Reply::from(req.send().await.expect("admin request")).await
+    }
+}
+
+impl Drop for BinaryGateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The data and admin addresses from a JSON "clerkgate listening" log line.
+fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if !line.contains("clerkgate listening") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(line).ok()?;
+    let field = |name: &str| {
+        v.get(name)
+            .or_else(|| v.get("fields").and_then(|f| f.get(name)))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<SocketAddr>().ok())
+    };
+    Some((field("data_addr")?, field("admin_addr")?))
+}
