@@ -384,7 +384,11 @@ impl Gate {
         let clerk = &rt.config.clerk;
         let epoch =
             Epoch { config: rt.generation, keys: self.keys.generation(), revocations: self.revocations.generation() };
-        let verified = match self.cache.get(token, epoch) {
+        // A cached verdict stands only while the keys that produced it are still usable: past
+        // max_stale a fresh verification answers 503, and so must a cache hit.
+        let stale = clerk.jwks.is_some() && !self.keys.current().usable(now, clerk.keys.max_stale);
+        let cached = if stale { None } else { self.cache.get(token, epoch) };
+        let verified = match cached {
             Some(v) => {
                 self.counters.cache_hit.inc();
                 v

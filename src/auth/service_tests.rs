@@ -681,8 +681,8 @@ fn a_cached_verdict_never_decides_differently_from_a_fresh_verification() {
     // on accepted and on refused requests, after time moved and after key refreshes.
     assert_eq!(s.cases, CASES);
     assert!(s.warmed >= CASES / 5, "{s:?}");
-    assert!(s.hits >= CASES / 10, "{s:?}");
-    assert!(s.hit_signed_in >= CASES / 50, "{s:?}");
+    assert!(s.hits >= CASES / 20, "{s:?}");
+    assert!(s.hit_signed_in >= CASES / 100, "{s:?}");
     assert!(s.hit_answer >= CASES / 50, "{s:?}");
     assert!(s.hit_after_time_change >= CASES / 20, "{s:?}");
     assert!(s.hit_after_refresh >= CASES / 100, "{s:?}");
@@ -731,6 +731,54 @@ fn a_cached_verdict_is_not_served_from_a_stale_key_set() {
         other => panic!("a fresh verification with stale keys: {other:?}"),
     }
     let warm = decide(&harness.warm, &good, 0, false);
+    assert_eq!(warm, fresh);
+}
+
+/// The other direction of the same fault: while the remote set is stale, a token is verified
+/// with the networkless key (`jwt_key`); a refresh then brings the *same* keys back (no key-set
+/// generation change), so the cached verdict survives — but a fresh verification now picks the
+/// remote key named by the token's `kid`, under which the signature is invalid.
+#[test]
+fn a_verdict_from_the_static_key_is_not_served_once_the_remote_set_is_usable_again() {
+    let harness = Harness::new();
+    // Signed with A, but naming k2, which the JWKS publishes with B's key.
+    let token = signers()[0].sign(
+        Some("k2"),
+        &json!({"sub": "user_1", "sid": "sess_1", "iat": BASE_S, "nbf": BASE_S - 10, "exp": BASE_S + 7200}),
+    );
+    let config = harness.config(ConfigSpec {
+        parties: 0,
+        issuer: false,
+        reject_pending: false,
+        skew: 1,
+        jwt_key: 1,   // A's public key
+        max_stale: 1, // 10 minutes
+        mode: 0,
+        grace: 0,
+    });
+    let t0 = BASE_MS;
+    let t1 = t0 + 1_000;
+    for (gate, warm_first) in [(&harness.warm, true), (&harness.fresh, false)] {
+        gate.clock.set_ms(t0);
+        gate.shared.update(|_| runtime(config.clone(), t0));
+        gate.keys.install(initial_keys(), t0 - 11 * 60 * 1000); // stale at t0
+        gate.cache.clear();
+        if warm_first {
+            let first = decide(gate, &token, 0, false);
+            assert!(first.is_forward(), "verified with the static key: {first:?}");
+        }
+        gate.keys.install(initial_keys(), t1); // the refresh succeeds with the same keys
+        gate.clock.set_ms(t1);
+    }
+    let fresh = decide(&harness.fresh, &token, 0, false);
+    match &fresh {
+        Decision::Answer { status, headers, .. } => {
+            assert_eq!(*status, 401);
+            assert_eq!(headers["x-clerk-auth-reason"], ["token-invalid-signature"]);
+        }
+        other => panic!("a fresh verification with the remote key: {other:?}"),
+    }
+    let warm = decide(&harness.warm, &token, 0, false);
     assert_eq!(warm, fresh);
 }
 
@@ -823,5 +871,5 @@ fn harness_sanity() {
         f.clock.set_ms(iat * 1000);
         accepted += usize::from(decide(f, token, 0, false).is_forward());
     }
-    assert!(accepted >= POOL / 10 && accepted <= POOL * 9 / 10, "{accepted} of {POOL} accepted at their iat");
+    assert!((POOL / 10..=POOL * 9 / 10).contains(&accepted), "{accepted} of {POOL} accepted at their iat");
 }

@@ -665,7 +665,9 @@ impl Validator {
         let jwks = match (raw.jwks_url, &secret_key) {
             (Some(url), bearer) => {
                 self.http_url("clerk.jwks_url", &url);
-                Some(JwksSource { url, bearer: bearer.clone() })
+                // The secret key goes only to the Backend API, never to another host.
+                let bearer = bearer.clone().filter(|_| url.starts_with(&format!("{api_url}/")));
+                Some(JwksSource { url, bearer })
             }
             (None, Some(sk)) => Some(JwksSource { url: format!("{api_url}/v1/jwks"), bearer: Some(sk.clone()) }),
             (None, None) => None,

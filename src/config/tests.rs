@@ -53,6 +53,11 @@ fn signing_keys() -> &'static [SigningKey; 3] {
     })
 }
 
+/// (name, section body, environment, expected secret)
+type SecretCase<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+/// (name, `[clerk]` body, environment, expected JWKS URL)
+type UrlCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -406,7 +411,7 @@ fn secret_key_precedence() {
     let inline = "secret_key = \"sk_inline\"\n";
     let from_file = format!("secret_key_file = {}\n", toml_string(&file));
     // (name, clerk body, env, expected secret)
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<SecretCase> = vec![
         ("inline", inline.to_string(), vec![], "sk_inline"),
         ("file (trimmed)", from_file.clone(), vec![], "sk_from_file"),
         ("env over inline", inline.to_string(), vec![("CLERK_SECRET_KEY", "sk_env")], "sk_env"),
@@ -471,7 +476,7 @@ fn jwt_key_precedence() {
     let file_b = files.write("jwt.pem", &pem_b);
     let inline = format!("jwt_key = {}\n", toml_string(&pem_a));
     let from_file = format!("jwt_key_file = {}\n", toml_string(&file_b));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<SecretCase> = vec![
         ("inline", inline.clone(), vec![], &pem_a),
         ("file", from_file.clone(), vec![], &pem_b),
         ("env over file", from_file, vec![("CLERK_JWT_KEY", &pem_c)], &pem_c),
@@ -513,7 +518,7 @@ fn admin_token_precedence() {
     let file = files.write("admin", "  token-from-file-0123456789 \n");
     let inline = "[admin]\ntoken = \"token-inline-0123456789\"\n".to_string();
     let from_file = format!("[admin]\ntoken_file = {}\n", toml_string(&file));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<SecretCase> = vec![
         ("inline", inline.clone(), vec![], "token-inline-0123456789"),
         ("file", from_file.clone(), vec![], "token-from-file-0123456789"),
         ("env over file", from_file, vec![("CLERKGATE_ADMIN_TOKEN", "token-env-0123456789")], "token-env-0123456789"),
@@ -560,7 +565,7 @@ fn emergency_bypass_env() {
 #[test]
 fn api_url_and_jwks_url() {
     // (name, clerk body, env, expected jwks url or None)
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<&str>)> = vec![
+    let cases: Vec<UrlCase> = vec![
         ("secret key → Backend API JWKS", "secret_key = \"sk\"", vec![], Some("https://api.clerk.com/v1/jwks")),
         (
             "custom api_url, trailing slash",

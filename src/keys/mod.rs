@@ -312,7 +312,9 @@ impl KeyStore {
     /// Runs the background refresh until the task is dropped: every `refresh_interval`, or
     /// with backoff from about a second while no usable set is loaded.
     pub async fn run_refresher(self: Arc<Self>) {
-        let mut backoff = Duration::from_secs(1);
+        // Consecutive background failures; the wait before the next retry is 1 s, 2 s, 4 s, …
+        // capped at refresh_interval.
+        let mut failures: u32 = 0;
         loop {
             let settings = self.settings.load_full();
             if settings.source.is_none() {
@@ -326,13 +328,16 @@ impl KeyStore {
                 match status.last_attempt_ms {
                     None => true,
                     Some(at) if usable && status.last_error.is_none() => self.clock.now_ms() - at >= interval,
-                    Some(at) => self.clock.now_ms() - at >= duration_ms(backoff),
+                    Some(at) => {
+                        let backoff = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16));
+                        self.clock.now_ms() - at >= duration_ms(backoff.min(settings.keys.refresh_interval))
+                    }
                 }
             };
             if due {
                 match self.refresh(Trigger::Background).await {
-                    Ok(_) => backoff = Duration::from_secs(1),
-                    Err(_) => backoff = (backoff * 2).min(settings.keys.refresh_interval),
+                    Ok(_) => failures = 0,
+                    Err(_) => failures = failures.saturating_add(1),
                 }
             }
             self.export_gauges();
