@@ -36,7 +36,8 @@ fn main() {
     std::fs::create_dir_all(&work).expect("work dir");
 
     let upstream_addr = free_addr();
-    let mut upstream = pinned(Command::new(std::env::current_exe().expect("exe")).args(["--upstream", &upstream_addr.to_string()]));
+    let mut upstream =
+        pinned(Command::new(std::env::current_exe().expect("exe")).args(["--upstream", &upstream_addr.to_string()]));
     wait_http(upstream_addr, "/", 200);
 
     let key = SigningKey::generate().expect("key");
@@ -68,7 +69,11 @@ fn main() {
     )
     .expect("lua");
     let one_script = work.join("one.lua");
-    std::fs::write(&one_script, format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\nwrk.path = \"/api/bench\"\n")).expect("lua");
+    std::fs::write(
+        &one_script,
+        format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\nwrk.path = \"/api/bench\"\n"),
+    )
+    .expect("lua");
     let plain_script = work.join("plain.lua");
     std::fs::write(&plain_script, "wrk.path = \"/api/bench\"\n").expect("lua");
 
@@ -92,7 +97,11 @@ fn main() {
         ("clerkgate, bypass", &plain_script, "", false),
     ];
     for (name, script, clerk_extra, enforce) in variants {
-        let mode = if enforce { "" } else { "[mode]\nmode = \"bypass\"\nreason = \"e2e bench\"\nmax_override_ttl = \"24h\"\n" };
+        let mode = if enforce {
+            ""
+        } else {
+            "[mode]\nmode = \"bypass\"\nreason = \"e2e bench\"\nmax_override_ttl = \"24h\"\n"
+        };
         let (addr, admin, mut gw) = start_clerkgate(&work, upstream_addr, &key.public_pem(), clerk_extra, mode);
         wait_http(admin, "/readyz", 200);
         // Before the load: each target answers correctly.
@@ -124,7 +133,11 @@ struct Row {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn free_addr() -> SocketAddr {
@@ -238,8 +251,17 @@ fn start_nginx(work: &Path, upstream: SocketAddr) -> (SocketAddr, Child) {
     (addr, child)
 }
 
-fn start_clerkgate(work: &Path, upstream: SocketAddr, public_pem: &str, clerk_extra: &str, mode: &str) -> (SocketAddr, SocketAddr, Child) {
-    let dir: PathBuf = work.join(format!("gw-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+fn start_clerkgate(
+    work: &Path,
+    upstream: SocketAddr,
+    public_pem: &str,
+    clerk_extra: &str,
+    mode: &str,
+) -> (SocketAddr, SocketAddr, Child) {
+    let dir: PathBuf = work.join(format!(
+        "gw-{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
     std::fs::create_dir_all(&dir).expect("gw dir");
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://{upstream}\"\n[clerk]\njwt_key = {pem}\nauthorized_parties = [\"https://app.example.com\"]\n{clerk_extra}[routes]\ndefault = \"protected\"\npublic = [\"/\"]\n{mode}[admin]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {state}\n[log]\nformat = \"json\"\nlevel = \"info,clerkgate::bypass=error\"\n",
@@ -307,9 +329,13 @@ fn run_upstream(addr: SocketAddr) {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok"))))
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });

@@ -396,7 +396,11 @@ impl Gate {
             None => {
                 self.counters.cache_miss.inc();
                 let v = Arc::new(self.verify_uncached(token, carrier, clerk, now, refetched)?);
-                self.cache.insert(token, epoch, v.clone());
+                // A verdict reached while the remote keys are stale (through the networkless key)
+                // is not remembered: once the keys are usable again a fresh check may differ.
+                if !stale {
+                    self.cache.insert(token, epoch, v.clone());
+                }
                 v
             }
         };

@@ -47,17 +47,24 @@ pub fn find<'a>(headers: &'a HeaderMap, pk: Option<&PublishableKey>, now_s: i64)
 
 /// The token in an `Authorization` value, per Clerk's `parseAuthorizationHeader`.
 pub fn header_token(value: &str) -> Option<&str> {
-    if value.is_empty() {
-        return None;
+    // JS: `const [scheme, token] = value.split(' ', 2); if (!token) return scheme;` — anything
+    // after a second space is dropped, and an empty second piece makes the scheme the token.
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Some(value).filter(|v| !v.is_empty());
+    };
+    let token = rest.split(' ').next().unwrap_or_default();
+    if token.is_empty() {
+        return Some(scheme).filter(|s| !s.is_empty());
     }
-    // JS `split(' ', 2)`: anything after a second space is dropped.
-    let mut pieces = value.split(' ');
-    let first = pieces.next().unwrap_or_default();
-    match pieces.next() {
-        None => Some(first),
-        Some(token) if first == "Bearer" => Some(token).filter(|t| !t.is_empty()),
-        Some(_) => None,
-    }
+    (scheme == "Bearer").then_some(token)
+}
+
+/// True when every `%` starts a `%XX` escape.
+fn well_formed_escapes(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.iter().enumerate().filter(|(_, c)| **c == b'%').all(|(i, _)| {
+        b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    })
 }
 
 /// A cookie value, borrowed when it needed no decoding.
@@ -91,7 +98,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cookie<'a>> {
             }
             let v = v.trim();
             let v = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
-            if !v.contains('%') {
+            // Clerk reads `getCookie(name) || undefined`: an empty value is no cookie.
+            if v.is_empty() {
+                return None;
+            }
+            if !v.contains('%') || !well_formed_escapes(v) {
+                // `decodeURIComponent` throws on a malformed escape, and the `cookie` package
+                // then keeps the whole value verbatim.
                 return Some(Cookie::Borrowed(v));
             }
             return Some(match percent_encoding::percent_decode_str(v).decode_utf8() {
@@ -155,7 +168,8 @@ fn uses_suffixed(headers: &HeaderMap, pk: &PublishableKey, s: Option<&str>, ss: 
     if su.is_none() && ss.is_none() {
         return false;
     }
-    let nonzero = |v: Option<&str>| v.is_some_and(|v| v != "0");
+    // JS compares the raw cookie with '0': an absent value (`undefined`) counts as non-zero.
+    let nonzero = |v: Option<&str>| v != Some("0");
     if nonzero(su) && nonzero(u) && unverified_number(s, "iat") > unverified_number(ss, "iat") {
         return false;
     }

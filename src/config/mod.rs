@@ -262,18 +262,17 @@ impl Config {
 
     /// Validates TOML text with the given environment.
     pub fn from_toml(text: &str, env: &Env) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|_| "(file)".to_string()).unwrap_or_else(|| "(file)".to_string());
-            ConfigErrors(vec![ConfigProblem {
-                key,
-                message: format!("not valid TOML for clerkgate: {}", e.message().trim()),
-            }])
-        })?;
-        Config::from_raw(raw, text, env)
+        let (raw, type_problems) = parse_raw(text)?;
+        Config::from_raw(raw, text, env, type_problems)
     }
 
-    fn from_raw(raw: RawConfig, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
-        let mut v = Validator::default();
+    fn from_raw(
+        raw: RawConfig,
+        text: &str,
+        env: &Env,
+        type_problems: Vec<ConfigProblem>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut v = Validator { problems: type_problems, ..Validator::default() };
         v.unknown("", &raw.unknown);
 
         let server = v.server(raw.server);
@@ -449,6 +448,49 @@ impl Config {
         root.insert("log".into(), Value::Table(log));
 
         toml::to_string(&root).unwrap_or_default()
+    }
+}
+
+/// Parses the file into the raw mirror. A syntax error ends it there (`(file)`); a value of the
+/// wrong type is reported under its dotted key, taken out, and parsing goes on, so one wrongly
+/// typed value never hides the file's other problems.
+fn parse_raw(text: &str) -> Result<(RawConfig, Vec<ConfigProblem>), ConfigErrors> {
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigErrors(vec![ConfigProblem {
+            key: "(file)".into(),
+            message: format!("not valid TOML: {}", e.message().trim()),
+        }]));
+    }
+    let mut text = text.to_string();
+    let mut problems = Vec::new();
+    for _ in 0..64 {
+        let e = match toml::from_str::<RawConfig>(&text) {
+            Ok(raw) => return Ok((raw, problems)),
+            Err(e) => e,
+        };
+        let Some(span) = e.span().filter(|s| s.start < text.len()) else { break };
+        let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[span.end.min(text.len())..].find('\n').map_or(text.len(), |i| span.end + i);
+        problems.push(ConfigProblem { key: key_at(&text, line_start), message: e.message().trim().to_string() });
+        text.replace_range(line_start..line_end, "");
+    }
+    problems.push(ConfigProblem { key: "(file)".into(), message: "not a clerkgate config".into() });
+    Err(ConfigErrors(problems))
+}
+
+/// The dotted key of the `key = value` line starting at `line_start`, with its table header.
+fn key_at(text: &str, line_start: usize) -> String {
+    let line = &text[line_start..];
+    let key = line.split('=').next().unwrap_or_default().trim().trim_matches('"').to_string();
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match section {
+        Some(s) if !key.starts_with('[') => format!("{s}.{key}"),
+        _ => key,
     }
 }
 

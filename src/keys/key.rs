@@ -56,13 +56,14 @@ impl VerifyingKey {
 
     /// Parses a PEM public key (`BEGIN PUBLIC KEY`, or bare base64 as Clerk's dashboard shows it).
     pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, String> {
+        // Environment variables often carry a PEM on one line with literal `\n` escapes.
+        let pem = pem.replace("\\n", "\n");
         let body: String = pem
             .lines()
             .map(str::trim)
             .filter(|l| !l.starts_with("-----"))
             .collect::<Vec<_>>()
             .concat()
-            .replace("\\n", "")
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();

@@ -849,6 +849,15 @@ async fn t22_restart_with_the_jwks_down_serves_from_keys_json_real_binary() {
     let r = http_get(&client, &bin.admin_url("/readyz"), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json()["last_error"].as_str().is_some(), "readiness hides the degraded JWKS: {}", r.body);
+    // This process's own metrics (its registry is not shared with other tests) count the failure.
+    let metrics = http_get(&client, &bin.admin_url("/metrics"), None).await.body;
+    let errors: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("clerkgate_jwks_fetch_total{") && l.contains("result=\"error\""))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    assert!(errors >= 1.0, "no failed fetch counted in /metrics:\n{metrics}");
+    assert!(metrics.contains("clerkgate_jwks_age_seconds"), "no key-age gauge in /metrics:\n{metrics}");
     let status = bin.terminate().await;
     assert_eq!(status.code(), Some(0), "second SIGTERM: {status:?}");
 }
