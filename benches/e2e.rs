@@ -91,10 +91,11 @@ fn main() {
         println!("note: nginx is not installed; its row is skipped and ratios are to the upstream (apt-get install nginx-light)");
     }
 
-    let variants: [(&str, &Path, &str, bool); 3] = [
+    let variants: [(&str, &Path, &str, bool); 4] = [
         ("clerkgate, one token (cache hits)", &one_script, "", true),
         ("clerkgate, token pool, cache off (cold)", &pool_script, "verdict_cache_entries = 0\n", true),
         ("clerkgate, bypass", &plain_script, "", false),
+        ("clerkgate, bypass, token sent", &one_script, "", false),
     ];
     for (name, script, clerk_extra, enforce) in variants {
         let mode = if enforce {
@@ -195,7 +196,25 @@ fn measure(name: &str, addr: SocketAddr, script: &Path, seconds: u64, pid: Optio
             .expect("run wrk")
     };
     let _ = run(2); // warm-up: connections, caches, allocator
+                    // E2E_PERF_DIR=<dir>: also record a CPU profile of the server under load (`perf` needed).
+    let perf = match (std::env::var("E2E_PERF_DIR"), pid) {
+        (Ok(dir), Some(pid)) => {
+            let file = Path::new(&dir).join(format!("{}.perf.data", name.replace([' ', ',', '(', ')'], "_")));
+            Command::new("perf")
+                .args(["record", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
+                .arg(file)
+                .args(["--", "sleep", &seconds.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+        }
+        _ => None,
+    };
     let out = run(seconds);
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let row = Row {
         name: name.to_string(),

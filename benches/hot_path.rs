@@ -109,6 +109,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("floor_aws_lc_parsed_key_signature", |b| {
         b.iter(|| parsed.verify_sig(black_box(signing_input.as_bytes()), black_box(&signature)).unwrap())
     });
+    g.bench_function("decode_only", |b| {
+        b.iter(|| black_box(verify::decode(black_box(&f.token), Carrier::Header).unwrap()))
+    });
     g.bench_function("cold_full", |b| {
         b.iter(|| {
             let v = verify::verify_signed(black_box(&f.token), Carrier::Header, Some(&f.set), None, &policy).unwrap();
