@@ -232,8 +232,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// One worker thread per core the process may run on. On a single core (a pinned sidecar, a
+/// one-CPU container) the current-thread scheduler does the same work without the cross-thread
+/// hand-offs of the multi-thread one.
 fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("clerkgate: cannot start the async runtime: {e}");

@@ -44,6 +44,31 @@ enum Step {
 pub struct RoutePattern {
     source: String,
     steps: Vec<Step>,
+    shape: Shape,
+}
+
+/// The two shapes nearly every real pattern has, matched by a comparison instead of the
+/// state-set simulation (same answers; the property tests compare both with a reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    /// Only literal bytes: `/health`.
+    Literal(Vec<u8>),
+    /// Literal bytes then one trailing `(.*)`: `/sign-in(.*)`.
+    Prefix(Vec<u8>),
+    /// Anything else.
+    General,
+}
+
+impl Shape {
+    fn of(steps: &[Step]) -> Shape {
+        let literal = |s: &[Step]| -> Option<Vec<u8>> {
+            s.iter().map(|st| if let Step::Byte(b) = st { Some(*b) } else { None }).collect()
+        };
+        match steps.split_last() {
+            Some((Step::AnyRest, init)) => literal(init).map_or(Shape::General, Shape::Prefix),
+            _ => literal(steps).map_or(Shape::General, Shape::Literal),
+        }
+    }
 }
 
 impl RoutePattern {
@@ -121,13 +146,24 @@ impl RoutePattern {
                 }
             }
         }
-        Ok(Self { source: pattern.to_owned(), steps })
+        let shape = Shape::of(&steps);
+        Ok(Self { source: pattern.to_owned(), steps, shape })
     }
 
     /// Whether the whole `matching_path` matches, ignoring ASCII case and one trailing `/`.
     #[must_use]
     pub fn matches(&self, matching_path: &str) -> bool {
         let path = matching_path.as_bytes();
+        match &self.shape {
+            Shape::Literal(lit) => {
+                let without_slash = path.strip_suffix(b"/").filter(|p| !p.is_empty());
+                return path.eq_ignore_ascii_case(lit) || without_slash.is_some_and(|p| p.eq_ignore_ascii_case(lit));
+            }
+            Shape::Prefix(lit) => {
+                return path.len() >= lit.len() && path[..lit.len()].eq_ignore_ascii_case(lit);
+            }
+            Shape::General => {}
+        }
         let accept = self.steps.len();
         let mut current = vec![false; accept + 1];
         let mut next = vec![false; accept + 1];
