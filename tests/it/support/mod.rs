@@ -163,21 +163,7 @@ impl GatewayBuilder {
 
     /// Starts the gateway in-process.
     pub async fn start(self) -> TestGateway {
-        let upstream = match self.upstream {
-            Some(u) => u,
-            None => upstream().await,
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state_dir = dir.path().join("state");
-        let text = self.config_text(upstream, &state_dir.display().to_string());
-        let path = dir.path().join("clerkgate.toml");
-        std::fs::write(&path, &text).expect("write config");
-        let env = Env::from_pairs(self.env.clone());
-        let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
-        let running = app::start(config, Options { clock: self.clock.clone(), config_path: Some(path.clone()), env })
-            .await
-            .expect("start gateway");
-        TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir }
+        self.start_edited(|text| text).await
     }
 }
 
