@@ -92,10 +92,10 @@ fn main() {
     }
 
     let variants: [(&str, &Path, &str, bool); 4] = [
-        ("clerkgate, one token (cache hits)", &one_script, "", true),
-        ("clerkgate, token pool, cache off (cold)", &pool_script, "verdict_cache_entries = 0\n", true),
         ("clerkgate, bypass", &plain_script, "", false),
         ("clerkgate, bypass, token sent", &one_script, "", false),
+        ("clerkgate, one token (cache hits)", &one_script, "", true),
+        ("clerkgate, token pool, cache off (cold)", &pool_script, "verdict_cache_entries = 0\n", true),
     ];
     for (name, script, clerk_extra, enforce) in variants {
         let mode = if enforce {
