@@ -520,3 +520,6 @@ fn load_persisted(path: &Path, url: &str) -> Option<KeySet> {
         url: Some(doc.url),
     })
 }
+
+#[cfg(test)]
+mod tests;
