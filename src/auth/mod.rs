@@ -19,6 +19,7 @@ pub mod reason;
 pub mod service;
 pub mod token;
 pub mod verify;
+pub mod webhook;
 
 pub use cache::{Epoch, VerdictCache};
 pub use claims::{OrgContext, SessionClaims};

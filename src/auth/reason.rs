@@ -81,7 +81,9 @@ impl Reason {
     pub fn status(self) -> StatusCode {
         match self {
             Reason::MissingRole | Reason::MissingPermission => StatusCode::FORBIDDEN,
-            Reason::AmbiguousPath | Reason::ConflictingCredentials | Reason::InvalidHost => StatusCode::BAD_REQUEST,
+            Reason::AmbiguousPath | Reason::ConflictingCredentials | Reason::InvalidHost | Reason::WebhookInvalid => {
+                StatusCode::BAD_REQUEST
+            }
             Reason::JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }

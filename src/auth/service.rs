@@ -74,11 +74,6 @@ impl AuthStatus {
     }
 }
 
-/// The Svix webhook check, for `webhook = "clerk"` routes. The request body is needed, so
-/// this is the one case the gate hands to an async step.
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookRoute;
-
 /// Everything the auth layer reads: runtime snapshot, keys, verdict cache, revocations, clock.
 pub struct Gate {
     /// The runtime snapshot holder.
@@ -197,7 +192,16 @@ pub enum Admission {
     Answer(Response<Body>),
     /// Wait for one refetch of the key set for this `kid`, then decide again.
     NeedKid(String),
+    /// A `webhook = "clerk"` route: read the body (bounded) and check its Svix signature.
+    Webhook,
 }
+
+/// Largest webhook body read for signature verification; Clerk's events are a few KiB.
+pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+
+/// Marks a request whose Svix signature the gateway verified (`X-Clerk-Webhook-Verified: true`;
+/// the name is in the reserved `X-Clerk-` space, so no client can send it).
+pub const WEBHOOK_VERIFIED: http::HeaderName = http::HeaderName::from_static("x-clerk-webhook-verified");
 
 /// The outcome of checking a presented token.
 enum TokenOutcome {
@@ -265,6 +269,11 @@ impl Gate {
         // revocations still apply.
         let bypass = mode == Mode::Bypass && !config.routes.bypass_never(&parts.method, &path.matching);
         let grace = mode == Mode::Grace;
+        // A webhook route is authenticated by its signature, which needs nothing from Clerk,
+        // so it is checked in every mode.
+        if rule.is_some_and(|r| r.webhook) {
+            return Admission::Webhook;
+        }
 
         let pk = config.clerk.publishable_key.as_ref();
         let found = token::find(&parts.headers, pk, now / 1000);
@@ -345,6 +354,11 @@ impl Gate {
                 false,
             ),
         }
+    }
+
+    fn refuse_answer(&self, failure: Failure) -> Response<Body> {
+        self.counters.rejected(failure.reason);
+        answer::refusal(&failure, false)
     }
 
     fn refuse(&self, failure: Failure, token_presented: bool) -> Admission {
@@ -597,11 +611,10 @@ impl<S> Auth<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for Auth<S>
+impl<S> Service<Request<Body>> for Auth<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -611,7 +624,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         match self.gate.admit(&mut parts, false) {
             Admission::Forward { tag_response } => {
@@ -631,7 +644,39 @@ where
                             Ok(tag(resp, tag_response))
                         }
                         Admission::Answer(resp) => Ok(resp),
-                        Admission::NeedKid(_) => unreachable_need_kid(),
+                        Admission::NeedKid(_) | Admission::Webhook => unreachable_need_kid(),
+                    }
+                }))
+            }
+            Admission::Webhook => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let gate = self.gate.clone();
+                ResponseFuture::slow(Box::pin(async move {
+                    use http_body_util::BodyExt;
+                    let bytes = match http_body_util::Limited::new(body, MAX_WEBHOOK_BYTES).collect().await {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(_) => {
+                            let f = Failure::new(
+                                Reason::WebhookInvalid,
+                                "The webhook body could not be read or is over 1 MiB.",
+                            );
+                            return Ok(gate.refuse_answer(f));
+                        }
+                    };
+                    let secret = gate.shared.load().config.clerk.webhook_signing_secret.clone();
+                    let now_s = gate.clock.now_ms().div_euclid(1000);
+                    match super::webhook::verify(secret.as_ref().map(|s| s.expose()), &parts.headers, &bytes, now_s) {
+                        Ok(()) => {
+                            set_status(&mut parts, AuthStatus::SignedOut);
+                            parts.headers.insert(WEBHOOK_VERIFIED, HeaderValue::from_static("true"));
+                            gate.counters.signed_out.inc();
+                            inner.call(Request::from_parts(parts, Body::from(bytes))).await
+                        }
+                        Err(message) => Ok(gate.refuse_answer(Failure::new(
+                            Reason::WebhookInvalid,
+                            format!("Unable to verify incoming webhook: {message}"),
+                        ))),
                     }
                 }))
             }

@@ -976,7 +976,7 @@ impl Validator {
     }
 }
 
-/// The effective config as a map, for tests that compare loads.
+/// The problems by key, for tests and tools that look one up.
 pub fn problems_by_key(errors: &ConfigErrors) -> BTreeMap<&str, &str> {
     errors.0.iter().map(|p| (p.key.as_str(), p.message.as_str())).collect()
 }

@@ -1388,3 +1388,75 @@ mod property {
         });
     }
 }
+
+// === Webhook routes: the Svix signature is checked at the gateway ===
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WEBHOOK_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+const WEBHOOK_TS: i64 = 1_614_265_330;
+const WEBHOOK_BODY: &str = r#"{"test": 2432232314}"#;
+const WEBHOOK_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+async fn webhook_gateway(mode: &str) -> (support::TestGateway, clerkgate::clock::Clock) {
+    let clock = clerkgate::clock::Clock::manual(WEBHOOK_TS * 1000);
+    let mut b = support::gateway()
+        .jwt_key()
+        .clock(clock.clone())
+        .clerk(&format!("webhook_signing_secret = {}", support::toml_str(WEBHOOK_SECRET)))
+        .section("[[routes.rule]]", "path = \"/api/webhooks/clerk\"\nwebhook = \"clerk\"");
+    if !mode.is_empty() {
+        b = b.section("mode", &format!("mode = \"{mode}\"\nreason = \"test\"\nmax_override_ttl = \"1000000h\""));
+    }
+    (b.start().await, clock)
+}
+
+async fn post_webhook(gw: &support::TestGateway, sig: &str, body: &str, extra: &[(&str, &str)]) -> support::Reply {
+    let mut req = support::client()
+        .post(gw.url("/api/webhooks/clerk"))
+        .header("svix-id", WEBHOOK_ID)
+        .header("svix-timestamp", WEBHOOK_TS.to_string())
+        .header("svix-signature", sig)
+        .body(body.to_string());
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    support::Reply::from(req.send().await.expect("post")).await
+}
+
+#[tokio::test]
+async fn a_signed_clerk_webhook_is_verified_and_forwarded_with_its_body() {
+    let (gw, _clock) = webhook_gateway("").await;
+    let reply = post_webhook(&gw, WEBHOOK_SIG, WEBHOOK_BODY, &[("x-clerk-webhook-verified", "forged")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let echoed = reply.echoed();
+    assert_eq!(echoed.one("x-clerk-webhook-verified"), Some("true"));
+    assert_eq!(echoed.raw["body_len"], WEBHOOK_BODY.len());
+    assert_eq!(echoed.one("svix-id"), Some(WEBHOOK_ID));
+    assert_eq!(echoed.one("x-clerk-user-id"), None);
+}
+
+#[tokio::test]
+async fn a_tampered_unsigned_or_stale_webhook_is_refused_with_400() {
+    let (gw, clock) = webhook_gateway("").await;
+    let tampered = post_webhook(&gw, WEBHOOK_SIG, r#"{"test": 1}"#, &[]).await;
+    assert_eq!((tampered.status, tampered.reason()), (400, Some("webhook-invalid")));
+    assert!(tampered.json()["message"].as_str().unwrap().contains("No matching signature found"));
+    let unsigned = support::Reply::from(
+        support::client().post(gw.url("/api/webhooks/clerk")).body(WEBHOOK_BODY).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!((unsigned.status, unsigned.reason()), (400, Some("webhook-invalid")));
+    clock.advance_ms(301_000);
+    let stale = post_webhook(&gw, WEBHOOK_SIG, WEBHOOK_BODY, &[]).await;
+    assert_eq!((stale.status, stale.reason()), (400, Some("webhook-invalid")));
+    assert!(stale.json()["message"].as_str().unwrap().contains("too old"));
+}
+
+#[tokio::test]
+async fn webhook_signatures_are_checked_even_in_bypass_mode() {
+    let (gw, _clock) = webhook_gateway("bypass").await;
+    let forged = post_webhook(&gw, "v1,AAAA", WEBHOOK_BODY, &[]).await;
+    assert_eq!(forged.status, 400);
+    let good = post_webhook(&gw, WEBHOOK_SIG, WEBHOOK_BODY, &[]).await;
+    assert_eq!(good.status, 200);
+}
