@@ -251,23 +251,32 @@ impl Gate {
         let config = &rt.config;
         let now = self.clock.now_ms();
 
-        let path = match routes::normalise(parts.uri.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                return self.refuse(Failure::new(Reason::AmbiguousPath, e.message()), false);
+        // Any matching rule marked `bypass = "never"` keeps the request enforced, not only the
+        // first match, so reordering rules can never drop the guarantee.
+        let (route, never) = if routes::already_normal(parts.uri.path()) {
+            // The common case: the path is its own normal form; nothing to allocate or rewrite.
+            let p = parts.uri.path();
+            (config.routes.route(&parts.method, p), config.routes.bypass_never(&parts.method, p))
+        } else {
+            let path = match routes::normalise(parts.uri.path()) {
+                Ok(p) => p,
+                Err(e) => {
+                    return self.refuse(Failure::new(Reason::AmbiguousPath, e.message()), false);
+                }
+            };
+            if path.forward != parts.uri.path() {
+                rewrite_path(&mut parts.uri, &path.forward);
             }
+            (
+                config.routes.route(&parts.method, &path.matching),
+                config.routes.bypass_never(&parts.method, &path.matching),
+            )
         };
-        if path.forward != parts.uri.path() {
-            rewrite_path(&mut parts.uri, &path.forward);
-        }
-        let route = config.routes.route(&parts.method, &path.matching);
         let mode = rt.mode_at(now).mode;
         let rule = route.rule();
-        // Any matching rule marked `bypass = "never"` keeps the request enforced, not only the
-        // first match, so reordering rules can never drop the guarantee. Grace applies on every
-        // route: it admits only correctly signed tokens of real sessions, and roles and
-        // revocations still apply.
-        let bypass = mode == Mode::Bypass && !config.routes.bypass_never(&parts.method, &path.matching);
+        // Grace applies on every route: it admits only correctly signed tokens of real
+        // sessions, and roles and revocations still apply.
+        let bypass = mode == Mode::Bypass && !never;
         let grace = mode == Mode::Grace;
         // A webhook route is authenticated by its signature, which needs nothing from Clerk,
         // so it is checked in every mode.

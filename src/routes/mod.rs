@@ -24,7 +24,7 @@
 pub mod path;
 pub mod pattern;
 
-pub use path::{normalise, NormalisedPath, PathError};
+pub use path::{already_normal, normalise, NormalisedPath, PathError};
 pub use pattern::RoutePattern;
 
 use http::Method;

@@ -122,7 +122,7 @@ pub fn normalise(raw_path: &str) -> Result<NormalisedPath, PathError> {
 /// The common case, decided in one pass: only unreserved characters and `/`, no escapes, no
 /// duplicate slashes and no segment starting with a dot. Such a path is its own normal form
 /// (the full algorithm below returns it unchanged; a property test checks this).
-fn already_normal(path: &str) -> bool {
+pub fn already_normal(path: &str) -> bool {
     let b = path.as_bytes();
     b.first() == Some(&b'/')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'_' | b'~' | b'.'))
