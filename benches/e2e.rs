@@ -26,7 +26,7 @@ fn main() {
         return run_upstream(addr);
     }
     // `cargo bench` passes `--bench`; anything else (like a filter) is ignored.
-    let seconds: u64 = std::env::var("E2E_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("E2E_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let missing: Vec<&str> = ["wrk", "taskset"].into_iter().filter(|t| !have(t)).collect();
     if !missing.is_empty() {
         println!("e2e bench skipped: missing {} (Debian: apt-get install wrk util-linux)", missing.join(", "));
@@ -35,10 +35,13 @@ fn main() {
     let work = std::env::temp_dir().join(format!("clerkgate-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work dir");
 
-    let upstream_addr = free_addr();
-    let mut upstream =
-        pinned(Command::new(std::env::current_exe().expect("exe")).args(["--upstream", &upstream_addr.to_string()]));
-    wait_http(upstream_addr, "/", 200);
+    // Every row gets a fresh upstream process, so no row inherits another's connections.
+    let fresh_upstream = || {
+        let addr = free_addr();
+        let child = pinned(Command::new(std::env::current_exe().expect("exe")).args(["--upstream", &addr.to_string()]));
+        wait_http(addr, "/", 200);
+        (addr, child)
+    };
 
     let key = SigningKey::generate().expect("key");
     let now = clerkgate::clock::Clock::system().now_ms() / 1000;
@@ -77,25 +80,40 @@ fn main() {
     let plain_script = work.join("plain.lua");
     std::fs::write(&plain_script, "wrk.path = \"/api/bench\"\n").expect("lua");
 
-    let mut rows: Vec<Row> = Vec::new();
-    rows.push(measure("upstream direct", upstream_addr, &plain_script, seconds, None));
-
+    // All targets run at once (idle unless loaded), each with its own upstream, and are
+    // measured round-robin for E2E_ROUNDS rounds; each figure is the median over the rounds.
+    // The shared host drifts over minutes, and interleaving spreads that drift over every row
+    // instead of penalising whichever row happens to run last.
+    let rounds: usize = std::env::var("E2E_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let mut targets: Vec<Target> = Vec::new();
+    let (upstream_addr, upstream) = fresh_upstream();
+    targets.push(Target {
+        name: "upstream direct".into(),
+        addr: upstream_addr,
+        script: plain_script.clone(),
+        pid: None,
+        children: vec![upstream],
+    });
     if have("nginx") {
-        let (addr, mut nginx) = start_nginx(&work, upstream_addr);
+        let (upstream_addr, upstream) = fresh_upstream();
+        let (addr, nginx) = start_nginx(&work, upstream_addr);
         wait_http(addr, "/api/bench", 200);
-        let pid = nginx.id();
-        rows.push(measure("nginx plain proxy", addr, &plain_script, seconds, Some(pid)));
-        let _ = nginx.kill();
-        let _ = nginx.wait();
+        let pid = Some(nginx.id());
+        targets.push(Target {
+            name: "nginx plain proxy".into(),
+            addr,
+            script: plain_script.clone(),
+            pid,
+            children: vec![nginx, upstream],
+        });
     } else {
         println!("note: nginx is not installed; its row is skipped and ratios are to the upstream (apt-get install nginx-light)");
     }
-
     let variants: [(&str, &Path, &str, bool); 4] = [
-        ("clerkgate, bypass", &plain_script, "", false),
-        ("clerkgate, bypass, token sent", &one_script, "", false),
         ("clerkgate, one token (cache hits)", &one_script, "", true),
         ("clerkgate, token pool, cache off (cold)", &pool_script, "verdict_cache_entries = 0\n", true),
+        ("clerkgate, bypass", &plain_script, "", false),
+        ("clerkgate, bypass, token sent", &one_script, "", false),
     ];
     for (name, script, clerk_extra, enforce) in variants {
         let mode = if enforce {
@@ -103,24 +121,72 @@ fn main() {
         } else {
             "[mode]\nmode = \"bypass\"\nreason = \"e2e bench\"\nmax_override_ttl = \"24h\"\n"
         };
-        let (addr, admin, mut gw) = start_clerkgate(&work, upstream_addr, &key.public_pem(), clerk_extra, mode);
+        let (upstream_addr, upstream) = fresh_upstream();
+        let (addr, admin, gw) = start_clerkgate(&work, upstream_addr, &key.public_pem(), clerk_extra, mode);
         wait_http(admin, "/readyz", 200);
         // Before the load: each target answers correctly.
         let with_token = http_get(addr, "/api/bench", Some(&token));
         let without = http_get(addr, "/api/bench", None);
         let expected_without = if enforce { 401 } else { 200 };
+        let pid = Some(gw.id());
+        let target =
+            Target { name: name.into(), addr, script: script.to_path_buf(), pid, children: vec![gw, upstream] };
         if with_token != 200 || without != expected_without {
             println!("{name}: pre-check failed (with token {with_token}, without {without}; expected 200 and {expected_without}); row skipped");
+            target.stop();
         } else {
-            rows.push(measure(name, addr, script, seconds, Some(gw.id())));
+            targets.push(target);
         }
-        let _ = Command::new("kill").args(["-TERM", &gw.id().to_string()]).status();
-        let _ = gw.wait();
     }
-    let _ = upstream.kill();
-    let _ = upstream.wait();
+    let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (t, out) in targets.iter().zip(samples.iter_mut()) {
+            eprint!("round {}/{rounds} ", round + 1);
+            out.push(measure(&t.name, t.addr, &t.script, seconds, t.pid));
+        }
+    }
+    let rows: Vec<Row> = samples.into_iter().map(median_row).collect();
+    for t in targets {
+        t.stop();
+    }
     let _ = std::fs::remove_dir_all(&work);
     print_table(&rows, seconds);
+}
+
+struct Target {
+    name: String,
+    addr: SocketAddr,
+    script: PathBuf,
+    pid: Option<u32>,
+    children: Vec<Child>,
+}
+
+impl Target {
+    fn stop(self) {
+        for mut c in self.children {
+            // SIGTERM first so clerkgate drains and exits cleanly; then make sure.
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The median of each figure over the rounds; counts are summed, RSS is the peak.
+fn median_row(mut rows: Vec<Row>) -> Row {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+    let rps = median(rows.iter().map(|r| r.rps).collect());
+    let p50_ms = median(rows.iter().map(|r| r.p50_ms).collect());
+    let p99_ms = median(rows.iter().map(|r| r.p99_ms).collect());
+    let non_2xx = rows.iter().map(|r| r.non_2xx).sum();
+    let requests = rows.iter().map(|r| r.requests).sum();
+    let rss_kb = rows.iter().filter_map(|r| r.rss_kb).max();
+    let name = std::mem::take(&mut rows[0].name);
+    Row { name, rps, p50_ms, p99_ms, non_2xx, requests, rss_kb }
 }
 
 struct Row {
@@ -195,7 +261,7 @@ fn measure(name: &str, addr: SocketAddr, script: &Path, seconds: u64, pid: Optio
             .output()
             .expect("run wrk")
     };
-    let _ = run(2); // warm-up: connections, caches, allocator
+    let _ = run(1); // warm-up: connections, caches, allocator
                     // E2E_PERF_DIR=<dir>: also record a CPU profile of the server under load (`perf` needed).
     let perf = match (std::env::var("E2E_PERF_DIR"), pid) {
         (Ok(dir), Some(pid)) => {
@@ -319,7 +385,7 @@ fn print_table(rows: &[Row], seconds: u64) {
     let base = rows.iter().find(|r| r.name.starts_with("nginx")).or_else(|| rows.first());
     let Some(base) = base else { return };
     println!();
-    println!("e2e: {seconds}s per row after a 2s warm-up; wrk -t1 -c{CONNECTIONS} pinned to core {LOAD_CORE}, servers pinned to core {SERVER_CORE}; ratios vs {}", base.name);
+    println!("e2e: medians over E2E_ROUNDS round-robin rounds of {seconds}s per row (1s warm-up each); wrk -t1 -c{CONNECTIONS} pinned to core {LOAD_CORE}, servers pinned to core {SERVER_CORE}; ratios vs {}", base.name);
     println!("| target | req/s | ×base | p50 ms | p99 ms | p99 ×base | non-2xx | requests | peak RSS MB |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
