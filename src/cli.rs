@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::client;
 use crate::config::{vars, Config, Env};
 use crate::mint::{SigningKey, TokenSpec};
 
@@ -75,6 +76,20 @@ struct AdminArgs {
     /// Print the raw JSON answer.
     #[arg(long)]
     json: bool,
+}
+
+impl AdminArgs {
+    /// Makes one admin API call and prints its answer with `show` (or raw with `--json`).
+    fn call(
+        &self,
+        env: &Env,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        show: fn(&serde_json::Value) -> String,
+    ) -> ExitCode {
+        runtime().block_on(client::call(&self.admin, env, method, path, body, self.json, show))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -170,43 +185,13 @@ pub fn main() -> ExitCode {
         Command::Demo => runtime().block_on(crate::demo::run()),
         Command::Mode(m) => {
             let body = serde_json::json!({"mode": m.mode, "reason": m.reason, "ttl": m.ttl});
-            runtime().block_on(crate::admin::client::call(
-                &m.admin.admin,
-                &env,
-                http::Method::PUT,
-                "/mode",
-                Some(body),
-                m.admin.json,
-                crate::admin::client::show_mode,
-            ))
+            m.admin.call(&env, http::Method::PUT, "/mode", Some(body), client::show_mode)
         }
-        Command::Status(a) => runtime().block_on(crate::admin::client::call(
-            &a.admin,
-            &env,
-            http::Method::GET,
-            "/status",
-            None,
-            a.json,
-            crate::admin::client::show_status,
-        )),
-        Command::Reload(a) => runtime().block_on(crate::admin::client::call(
-            &a.admin,
-            &env,
-            http::Method::POST,
-            "/reload",
-            None,
-            a.json,
-            crate::admin::client::show_reload,
-        )),
-        Command::Keys { command: KeysCommand::Refresh(a) } => runtime().block_on(crate::admin::client::call(
-            &a.admin,
-            &env,
-            http::Method::POST,
-            "/keys/refresh",
-            None,
-            a.json,
-            crate::admin::client::show_keys,
-        )),
+        Command::Status(a) => a.call(&env, http::Method::GET, "/status", None, client::show_status),
+        Command::Reload(a) => a.call(&env, http::Method::POST, "/reload", None, client::show_reload),
+        Command::Keys { command: KeysCommand::Refresh(a) } => {
+            a.call(&env, http::Method::POST, "/keys/refresh", None, client::show_keys)
+        }
         Command::Revoke(r) => {
             if r.remote {
                 eprintln!("clerkgate: --remote (revocation at Clerk's Backend API) is not available in this build; the local revocation was not made either");
@@ -219,15 +204,7 @@ pub fn main() -> ExitCode {
                 (_, _, Some(at)) => serde_json::json!({"issued_before": at, "reason": r.reason}),
                 _ => return ExitCode::from(2),
             };
-            runtime().block_on(crate::admin::client::call(
-                &r.admin.admin,
-                &env,
-                http::Method::POST,
-                "/revocations",
-                Some(body),
-                r.admin.json,
-                crate::admin::client::show_revocations,
-            ))
+            r.admin.call(&env, http::Method::POST, "/revocations", Some(body), client::show_revocations)
         }
     }
 }

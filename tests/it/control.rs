@@ -884,3 +884,49 @@ async fn metrics_are_open_and_export_requests_mode_and_reloads() {
     let text = scrape().await;
     assert!(text.lines().any(|l| l.starts_with("clerkgate_config_reloads_total") && l.ends_with(" 1")), "{text}");
 }
+
+/// Runs the real CLI binary with only PATH and the given variables.
+fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clerkgate"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the clerkgate CLI")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_drives_the_admin_api_and_says_what_went_wrong() {
+    let gw = start(|c| c).await;
+    let admin = format!("http://{}", gw.admin_addr);
+    let token = [("CLERKGATE_ADMIN_TOKEN", support::ADMIN_TOKEN)];
+
+    let out = cli(&["mode", "bypass", "--reason", "cli drill", "--ttl", "5m", "--admin", &admin], &token);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mode bypass") && text.contains("cli drill"), "{text}");
+    assert_eq!(get_mode(&gw).await["mode"], "bypass");
+
+    let out = cli(&["status", "--json", "--admin", &admin], &token);
+    assert!(out.status.success());
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    assert_eq!(status["mode"]["reason"], "cli drill");
+
+    let out = cli(&["revoke", "--session", "sess_cli", "--admin", &admin], &token);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 session(s)"));
+
+    // A bypass without a reason is refused by the gateway, and the CLI exits non-zero.
+    let out = cli(&["mode", "grace", "--admin", &admin], &token);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reason"));
+
+    let out = cli(&["mode", "enforce", "--admin", &admin], &[("CLERKGATE_ADMIN_TOKEN", "wrong")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the token"));
+    assert_eq!(get_mode(&gw).await["mode"], "bypass", "a refused call changes nothing");
+
+    let out = cli(&["status", "--admin", "http://127.0.0.1:1"], &token);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
+}
