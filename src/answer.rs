@@ -17,6 +17,7 @@ pub const RETRY_AFTER_SECONDS: &str = "5";
 fn error_word(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::BAD_GATEWAY => "bad_gateway",
@@ -82,6 +83,50 @@ impl UpstreamFault {
     }
 }
 
+/// Why the client's own request failed after the gateway accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The request body broke off or was malformed (a bad chunk, too short, reset).
+    MalformedBody,
+    /// The client paused longer than `server.request_body_timeout` inside its body.
+    BodyTimeout,
+}
+
+impl ClientFault {
+    /// The reason string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientFault::MalformedBody => "invalid-request-body",
+            ClientFault::BodyTimeout => "request-body-timeout",
+        }
+    }
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientFault::MalformedBody => "malformed",
+            ClientFault::BodyTimeout => "timeout",
+        }
+    }
+}
+
+/// The answer when the client's request body failed: 400, or 408 for a stall. The connection
+/// is closed after it: the body's remaining bytes cannot be trusted to frame the next request.
+pub fn client_failure(fault: ClientFault, auth_status: &'static str) -> Response<Body> {
+    let (status, message) = match fault {
+        ClientFault::MalformedBody => (
+            StatusCode::BAD_REQUEST,
+            "The request body was malformed or ended early (a bad chunk, or fewer bytes than declared).",
+        ),
+        ClientFault::BodyTimeout => {
+            (StatusCode::REQUEST_TIMEOUT, "The request body stalled longer than server.request_body_timeout.")
+        }
+    };
+    let mut resp = json_response(status, fault.as_str(), message, auth_status);
+    resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 /// The answer when the upstream fails: 502, or 504 for a timeout.
 pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Response<Body> {
     let (status, message) = match fault {
@@ -94,4 +139,18 @@ pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Resp
         }
     };
     json_response(status, fault.as_str(), message, auth_status)
+}
+
+/// The raw HTTP/1.1 answer written to a connection refused at accept, before any request was
+/// read: `503`, reason `too-many-connections`, the usual JSON body, then close.
+pub fn connection_refusal(message: &str) -> Vec<u8> {
+    let reason = "too-many-connections";
+    let body = serde_json::json!({ "error": error_word(StatusCode::SERVICE_UNAVAILABLE), "reason": reason, "message": message })
+        .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+         retry-after: 1\r\nx-clerk-auth-reason: {reason}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }

@@ -1,40 +1,167 @@
 //! The listener loop: accepts TCP connections and serves each with hyper-util's auto builder
-//! (HTTP/1.1, and HTTP/2 with prior knowledge), upgrades enabled, a header-read timeout against
-//! slow clients, and a graceful drain on shutdown.
+//! (HTTP/1.1, and HTTP/2 with prior knowledge), upgrades enabled, and a graceful drain on
+//! shutdown.
+//!
+//! Every connection is bounded in time and number, so that no client can hold a descriptor
+//! or an upstream connection for free:
+//!
+//! - **Limits at accept**: at most `server.max_connections` open at once, and at most
+//!   `server.max_connections_per_client` from one IP address. A connection over either limit
+//!   gets a one-shot `503` with reason `too-many-connections` and is closed.
+//! - **A watchdog per connection**, one timer in the connection's own task (no task or timer
+//!   per request), closes the connection when:
+//!   - no first request arrived within `header_read_timeout` of accept — this covers a
+//!     connection that never sends a byte, a partial HTTP/2 preface, and a preface with
+//!     SETTINGS and nothing after (protocol detection itself is inside this window);
+//!   - no request has been in flight for `idle_timeout` (HTTP/1.1 keep-alive and HTTP/2 alike;
+//!     an HTTP/2 header block that never ends is not a request);
+//!   - a response piece waited `send_timeout` for the client to take it (a client that stops
+//!     reading, or holds its HTTP/2 flow-control window at zero).
+//! - **HTTP/2 keep-alive pings**: a peer that does not answer a ping within
+//!   [`H2_PING_TIMEOUT`] is gone.
+//!
+//! The request-body side (a client that stops sending its body) is bounded in the proxy hop
+//! by `server.request_body_timeout`, see [`crate::proxy`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tower::Service;
 
+use crate::config::ServerConfig;
 use crate::proxy::ConnInfo;
+use crate::telemetry::names as metric;
 
-/// Serves `listener` until `shutdown` completes, then stops accepting and waits up to `grace`
-/// for open connections to finish their in-flight requests.
-pub async fn serve<S>(
-    listener: TcpListener,
-    service: S,
-    header_read_timeout: Duration,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
-) where
+/// How often an idle HTTP/2 connection is pinged.
+pub const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How long an HTTP/2 ping may go unanswered before the connection is closed.
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Streams one HTTP/2 connection may have open at once.
+pub const H2_MAX_STREAMS: u32 = 128;
+/// Streams the gateway may reset because of a client's protocol error, over a connection's
+/// life, before it sends GOAWAY (the "MadeYouReset" class; h2's default is 1,024).
+pub const H2_MAX_LOCAL_RESETS: usize = 64;
+/// After a watchdog's graceful close, how long the connection may take before it is dropped
+/// outright. The watchdog closes only connections with nothing in flight, so this is short:
+/// it lets an HTTP/2 GOAWAY go out, and does not wait on a peer that never acknowledges it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Descriptors kept back from `max_connections` for upstream connections, the admin listener,
+/// state files and the JWKS fetch.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// The time limits and counts every data-plane connection is held to, fixed at start.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// From accept to the first complete request head.
+    pub header_read_timeout: Duration,
+    /// With no request in flight.
+    pub idle_timeout: Duration,
+    /// For a response piece to be taken by the client.
+    pub send_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_client: usize,
+    /// How long a shutdown waits for in-flight requests.
+    pub grace: Duration,
+}
+
+impl ConnLimits {
+    /// The limits from `[server]`, with `max_connections` capped by the descriptors the process
+    /// may open (`nofile`, after [`raise_fd_limit`]).
+    pub fn new(server: &ServerConfig, nofile: Option<u64>) -> Self {
+        let mut max_connections = server.max_connections;
+        if let Some(nofile) = nofile {
+            let room = nofile.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+            if (max_connections as u64) > room {
+                tracing::warn!(
+                    configured = max_connections,
+                    effective = room,
+                    nofile,
+                    "server.max_connections is above what the descriptor limit allows; capped (raise the nofile limit to use more)"
+                );
+                max_connections = room as usize;
+            }
+        }
+        ConnLimits {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            send_timeout: server.send_timeout,
+            max_connections,
+            max_connections_per_client: server.max_connections_per_client.min(max_connections),
+            grace: server.shutdown_grace,
+        }
+    }
+}
+
+/// Raises the soft `nofile` limit to the hard limit and returns the limit now in force (None
+/// where it cannot be read). A gateway is made of descriptors: the default soft limit of
+/// 1,024 is far below what a busy edge needs.
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current, limit.maximum);
+    match (soft, hard) {
+        (Some(s), Some(h)) if s < h => {
+            let raised = rustix::process::Rlimit { current: Some(h), maximum: Some(h) };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => {
+                    tracing::info!(from = s, to = h, "raised the open-descriptor limit to its hard maximum");
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(soft = s, hard = h, error = %e, "could not raise the open-descriptor limit");
+                    Some(s)
+                }
+            }
+        }
+        (Some(s), Some(h)) => {
+            tracing::info!(nofile = s, hard = h, "open-descriptor limit already at its hard maximum");
+            Some(s)
+        }
+        (Some(s), None) => Some(s),
+        (None, _) => None,
+    }
+}
+
+/// Serves `listener` until `shutdown` completes, then stops accepting and waits up to
+/// `limits.grace` for open connections to finish their in-flight requests.
+pub async fn serve<S>(listener: TcpListener, service: S, limits: ConnLimits, shutdown: impl Future<Output = ()>)
+where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let limits = Arc::new(limits);
+    let gate = Arc::new(Admission::new(limits.max_connections, limits.max_connections_per_client));
+    // Every connection task holds a receiver: `send` asks them to drain, `closed` says they have.
+    let (drain_tx, drain_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -49,27 +176,436 @@ pub async fn serve<S>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let info = ConnInfo { remote, tls: false };
-        let svc = service.clone();
-        let per_request = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let mut svc = svc.clone();
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(info);
-            async move { svc.call(req).await }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let slot = match gate.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                refuse(&stream, refused);
+                continue;
             }
+        };
+        let _ = stream.set_nodelay(true);
+        let watch = Arc::new(ConnWatch::new());
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(PerRequest {
+                    inner: service.clone(),
+                    info: ConnInfo { remote, tls: false },
+                    watch: watch.clone(),
+                }),
+            )
+            .into_owned();
+        let limits = limits.clone();
+        let drain = drain_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            drive(conn, &watch, &limits, drain).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace = ?grace, "in-flight requests did not finish within the shutdown grace period");
+    drop(drain_rx);
+    let _ = drain_tx.send(true);
+    if tokio::time::timeout(limits.grace, drain_tx.closed()).await.is_err() {
+        tracing::warn!(grace = ?limits.grace, "in-flight requests did not finish within the shutdown grace period");
     }
+}
+
+/// The connection future's one method the watchdog needs.
+trait GracefulClose: Future {
+    fn close_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulClose for hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: HttpBody + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+    Self: Future,
+{
+    fn close_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Drives one connection to its end under the watchdog and the shutdown signal.
+async fn drive<C, T, E>(conn: C, watch: &ConnWatch, limits: &ConnLimits, mut drain: watch::Receiver<bool>)
+where
+    C: GracefulClose<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    let mut deadline = watch.born + limits.header_read_timeout;
+    let mut closing = false;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                if closing {
+                    // The graceful close did not finish in time: drop the connection.
+                    return;
+                }
+                match watch.check(Instant::now(), limits) {
+                    Check::Fine(next) => deadline = next,
+                    Check::Close(why) => {
+                        metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => why.as_str()).increment(1);
+                        tracing::debug!(why = why.as_str(), "closing a connection");
+                        if why == CloseWhy::SendStalled {
+                            // The client is not reading: nothing graceful can reach it.
+                            return;
+                        }
+                        conn.as_mut().close_gracefully();
+                        closing = true;
+                        deadline = Instant::now() + CLOSE_GRACE;
+                    }
+                }
+            }
+            changed = drain.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() && !closing {
+                    conn.as_mut().close_gracefully();
+                    closing = true;
+                    deadline = Instant::now() + limits.grace;
+                }
+            }
+        }
+    }
+}
+
+/// Why the watchdog closed a connection (the `why` label of [`metric::CONNECTIONS_CLOSED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseWhy {
+    /// No first request within `header_read_timeout` of accept.
+    NoRequest,
+    /// No request in flight for `idle_timeout`.
+    Idle,
+    /// A response piece waited `send_timeout` for the client.
+    SendStalled,
+}
+
+impl CloseWhy {
+    fn as_str(self) -> &'static str {
+        match self {
+            CloseWhy::NoRequest => "no_request",
+            CloseWhy::Idle => "idle",
+            CloseWhy::SendStalled => "send_stalled",
+        }
+    }
+}
+
+enum Check {
+    /// Look again at this instant.
+    Fine(Instant),
+    Close(CloseWhy),
+}
+
+/// What the watchdog knows about one connection. Written by the connection's requests and
+/// response bodies (which, for HTTP/2, run on other tasks), read by the watchdog.
+/// Times are milliseconds since `born`.
+#[derive(Debug)]
+struct ConnWatch {
+    born: Instant,
+    /// A request head has arrived at least once.
+    served: AtomicBool,
+    /// Requests whose response has not been fully handed to the client (or dropped).
+    in_flight: AtomicU32,
+    /// When `in_flight` last dropped to zero.
+    idle_since: AtomicU64,
+    /// Response bodies holding a piece the client has not taken yet.
+    waiting: AtomicU32,
+    /// When the client last took a response piece.
+    taken_at: AtomicU64,
+}
+
+impl ConnWatch {
+    fn new() -> Self {
+        ConnWatch {
+            born: Instant::now(),
+            served: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            waiting: AtomicU32::new(0),
+            taken_at: AtomicU64::new(0),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.born).as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.born + Duration::from_millis(ms)
+    }
+
+    fn check(&self, now: Instant, limits: &ConnLimits) -> Check {
+        let (deadline, why) = if self.in_flight.load(Ordering::Acquire) == 0 {
+            if !self.served.load(Ordering::Acquire) {
+                (self.born + limits.header_read_timeout, CloseWhy::NoRequest)
+            } else {
+                (self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout, CloseWhy::Idle)
+            }
+        } else if self.waiting.load(Ordering::Acquire) > 0 {
+            (self.at(self.taken_at.load(Ordering::Acquire)) + limits.send_timeout, CloseWhy::SendStalled)
+        } else {
+            // Requests in flight, and the client takes what it is given: look again later.
+            return Check::Fine(now + limits.send_timeout.min(limits.idle_timeout));
+        };
+        if now >= deadline {
+            Check::Close(why)
+        } else {
+            Check::Fine(deadline)
+        }
+    }
+
+    fn request_started(&self) {
+        self.served.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn request_ended(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(self.ms(Instant::now()), Ordering::Release);
+        }
+    }
+}
+
+/// Counts a request in flight from its head until its response body is done or dropped.
+#[derive(Debug)]
+struct InFlight(Arc<ConnWatch>);
+
+impl InFlight {
+    fn start(watch: &Arc<ConnWatch>) -> Self {
+        watch.request_started();
+        InFlight(watch.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// The per-connection service hyper calls for each request: tags the request with the
+/// connection's facts and ties its response body to the watchdog.
+#[derive(Clone)]
+struct PerRequest<S> {
+    inner: S,
+    info: ConnInfo,
+    watch: Arc<ConnWatch>,
+}
+
+impl<S> Service<Request<hyper::body::Incoming>> for PerRequest<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<WatchedBody>;
+    type Error = Infallible;
+    type Future = PerRequestFuture<S::Future>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        let in_flight = Some(InFlight::start(&self.watch));
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(self.info);
+        PerRequestFuture { fut: self.inner.call(req), in_flight }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`PerRequest`]: no box, no task.
+    struct PerRequestFuture<F> {
+        #[pin]
+        fut: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F> Future for PerRequestFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<WatchedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let resp = std::task::ready!(this.fut.poll(cx));
+        Poll::Ready(resp.map(|resp| {
+            let in_flight = this.in_flight.take().expect("polled after completion");
+            resp.map(|inner| WatchedBody::new(inner, in_flight))
+        }))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that tells the watchdog when it holds a piece the client has not taken,
+    /// and ends the request's time in flight when it is done or dropped.
+    pub struct WatchedBody {
+        #[pin]
+        inner: Body,
+        holding: bool,
+        in_flight: InFlight,
+    }
+
+    impl PinnedDrop for WatchedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.holding {
+                this.in_flight.0.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl WatchedBody {
+    /// A body that is not empty holds its first piece from the start: over HTTP/2, hyper asks
+    /// for a piece only once the client's flow-control window has room, so a client that never
+    /// opens its window never takes one.
+    fn new(inner: Body, in_flight: InFlight) -> Self {
+        let holding = !inner.is_end_stream();
+        if holding {
+            let watch = &in_flight.0;
+            watch.taken_at.store(watch.ms(Instant::now()), Ordering::Release);
+            watch.waiting.fetch_add(1, Ordering::AcqRel);
+        }
+        WatchedBody { inner, holding, in_flight }
+    }
+}
+
+impl HttpBody for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let watch = &this.in_flight.0;
+        if *this.holding {
+            // Being asked for more means the client took the last piece.
+            *this.holding = false;
+            watch.taken_at.store(watch.ms(Instant::now()), Ordering::Release);
+            watch.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if frame.is_data() {
+                *this.holding = true;
+                // The wait starts now, not at the last piece the client took.
+                watch.taken_at.store(watch.ms(Instant::now()), Ordering::Release);
+                watch.waiting.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Total,
+    PerClient,
+}
+
+/// Counts open connections, in total and per client address.
+#[derive(Debug)]
+struct Admission {
+    max_total: usize,
+    max_per_client: usize,
+    total: AtomicUsize,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; dropping it frees its place.
+#[derive(Debug)]
+struct Slot {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Admission {
+    fn new(max_total: usize, max_per_client: usize) -> Self {
+        Admission { max_total, max_per_client, total: AtomicUsize::new(0), per_client: Mutex::new(HashMap::new()) }
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {
+        let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        let total = self.total.load(Ordering::Relaxed);
+        if total >= self.max_total {
+            return Err(Refused::Total);
+        }
+        let count = per_client.entry(ip).or_insert(0);
+        if *count >= self.max_per_client {
+            return Err(Refused::PerClient);
+        }
+        *count += 1;
+        self.total.store(total + 1, Ordering::Relaxed);
+        metrics::gauge!(metric::CONNECTIONS_OPEN).set((total + 1) as f64);
+        Ok(Slot { admission: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let a = &self.admission;
+        let mut per_client = a.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_client.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.ip);
+            }
+        }
+        let total = a.total.load(Ordering::Relaxed).saturating_sub(1);
+        a.total.store(total, Ordering::Relaxed);
+        metrics::gauge!(metric::CONNECTIONS_OPEN).set(total as f64);
+    }
+}
+
+/// Answers a connection over a limit with a one-shot 503 and closes it. The write never
+/// waits: a fresh socket's send buffer takes these few hundred bytes, and a peer that cannot
+/// take them gets the close alone.
+fn refuse(stream: &TcpStream, why: Refused) {
+    let (label, message) = match why {
+        Refused::Total => ("total", "The gateway has server.max_connections connections open; try again shortly."),
+        Refused::PerClient => (
+            "per_client",
+            "This client address has server.max_connections_per_client connections open; reuse them or try again shortly.",
+        ),
+    };
+    metrics::counter!(metric::CONNECTIONS_REFUSED, "why" => label).increment(1);
+    let _ = stream.try_write(&crate::answer::connection_refusal(message));
+    refusal_log(label);
+}
+
+/// Logs refused connections at most once a second, with the count since the last line.
+fn refusal_log(why: &'static str) {
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    *last = Some(now);
+    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    tracing::warn!(why, suppressed, "connection refused: over the connection limit");
 }

@@ -72,8 +72,20 @@ pub struct Origin {
 pub struct ServerConfig {
     /// Address the data plane listens on.
     pub listen: SocketAddr,
-    /// A client that has not sent a full request head by then is cut off (slowloris).
+    /// A client that has not sent a full request head by then is cut off (slowloris); on a new
+    /// connection the clock starts at accept, so a connection that never sends a byte is too.
     pub header_read_timeout: Duration,
+    /// A connection (HTTP/1.1 or HTTP/2) with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// The longest wait for the next piece of a request body; then 408 (or the upload is cut).
+    pub request_body_timeout: Duration,
+    /// The longest a response piece may wait for the client to take it; then the connection is
+    /// closed (nginx's `send_timeout`): a client that stops reading cannot hold upstream capacity.
+    pub send_timeout: Duration,
+    /// Client connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address; more are answered 503 and closed.
+    pub max_connections_per_client: usize,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub shutdown_grace: Duration,
 }
@@ -89,6 +101,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Limit on the time to the response head; bodies and upgrades are never cut.
     pub response_timeout: Duration,
+    /// Upstream connections open at once (pooled and busy); a request that needs another waits
+    /// for one up to `connect_timeout`.
+    pub max_connections: usize,
 }
 
 /// A parsed publishable key.
@@ -335,6 +350,12 @@ impl Config {
         let mut server = Table::new();
         server.insert("listen".into(), Value::String(self.server.listen.to_string()));
         server.insert("header_read_timeout".into(), dur(self.server.header_read_timeout));
+        server.insert("idle_timeout".into(), dur(self.server.idle_timeout));
+        server.insert("request_body_timeout".into(), dur(self.server.request_body_timeout));
+        server.insert("send_timeout".into(), dur(self.server.send_timeout));
+        server.insert("max_connections".into(), Value::Integer(self.server.max_connections as i64));
+        server
+            .insert("max_connections_per_client".into(), Value::Integer(self.server.max_connections_per_client as i64));
         server.insert("shutdown_grace".into(), dur(self.server.shutdown_grace));
         root.insert("server".into(), Value::Table(server));
 
@@ -342,6 +363,7 @@ impl Config {
         upstream.insert("url".into(), Value::String(self.upstream.url_text.clone()));
         upstream.insert("connect_timeout".into(), dur(self.upstream.connect_timeout));
         upstream.insert("response_timeout".into(), dur(self.upstream.response_timeout));
+        upstream.insert("max_connections".into(), Value::Integer(self.upstream.max_connections as i64));
         root.insert("upstream".into(), Value::Table(upstream));
 
         let c = &self.clerk;
@@ -580,6 +602,18 @@ impl Validator {
         }
     }
 
+    /// A count from 1 to 1,000,000 (connection limits).
+    fn count(&mut self, key: &str, value: Option<i64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem(key, format!("{n} must be between 1 and 1000000"));
+                default
+            }
+        }
+    }
+
     fn socket_addr(&mut self, key: &str, value: Option<String>, default: &str) -> Option<SocketAddr> {
         let text = value.unwrap_or_else(|| default.to_string());
         match text.parse() {
@@ -642,8 +676,27 @@ impl Validator {
         let listen = self.socket_addr("server.listen", raw.listen, "0.0.0.0:8080");
         let header_read_timeout =
             self.duration("server.header_read_timeout", raw.header_read_timeout, Duration::from_secs(10), false);
+        let idle_timeout = self.duration("server.idle_timeout", raw.idle_timeout, Duration::from_secs(60), false);
+        let request_body_timeout =
+            self.duration("server.request_body_timeout", raw.request_body_timeout, Duration::from_secs(30), false);
+        let send_timeout = self.duration("server.send_timeout", raw.send_timeout, Duration::from_secs(60), false);
+        let max_connections = self.count("server.max_connections", raw.max_connections, 16_384);
+        let max_connections_per_client =
+            self.count("server.max_connections_per_client", raw.max_connections_per_client, 1_024);
+        if max_connections_per_client > max_connections {
+            self.warn("server.max_connections_per_client", "larger than server.max_connections, which caps it");
+        }
         let shutdown_grace = self.duration("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30), false);
-        Some(ServerConfig { listen: listen?, header_read_timeout, shutdown_grace })
+        Some(ServerConfig {
+            listen: listen?,
+            header_read_timeout,
+            idle_timeout,
+            request_body_timeout,
+            send_timeout,
+            max_connections,
+            max_connections_per_client,
+            shutdown_grace,
+        })
     }
 
     fn upstream(&mut self, raw: raw::RawUpstream) -> Option<UpstreamConfig> {
@@ -653,6 +706,7 @@ impl Validator {
             self.duration("upstream.connect_timeout", raw.connect_timeout, Duration::from_secs(5), false);
         let response_timeout =
             self.duration("upstream.response_timeout", raw.response_timeout, Duration::from_secs(60), false);
+        let max_connections = self.count("upstream.max_connections", raw.max_connections, 1_024);
         let uri = self.http_url("upstream.url", &text)?;
         if uri.scheme_str() != Some("http") {
             self.problem("upstream.url", "only http:// upstreams are supported (the upstream hop is plain HTTP)");
@@ -662,7 +716,13 @@ impl Validator {
             self.problem("upstream.url", "must not carry a path or query: requests keep their own path");
             return None;
         }
-        Some(UpstreamConfig { url: uri.authority()?.clone(), url_text: text, connect_timeout, response_timeout })
+        Some(UpstreamConfig {
+            url: uri.authority()?.clone(),
+            url_text: text,
+            connect_timeout,
+            response_timeout,
+            max_connections,
+        })
     }
 
     fn clerk(&mut self, raw: raw::RawClerk, env: &Env) -> Option<ClerkConfig> {

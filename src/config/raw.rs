@@ -31,6 +31,11 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawServer {
     pub(crate) listen: Option<String>,
     pub(crate) header_read_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) request_body_timeout: Option<String>,
+    pub(crate) send_timeout: Option<String>,
+    pub(crate) max_connections: Option<i64>,
+    pub(crate) max_connections_per_client: Option<i64>,
     pub(crate) shutdown_grace: Option<String>,
     pub(crate) tls_cert: Option<String>,
     pub(crate) tls_key: Option<String>,
@@ -44,6 +49,7 @@ pub(crate) struct RawUpstream {
     pub(crate) url: Option<String>,
     pub(crate) connect_timeout: Option<String>,
     pub(crate) response_timeout: Option<String>,
+    pub(crate) max_connections: Option<i64>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -7,6 +7,8 @@
 //! `X-Forwarded-*` trio, rebuilt from the real connection, and `Host` for HTTP/2 clients
 //! (whose authority travels in the URI).
 
+mod body;
+mod connect;
 pub mod headers;
 
 use std::convert::Infallible;
@@ -21,12 +23,13 @@ use arc_swap::ArcSwap;
 use axum::body::Body;
 use http::header::{CONNECTION, HOST, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower::Service;
 
-use crate::answer::{self, UpstreamFault};
+use crate::answer::{self, ClientFault, UpstreamFault};
 use crate::auth::service::UpgradeProtocol;
 use crate::auth::AuthStatus;
 use crate::state::Shared;
@@ -42,13 +45,20 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-type HttpClient = Client<HttpConnector, Body>;
+type HttpClient = Client<connect::BoundedConnector, Body>;
+
+/// What a pooled client is built from; a reload that changes it builds a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientSettings {
+    connect_timeout: Duration,
+    max_connections: usize,
+}
 
 /// The proxy service: forwards to the upstream in the current config.
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
-    client: Arc<ArcSwap<(Duration, HttpClient)>>,
+    client: Arc<ArcSwap<(ClientSettings, HttpClient)>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -57,11 +67,12 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-fn build_client(connect_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.enforce_http(true);
+fn build_client(settings: ClientSettings) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    http.enforce_http(true);
+    let connector = connect::BoundedConnector::new(http, settings.max_connections, settings.connect_timeout);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
@@ -72,27 +83,27 @@ fn build_client(connect_timeout: Duration) -> HttpClient {
 impl Proxy {
     /// A proxy to whatever upstream the current runtime config names.
     pub fn new(shared: Arc<Shared>) -> Self {
-        let connect_timeout = shared.load().config.upstream.connect_timeout;
-        Proxy { shared, client: Arc::new(ArcSwap::from_pointee((connect_timeout, build_client(connect_timeout)))) }
+        let settings = ClientSettings::of(&shared.load().config.upstream);
+        Proxy { shared, client: Arc::new(ArcSwap::from_pointee((settings, build_client(settings)))) }
     }
 
-    /// The pooled client, rebuilt when a reload changed `connect_timeout`.
-    fn client(&self, connect_timeout: Duration) -> HttpClient {
+    /// The pooled client, rebuilt when a reload changed its settings.
+    fn client(&self, settings: ClientSettings) -> HttpClient {
         let current = self.client.load();
-        if current.0 == connect_timeout {
+        if current.0 == settings {
             return current.1.clone();
         }
-        let client = build_client(connect_timeout);
-        self.client.store(Arc::new((connect_timeout, client.clone())));
+        let client = build_client(settings);
+        self.client.store(Arc::new((settings, client.clone())));
         client
     }
 
     /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
     pub async fn forward(self, mut req: Request<Body>) -> Response<Body> {
-        let (authority, connect_timeout, response_timeout) = {
+        let (authority, settings, response_timeout, body_timeout) = {
             let rt = self.shared.load();
             let up = &rt.config.upstream;
-            (up.url.clone(), up.connect_timeout, up.response_timeout)
+            (up.url.clone(), ClientSettings::of(up), up.response_timeout, rt.config.server.request_body_timeout)
         };
         let status = req.extensions().get::<AuthStatus>().copied().unwrap_or(AuthStatus::SignedOut);
         let conn = req.extensions().get::<ConnInfo>().copied();
@@ -130,13 +141,36 @@ impl Proxy {
             req.headers_mut().insert(UPGRADE, protocol);
         }
 
-        let client = self.client(connect_timeout);
-        let mut resp = match tokio::time::timeout(response_timeout, client.request(req)).await {
+        // The client's body: a small one is read whole first, so a broken or abandoned upload
+        // costs no upstream connection; a larger one streams, watched for faults and stalls.
+        let (parts, body) = req.into_parts();
+        let mut body_fault = None;
+        let body = match body.size_hint().exact() {
+            _ if body.is_end_stream() => body,
+            Some(len) if len <= body::BUFFER_SMALL_BODIES => match body::read_small(body, body_timeout).await {
+                Ok(bytes) => Body::from(bytes),
+                Err(fault) => return client_body_failure(fault, status),
+            },
+            _ => {
+                let cell = body::FaultCell::default();
+                body_fault = Some(cell.clone());
+                Body::new(body::ClientBody::new(body, body_timeout, cell))
+            }
+        };
+        let req = Request::from_parts(parts, body);
+
+        let client = self.client(settings);
+        let mut pending = FinishIfCancelled::new(client.request(req), response_timeout);
+        let mut resp = match tokio::time::timeout(response_timeout, &mut pending).await {
             Err(_) => {
+                pending.abandon();
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "timeout").increment(1);
                 return answer::upstream_failure(UpstreamFault::Timeout, status.as_str());
             }
             Ok(Err(e)) => {
+                if let Some(fault) = body_fault.as_ref().and_then(|c| c.get().copied()) {
+                    return client_body_failure(fault, status);
+                }
                 let fault = if e.is_connect() { UpstreamFault::Connect } else { UpstreamFault::Broken };
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => if e.is_connect() { "connect" } else { "broken" })
                     .increment(1);
@@ -164,6 +198,93 @@ impl Proxy {
         }
         headers::sanitize_response(resp.headers_mut(), switching);
         resp.map(Body::new)
+    }
+}
+
+impl ClientSettings {
+    fn of(up: &crate::config::UpstreamConfig) -> Self {
+        ClientSettings { connect_timeout: up.connect_timeout, max_connections: up.max_connections }
+    }
+}
+
+/// The gateway's answer when the client's own body failed: 400 or 408, the client's fault.
+fn client_body_failure(fault: body::BodyFault, status: AuthStatus) -> Response<Body> {
+    let fault = match fault {
+        body::BodyFault::Malformed => ClientFault::MalformedBody,
+        body::BodyFault::Stalled => ClientFault::BodyTimeout,
+    };
+    metrics::counter!(metric::CLIENT_BODY_ERRORS, "kind" => fault.label()).increment(1);
+    answer::client_failure(fault, status.as_str())
+}
+
+/// Upstream requests left to finish after their client went away, at most this many at once.
+const MAX_DETACHED: usize = 1024;
+/// How much of a cancelled request's response body is read to keep its connection.
+const DETACHED_DRAIN_BYTES: usize = 1024 * 1024;
+
+static DETACHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The upstream request in flight. If the client goes away first (the gateway's future is
+/// dropped: an HTTP/2 stream reset, a closed connection), dropping the request would close
+/// its upstream connection, and the next request would open a new one, so a client that
+/// cancels in a loop would churn upstream connections. Instead the request is left to finish
+/// on its own (bounded by the response timeout, a body drain cap and a cap on how many at
+/// once) so its connection goes back to the pool.
+struct FinishIfCancelled {
+    fut: Option<hyper_util::client::legacy::ResponseFuture>,
+    response_timeout: Duration,
+}
+
+impl FinishIfCancelled {
+    fn new(fut: hyper_util::client::legacy::ResponseFuture, response_timeout: Duration) -> Self {
+        FinishIfCancelled { fut: Some(fut), response_timeout }
+    }
+
+    /// Gives the request up: dropping it closes its connection (after a timeout, the right end).
+    fn abandon(&mut self) {
+        self.fut = None;
+    }
+}
+
+impl Future for FinishIfCancelled {
+    type Output = <hyper_util::client::legacy::ResponseFuture as Future>::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = Pin::new(fut).poll(cx);
+        if out.is_ready() {
+            self.fut = None;
+        }
+        out
+    }
+}
+
+impl Drop for FinishIfCancelled {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let Some(fut) = self.fut.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if DETACHED.fetch_add(1, Ordering::AcqRel) >= MAX_DETACHED {
+            DETACHED.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!(metric::CANCELLED_UPSTREAM, "result" => "dropped").increment(1);
+            return;
+        }
+        let deadline = self.response_timeout;
+        runtime.spawn(async move {
+            use http_body_util::BodyExt;
+            let finished = match tokio::time::timeout(deadline, fut).await {
+                Ok(Ok(resp)) => {
+                    let drain = http_body_util::Limited::new(resp.into_body(), DETACHED_DRAIN_BYTES).collect();
+                    matches!(tokio::time::timeout(deadline, drain).await, Ok(Ok(_)))
+                }
+                _ => false,
+            };
+            let result = if finished { "finished" } else { "dropped" };
+            metrics::counter!(metric::CANCELLED_UPSTREAM, "result" => result).increment(1);
+            DETACHED.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 

@@ -21,6 +21,18 @@ pub const RELOADS: &str = "clerkgate_config_reloads_total";
 /// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`).
 pub const UPSTREAM_ERRORS: &str = "clerkgate_upstream_errors_total";
 
+/// Client connections open now.
+pub const CONNECTIONS_OPEN: &str = "clerkgate_connections_open";
+/// Client connections refused at accept, by `why` (`total`, `per_client`).
+pub const CONNECTIONS_REFUSED: &str = "clerkgate_connections_refused_total";
+/// Client connections the watchdog closed, by `why` (`no_request`, `idle`, `send_stalled`).
+pub const CONNECTIONS_CLOSED: &str = "clerkgate_connections_closed_total";
+/// Requests answered because of the client's request body, by `kind` (`malformed`, `timeout`).
+pub const CLIENT_BODY_ERRORS: &str = "clerkgate_client_body_errors_total";
+/// Upstream requests a client cancelled that were left to finish, so their connection stays
+/// pooled, by `result` (`finished`, `dropped`).
+pub const CANCELLED_UPSTREAM: &str = "clerkgate_cancelled_upstream_requests_total";
+
 /// Label values for `outcome` on [`REQUESTS`].
 pub mod outcome {
     /// Forwarded with a verified identity.

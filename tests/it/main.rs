@@ -18,3 +18,5 @@ mod demo;
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
+/// Issue #8, connection level: limits, watchdog timeouts, body faults, upstream churn.
+mod security_conn;

@@ -456,12 +456,35 @@ impl BinaryGateway {
 
     /// Like [`BinaryGateway::start`], in an existing directory (a restart keeps `state/`).
     pub fn start_in(dir: Arc<tempfile::TempDir>, config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
+        Self::launch(dir, config_text, env, None)
+    }
+
+    /// Like [`BinaryGateway::start`], with the soft open-descriptor limit lowered to
+    /// `soft_nofile` before the binary starts (through `sh -c 'ulimit -S -n …; exec …'`).
+    pub fn start_with_soft_nofile(config_text: &str, soft_nofile: u64) -> BinaryGateway {
+        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], Some(soft_nofile))
+    }
+
+    fn launch(
+        dir: Arc<tempfile::TempDir>,
+        config_text: &str,
+        env: &[(&str, &str)],
+        soft_nofile: Option<u64>,
+    ) -> BinaryGateway {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
 
         let config_path = dir.path().join("clerkgate.toml");
         std::fs::write(&config_path, config_text).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clerkgate"));
+        let binary = env!("CARGO_BIN_EXE_clerkgate");
+        let mut cmd = match soft_nofile {
+            None => Command::new(binary),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c").arg(format!("ulimit -S -n {n} && exec \"$0\" \"$@\"")).arg(binary);
+                sh
+            }
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
