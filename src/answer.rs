@@ -69,6 +69,9 @@ pub enum UpstreamFault {
     Broken,
     /// No response head within `response_timeout`.
     Timeout,
+    /// A `101` that switched to a protocol the gateway did not ask for, or to a request that
+    /// asked for no allowed upgrade: never spliced (it could smuggle h2c past the gateway).
+    UnexpectedUpgrade,
 }
 
 impl UpstreamFault {
@@ -78,6 +81,7 @@ impl UpstreamFault {
             UpstreamFault::Connect => "upstream-unreachable",
             UpstreamFault::Broken => "upstream-broken",
             UpstreamFault::Timeout => "upstream-timeout",
+            UpstreamFault::UnexpectedUpgrade => "upstream-unexpected-upgrade",
         }
     }
 }
@@ -92,6 +96,10 @@ pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Resp
         UpstreamFault::Timeout => {
             (StatusCode::GATEWAY_TIMEOUT, "The upstream sent no response head within response_timeout.")
         }
+        UpstreamFault::UnexpectedUpgrade => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream switched protocols to something the gateway did not ask for; it is not passed on.",
+        ),
     };
     json_response(status, fault.as_str(), message, auth_status)
 }

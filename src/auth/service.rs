@@ -1,9 +1,10 @@
 //! The auth layer: a tower [`Layer`] whose service decides, per request, whether to forward it
 //! (and with which identity) or to answer it directly.
 //!
-//! Per request, in this order (SPEC §3): strip reserved and hop-by-hop headers → normalise the
-//! path and find the route → read the mode → find the token → verify (cache, then keys) →
-//! authorise → forward with identity headers, or answer.
+//! Per request, in this order (SPEC §3): strip reserved, routing-override and hop-by-hop
+//! headers (keeping only an allowed upgrade) → check `Host` → normalise the path and find the
+//! route → read the mode → find the token → verify (cache, then keys) → authorise → forward
+//! with identity headers, or answer.
 //!
 //! The decision is synchronous and never awaits anything, with one exception: a token whose
 //! `kid` is not in the key set may wait for one single-flight refetch, bounded by
@@ -211,10 +212,6 @@ enum TokenOutcome {
     Refused(Failure),
 }
 
-/// Extracted request header marker: the upgrade protocol of a genuine HTTP/1.1 upgrade.
-#[derive(Debug, Clone)]
-pub struct UpgradeProtocol(pub HeaderValue);
-
 impl Gate {
     /// A gate over the given shared state.
     pub fn new(shared: Arc<Shared>, keys: Arc<KeyStore>, revocations: Arc<Revocations>, clock: Clock) -> Self {
@@ -237,18 +234,19 @@ impl Gate {
         }
     }
 
-    /// Decides for one request, mutating its head: reserved headers stripped, the path
-    /// normalised, identity headers set. `refetched` is true on the second pass after a
-    /// key refetch, when an unknown `kid` is final.
+    /// Decides for one request, mutating its head: reserved headers stripped, an allowed
+    /// upgrade kept as a [`headers::RequestedUpgrade`] extension, the path normalised, identity
+    /// headers set. `refetched` is true on the second pass after a key refetch, when an
+    /// unknown `kid` is final.
     pub fn admit(&self, parts: &mut Parts, refetched: bool) -> Admission {
-        if let Some(upgrade) = headers::sanitize_request(&mut parts.headers, parts.version) {
-            parts.extensions.insert(UpgradeProtocol(upgrade));
+        let rt = self.shared.load();
+        let config = &rt.config;
+        if let Some(upgrade) = headers::sanitize_request(&mut parts.headers, parts.version, &config.upstream.headers) {
+            parts.extensions.insert(upgrade);
         }
         if let Err(why) = check_host(parts) {
             return self.refuse(Failure::new(Reason::InvalidHost, why), false);
         }
-        let rt = self.shared.load();
-        let config = &rt.config;
         let now = self.clock.now_ms();
 
         // Any matching rule marked `bypass = "never"` keeps the request enforced, not only the

@@ -44,6 +44,8 @@ pub(crate) struct RawUpstream {
     pub(crate) url: Option<String>,
     pub(crate) connect_timeout: Option<String>,
     pub(crate) response_timeout: Option<String>,
+    pub(crate) upgrade_protocols: Option<Vec<String>>,
+    pub(crate) allow_routing_headers: Option<Vec<String>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -18,7 +18,8 @@ pub const JWKS_AGE: &str = "clerkgate_jwks_age_seconds";
 pub const JWKS_KEYS: &str = "clerkgate_jwks_keys";
 /// Config reloads, by `result` (`ok`, `error`).
 pub const RELOADS: &str = "clerkgate_config_reloads_total";
-/// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`).
+/// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`, and `upgrade` for a
+/// `101` the gateway did not ask for).
 pub const UPSTREAM_ERRORS: &str = "clerkgate_upstream_errors_total";
 
 /// Label values for `outcome` on [`REQUESTS`].

@@ -18,3 +18,6 @@ mod demo;
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
+/// HTTP-level fixes of issue #8: h2c smuggling, routing-override headers, HTTP/2 cookies and
+/// authority, CONNECT/TRACE, userinfo in Host.
+mod security_http;
