@@ -1,7 +1,7 @@
 //! Every response the gateway writes itself is built here, and only here, so they all carry
 //! the same JSON body and headers (SPEC §3): `{"error","reason","message"}`,
 //! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, and `WWW-Authenticate` / `Retry-After`
-//! where they apply. Whose fault it was decides the status: the client's (400/401/403), the
+//! where they apply. Whose fault it was decides the status: the client's (400/401/403/405), the
 //! keys' (503), or the upstream's (502/504).
 
 use axum::body::Body;
@@ -19,6 +19,7 @@ fn error_word(status: StatusCode) -> &'static str {
         StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::BAD_GATEWAY => "bad_gateway",
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",

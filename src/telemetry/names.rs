@@ -32,6 +32,6 @@ pub mod outcome {
     pub const BYPASS: &str = "bypass";
     /// Forwarded because of grace mode.
     pub const GRACE: &str = "grace";
-    /// Answered by the gateway itself (401, 403, 400, 503).
+    /// Answered by the gateway itself (400, 401, 403, 405, 503).
     pub const REJECTED: &str = "rejected";
 }

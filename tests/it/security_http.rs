@@ -1,14 +1,14 @@
 //! HTTP-level security fixes from hostile testing (issue #8), over real sockets: no h2c (or any
 //! HTTP-like) upgrade is ever spliced and a stray 101 is a 502; routing-override headers never
 //! reach the upstream unless allow-listed; an HTTP/2 client's cookies arrive as one `Cookie`
-//! line.
+//! line; userinfo in `Host` or `:authority` is 400; `CONNECT` and `TRACE` are 405 in every mode.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
+use http::{Method, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
@@ -332,5 +332,73 @@ async fn http2_cookie_fields_arrive_as_one_cookie_line() {
         .map(|p| p[1].as_str().unwrap_or_default())
         .collect();
     assert_eq!(cookies, ["theme=dark; lang=en; tz=UTC"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn userinfo_in_the_http2_authority_is_400_invalid_host() {
+    let gw = gateway().jwt_key().start().await;
+    let req = Request::get(format!("http://user:pw@{}/public/x", gw.addr())).body(Empty::new()).expect("request");
+    let (status, headers, body) = h2_send(gw.addr(), req).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(headers.get("x-clerk-auth-reason").map(|v| v.as_bytes()), Some(&b"invalid-host"[..]), "{body}");
+    gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 13: CONNECT, TRACE, userinfo in Host
+
+#[tokio::test]
+async fn connect_and_trace_are_405_in_every_mode() {
+    for bypass in [false, true] {
+        let builder = gateway().jwt_key();
+        let builder = if bypass { builder.env("CLERK_EMERGENCY_BYPASS", "true") } else { builder };
+        let gw = builder.start().await;
+        let addr = gw.addr();
+        let token = support::token();
+        let requests = [
+            format!("CONNECT /public/x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+            format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+            format!("TRACE /public/x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+            format!(
+                "TRACE /api/x HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            ),
+            format!("TRACK /public/x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        ];
+        for req in requests {
+            let reply = raw::send(addr, req.as_bytes()).await;
+            let line = req.lines().next().unwrap_or_default();
+            assert_eq!(reply.status, 405, "bypass={bypass} {line}: {reply:?}");
+            assert_eq!(reply.header("x-clerk-auth-reason"), Some("method-not-allowed"), "{line}: {reply:?}");
+            let body: Value = serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{line}: {e}: {reply:?}"));
+            assert_eq!(body["reason"], "method-not-allowed");
+            assert_eq!(body["error"], "method_not_allowed");
+            // The echo upstream would have answered with what it received.
+            assert!(body.get("headers").is_none(), "{line} reached the upstream: {reply:?}");
+        }
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn connect_over_http2_is_405() {
+    let gw = gateway().jwt_key().start().await;
+    let req =
+        Request::builder().method(Method::CONNECT).uri(gw.addr().to_string()).body(Empty::new()).expect("request");
+    let (status, headers, body) = h2_send(gw.addr(), req).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(headers.get("x-clerk-auth-reason").map(|v| v.as_bytes()), Some(&b"method-not-allowed"[..]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn userinfo_in_host_is_400_invalid_host() {
+    let gw = gateway().jwt_key().start().await;
+    for host in ["gw.test@evil.example", "user:pw@evil.example:8080", "@evil.example"] {
+        let req = format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let reply = raw::send(gw.addr(), req.as_bytes()).await;
+        assert_eq!(reply.status, 400, "Host: {host}: {reply:?}");
+        assert_eq!(reply.header("x-clerk-auth-reason"), Some("invalid-host"), "Host: {host}: {reply:?}");
+    }
     gw.stop().await;
 }
