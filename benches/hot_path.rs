@@ -167,10 +167,11 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("headers");
     let template = request(&f.token);
+    let policy = clerkgate::config::HeaderPolicy::default();
     g.bench_function("sanitize_request", |b| {
         b.iter_batched(
             || template.headers().clone(),
-            |mut h| black_box(clerkgate::proxy::headers::sanitize_request(&mut h, http::Version::HTTP_11)),
+            |mut h| black_box(clerkgate::proxy::headers::sanitize_request(&mut h, http::Version::HTTP_11, &policy)),
             BatchSize::SmallInput,
         )
     });

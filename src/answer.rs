@@ -1,7 +1,7 @@
 //! Every response the gateway writes itself is built here, and only here, so they all carry
 //! the same JSON body and headers (SPEC §3): `{"error","reason","message"}`,
 //! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, and `WWW-Authenticate` / `Retry-After`
-//! where they apply. Whose fault it was decides the status: the client's (400/401/403), the
+//! where they apply. Whose fault it was decides the status: the client's (400/401/403/405), the
 //! keys' (503), or the upstream's (502/504).
 
 use axum::body::Body;
@@ -20,6 +20,7 @@ fn error_word(status: StatusCode) -> &'static str {
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::BAD_GATEWAY => "bad_gateway",
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
@@ -70,6 +71,9 @@ pub enum UpstreamFault {
     Broken,
     /// No response head within `response_timeout`.
     Timeout,
+    /// A `101` that switched to a protocol the gateway did not ask for, or to a request that
+    /// asked for no allowed upgrade: never spliced (it could smuggle h2c past the gateway).
+    UnexpectedUpgrade,
 }
 
 impl UpstreamFault {
@@ -79,6 +83,7 @@ impl UpstreamFault {
             UpstreamFault::Connect => "upstream-unreachable",
             UpstreamFault::Broken => "upstream-broken",
             UpstreamFault::Timeout => "upstream-timeout",
+            UpstreamFault::UnexpectedUpgrade => "upstream-unexpected-upgrade",
         }
     }
 }
@@ -137,6 +142,10 @@ pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Resp
         UpstreamFault::Timeout => {
             (StatusCode::GATEWAY_TIMEOUT, "The upstream sent no response head within response_timeout.")
         }
+        UpstreamFault::UnexpectedUpgrade => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream switched protocols to something the gateway did not ask for; it is not passed on.",
+        ),
     };
     json_response(status, fault.as_str(), message, auth_status)
 }

@@ -45,8 +45,10 @@ pub enum Reason {
     ConflictingCredentials,
     /// A webhook route's Svix signature did not verify.
     WebhookInvalid,
-    /// A missing, repeated or malformed `Host` (400).
+    /// A missing, repeated or malformed `Host`, or userinfo in the authority (400).
     InvalidHost,
+    /// `CONNECT` or `TRACE`, which the gateway never forwards (405).
+    MethodNotAllowed,
 }
 
 impl Reason {
@@ -74,6 +76,7 @@ impl Reason {
             Reason::ConflictingCredentials => "conflicting-credentials",
             Reason::WebhookInvalid => "webhook-invalid",
             Reason::InvalidHost => "invalid-host",
+            Reason::MethodNotAllowed => "method-not-allowed",
         }
     }
 
@@ -85,12 +88,13 @@ impl Reason {
                 StatusCode::BAD_REQUEST
             }
             Reason::JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::TokenInvalid,
         Reason::TokenInvalidAlgorithm,
         Reason::TokenInvalidSignature,
@@ -112,6 +116,7 @@ impl Reason {
         Reason::ConflictingCredentials,
         Reason::WebhookInvalid,
         Reason::InvalidHost,
+        Reason::MethodNotAllowed,
     ];
 }
 

@@ -1,9 +1,10 @@
 //! The auth layer: a tower [`Layer`] whose service decides, per request, whether to forward it
 //! (and with which identity) or to answer it directly.
 //!
-//! Per request, in this order (SPEC §3): strip reserved and hop-by-hop headers → normalise the
-//! path and find the route → read the mode → find the token → verify (cache, then keys) →
-//! authorise → forward with identity headers, or answer.
+//! Per request, in this order (SPEC §3): refuse `CONNECT` and `TRACE` (405, in every mode) →
+//! strip reserved, routing-override and hop-by-hop headers (keeping only an allowed upgrade) →
+//! check `Host` → normalise the path and find the route → read the mode → find the token →
+//! verify (cache, then keys) → authorise → forward with identity headers, or answer.
 //!
 //! The decision is synchronous and never awaits anything, with one exception: a token whose
 //! `kid` is not in the key set may wait for one single-flight refetch, bounded by
@@ -30,7 +31,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use metrics::Counter;
 use tower::{Layer, Service};
 
@@ -211,10 +212,6 @@ enum TokenOutcome {
     Refused(Failure),
 }
 
-/// Extracted request header marker: the upgrade protocol of a genuine HTTP/1.1 upgrade.
-#[derive(Debug, Clone)]
-pub struct UpgradeProtocol(pub HeaderValue);
-
 impl Gate {
     /// A gate over the given shared state.
     pub fn new(shared: Arc<Shared>, keys: Arc<KeyStore>, revocations: Arc<Revocations>, clock: Clock) -> Self {
@@ -237,18 +234,22 @@ impl Gate {
         }
     }
 
-    /// Decides for one request, mutating its head: reserved headers stripped, the path
-    /// normalised, identity headers set. `refetched` is true on the second pass after a
-    /// key refetch, when an unknown `kid` is final.
+    /// Decides for one request, mutating its head: reserved headers stripped, an allowed
+    /// upgrade kept as a [`headers::RequestedUpgrade`] extension, the path normalised, identity
+    /// headers set. `refetched` is true on the second pass after a key refetch, when an
+    /// unknown `kid` is final.
     pub fn admit(&self, parts: &mut Parts, refetched: bool) -> Admission {
-        if let Some(upgrade) = headers::sanitize_request(&mut parts.headers, parts.version) {
-            parts.extensions.insert(UpgradeProtocol(upgrade));
+        if let Some(why) = refused_method(&parts.method) {
+            return self.refuse(Failure::new(Reason::MethodNotAllowed, why), false);
+        }
+        let rt = self.shared.load();
+        let config = &rt.config;
+        if let Some(upgrade) = headers::sanitize_request(&mut parts.headers, parts.version, &config.upstream.headers) {
+            parts.extensions.insert(upgrade);
         }
         if let Err(why) = check_host(parts) {
             return self.refuse(Failure::new(Reason::InvalidHost, why), false);
         }
-        let rt = self.shared.load();
-        let config = &rt.config;
         let now = self.clock.now_ms();
 
         // Any matching rule marked `bypass = "never"` keeps the request enforced, not only the
@@ -515,16 +516,35 @@ fn authorise(v: &Verified, role: Option<&str>, permission: Option<&str>) -> Opti
     })
 }
 
+/// Methods the gateway answers 405 itself, in every mode, with why. `CONNECT` would turn the
+/// gateway into a tunnel (nginx answers 405 too); `TRACE` (and IIS's `TRACK`) echoes the
+/// request, `Cookie` and `Authorization` included, back to whoever can read the response.
+fn refused_method(method: &Method) -> Option<&'static str> {
+    if *method == Method::CONNECT {
+        Some("The gateway does not forward CONNECT requests: it is not a tunnel.")
+    } else if *method == Method::TRACE || method.as_str() == "TRACK" {
+        Some("The gateway does not forward TRACE or TRACK requests: they echo credentials back.")
+    } else {
+        None
+    }
+}
+
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid `Host`; an HTTP/2 request's `Host`,
 /// when present, must agree with its `:authority`. Upstreams and frameworks disagree on which
-/// of two `Host` lines wins, so anything else is refused rather than forwarded.
+/// of two `Host` lines wins, so anything else is refused rather than forwarded. Userinfo
+/// (`user@host`) is not part of a valid `Host` (RFC 9110 §7.2) and is refused in an
+/// `:authority` or absolute-form target too (§4.2.4), rather than forwarded as `Host`.
 fn check_host(parts: &Parts) -> Result<(), &'static str> {
+    if parts.uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("The request's authority carries userinfo (user@host).");
+    }
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err("The request carries several Host headers.");
     }
     let parsed = match first {
+        Some(v) if v.as_bytes().contains(&b'@') => return Err("The Host header carries userinfo (user@host)."),
         Some(v) => Some(
             v.to_str()
                 .ok()

@@ -869,3 +869,43 @@ fn harness_sanity() {
     }
     assert!((POOL / 10..=POOL * 9 / 10).contains(&accepted), "{accepted} of {POOL} accepted at their iat");
 }
+
+// === Refused methods and Host (issue #8, items 12 and 13) ===
+
+#[test]
+fn connect_trace_and_track_are_refused_and_nothing_else() {
+    for m in ["CONNECT", "TRACE", "TRACK"] {
+        assert!(refused_method(&Method::from_bytes(m.as_bytes()).unwrap()).is_some(), "{m}");
+    }
+    for m in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "connect", "trace"] {
+        assert!(refused_method(&Method::from_bytes(m.as_bytes()).unwrap()).is_none(), "{m}");
+    }
+}
+
+#[test]
+fn host_and_authority_with_userinfo_are_refused() {
+    let head = |version: http::Version, uri: &str, hosts: &[&str]| {
+        let mut b = Request::builder().version(version).uri(uri);
+        for h in hosts {
+            b = b.header(http::header::HOST, *h);
+        }
+        b.body(()).unwrap().into_parts().0
+    };
+    use http::Version as V;
+    // (version, target, Host lines, accepted)
+    let cases: &[(V, &str, &[&str], bool)] = &[
+        (V::HTTP_11, "/x", &["gw.test"], true),
+        (V::HTTP_11, "/x", &["gw.test:8080"], true),
+        (V::HTTP_11, "/x", &["gw.test@evil.example"], false),
+        (V::HTTP_11, "/x", &["user:pw@gw.test"], false),
+        (V::HTTP_11, "/x", &["@gw.test"], false),
+        (V::HTTP_11, "http://user@gw.test/x", &["gw.test"], false),
+        (V::HTTP_2, "http://gw.test/x", &[], true),
+        (V::HTTP_2, "http://user:pw@gw.test/x", &[], false),
+        (V::HTTP_2, "http://gw.test/x", &["user@gw.test"], false),
+    ];
+    for (version, uri, hosts, accepted) in cases {
+        let got = check_host(&head(*version, uri, hosts));
+        assert_eq!(got.is_ok(), *accepted, "{version:?} {uri} Host: {hosts:?} -> {got:?}");
+    }
+}

@@ -11,6 +11,7 @@
 //! names), a `*_file` key, the inline key.
 
 mod env;
+mod hygiene;
 mod raw;
 mod secret;
 
@@ -24,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 
 pub use env::{vars, Env};
+pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};
 pub use secret::Secret;
 
 use crate::keys::VerifyingKey;
@@ -104,6 +106,8 @@ pub struct UpstreamConfig {
     /// Upstream connections open at once (pooled and busy); a request that needs another waits
     /// for one up to `connect_timeout`.
     pub max_connections: usize,
+    /// Which upgrades are spliced and which routing-override headers pass.
+    pub headers: HeaderPolicy,
 }
 
 /// A parsed publishable key.
@@ -364,6 +368,13 @@ impl Config {
         upstream.insert("connect_timeout".into(), dur(self.upstream.connect_timeout));
         upstream.insert("response_timeout".into(), dur(self.upstream.response_timeout));
         upstream.insert("max_connections".into(), Value::Integer(self.upstream.max_connections as i64));
+        upstream.insert("upgrade_protocols".into(), strs(self.upstream.headers.upgrade_protocols.names()));
+        upstream.insert(
+            "allow_routing_headers".into(),
+            Value::Array(
+                self.upstream.headers.allow_routing_headers.iter().map(|h| Value::String((*h).into())).collect(),
+            ),
+        );
         root.insert("upstream".into(), Value::Table(upstream));
 
         let c = &self.clerk;
@@ -707,6 +718,7 @@ impl Validator {
         let response_timeout =
             self.duration("upstream.response_timeout", raw.response_timeout, Duration::from_secs(60), false);
         let max_connections = self.count("upstream.max_connections", raw.max_connections, 1_024);
+        let headers = self.header_policy(raw.upgrade_protocols, raw.allow_routing_headers);
         let uri = self.http_url("upstream.url", &text)?;
         if uri.scheme_str() != Some("http") {
             self.problem("upstream.url", "only http:// upstreams are supported (the upstream hop is plain HTTP)");
@@ -722,7 +734,23 @@ impl Validator {
             connect_timeout,
             response_timeout,
             max_connections,
+            headers,
         })
+    }
+
+    fn header_policy(&mut self, upgrades: Option<Vec<String>>, routing: Option<Vec<String>>) -> HeaderPolicy {
+        let mut policy = HeaderPolicy::default();
+        if let Some(entries) = upgrades {
+            match UpgradeProtocols::new(&entries) {
+                Ok(p) => policy.upgrade_protocols = p,
+                Err(problems) => problems.into_iter().for_each(|m| self.problem("upstream.upgrade_protocols", m)),
+            }
+        }
+        match HeaderPolicy::routing_headers(&routing.unwrap_or_default()) {
+            Ok(allowed) => policy.allow_routing_headers = allowed,
+            Err(problems) => problems.into_iter().for_each(|m| self.problem("upstream.allow_routing_headers", m)),
+        }
+        policy
     }
 
     fn clerk(&mut self, raw: raw::RawClerk, env: &Env) -> Option<ClerkConfig> {

@@ -50,6 +50,8 @@ pub(crate) struct RawUpstream {
     pub(crate) connect_timeout: Option<String>,
     pub(crate) response_timeout: Option<String>,
     pub(crate) max_connections: Option<i64>,
+    pub(crate) upgrade_protocols: Option<Vec<String>>,
+    pub(crate) allow_routing_headers: Option<Vec<String>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

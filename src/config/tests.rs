@@ -65,6 +65,27 @@ fn toml_string(s: &str) -> String {
 // === Minimal config and defaults ===
 
 #[test]
+fn upstream_header_policy_defaults_and_values() {
+    let c = load(JWKS);
+    assert_eq!(c.upstream.headers.upgrade_protocols.names(), ["websocket"]);
+    assert!(c.upstream.headers.allow_routing_headers.is_empty());
+
+    let c = load(&format!(
+        "{JWKS}\n[upstream]\nupgrade_protocols = [\"WebSocket\", \"x-custom\"]\n\
+         allow_routing_headers = [\"X-HTTP-Method-Override\"]\n"
+    ));
+    assert_eq!(c.upstream.headers.upgrade_protocols.names(), ["websocket", "x-custom"]);
+    assert_eq!(c.upstream.headers.allow_routing_headers, ["x-http-method-override"]);
+    let again = load(&c.effective_toml());
+    assert_eq!(again.upstream.headers, c.upstream.headers);
+
+    // An HTTP-like protocol is refused with a message saying why, under its key.
+    let errors = problems(&format!("{JWKS}\n[upstream]\nupgrade_protocols = [\"h2c\", \"tls/1.0\"]\n"), &no_env());
+    assert_eq!(errors.0.len(), 2, "{errors}");
+    assert!(errors.0.iter().all(|p| p.key == "upstream.upgrade_protocols" && p.message.contains("never spliced")));
+}
+
+#[test]
 fn minimal_config_takes_the_spec_defaults() {
     let c = load(JWKS);
     assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
@@ -275,6 +296,10 @@ fn single_problem_table() {
         ("[upstream]\nurl = \"https://127.0.0.1:3000\"", "upstream.url"),
         ("[upstream]\nurl = \"http://127.0.0.1:3000/app\"", "upstream.url"),
         ("[upstream]\nurl = \"not a url\"", "upstream.url"),
+        ("[upstream]\nupgrade_protocols = [\"h2c\"]", "upstream.upgrade_protocols"),
+        ("[upstream]\nupgrade_protocols = [\"websocket\", \"HTTP/2.0\"]", "upstream.upgrade_protocols"),
+        ("[upstream]\nupgrade_protocols = [\"web socket\"]", "upstream.upgrade_protocols"),
+        ("[upstream]\nallow_routing_headers = [\"X-Forwarded-Prefix\"]", "upstream.allow_routing_headers"),
         ("[clerk]\napi_url = \"api.clerk.com\"", "clerk.api_url"),
         ("[clerk]\nsign_in_url = \"/sign-in\"", "clerk.sign_in_url"),
         ("[clerk]\npublishable_key = \"pk_test_nope\"", "clerk.publishable_key"),

@@ -6,6 +6,8 @@
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
+use crate::config::{protocol_name, HeaderPolicy, ROUTING_OVERRIDE_HEADERS};
+
 /// Headers the gateway sets for the upstream. A client's copy of any of these (in any spelling)
 /// never reaches the upstream.
 pub mod names {
@@ -45,28 +47,68 @@ pub mod names {
 /// or `xrealip`. Folding separators catches `X_Clerk_User_Id`, `x.auth.bypass` and friends,
 /// which CGI, PHP and nginx would otherwise read as the real thing.
 pub fn is_reserved(name: &str) -> bool {
-    const PREFIXES: [&[u8]; 3] = [b"xclerk", b"xauth", b"xforwarded"];
-    const EXACT: [&[u8]; 2] = [b"forwarded", b"xrealip"];
-    // Fold into a small stack buffer; only the first 10 folded characters matter for prefixes,
-    // but exact names need the whole folded name, so fold up to 16 and note overflow.
-    let mut buf = [0u8; 16];
-    let mut len = 0usize;
-    let mut overflow = false;
-    for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
-        if len == buf.len() {
-            overflow = true;
-            break;
-        }
-        buf[len] = b.to_ascii_lowercase();
-        len += 1;
-    }
-    let folded = &buf[..len];
-    PREFIXES.iter().any(|p| folded.starts_with(p)) || (!overflow && EXACT.contains(&folded))
+    Folded::new(name).is_reserved()
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the proxy headers that must never be forwarded
+/// The routing-override header (one of [`ROUTING_OVERRIDE_HEADERS`]) that `name` spells, in any
+/// case and with any separators (`X_Original_URL` reaches a CGI or PHP app as the same variable
+/// as `X-Original-URL`).
+pub fn routing_override(name: &str) -> Option<&'static str> {
+    Folded::new(name).routing_override()
+}
+
+/// A header name lower-cased with every non-alphanumeric removed, in a stack buffer. Only the
+/// first few folded characters matter for prefixes; exact names need the whole folded name, so
+/// it folds up to 24 (longer than any exact name matched here) and notes overflow.
+struct Folded {
+    buf: [u8; 24],
+    len: usize,
+    overflow: bool,
+}
+
+impl Folded {
+    fn new(name: &str) -> Self {
+        let mut f = Folded { buf: [0; 24], len: 0, overflow: false };
+        for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+            if f.len == f.buf.len() {
+                f.overflow = true;
+                break;
+            }
+            f.buf[f.len] = b.to_ascii_lowercase();
+            f.len += 1;
+        }
+        f
+    }
+
+    /// The whole folded name, unless it was too long to hold.
+    fn whole(&self) -> Option<&[u8]> {
+        (!self.overflow).then_some(&self.buf[..self.len])
+    }
+
+    fn is_reserved(&self) -> bool {
+        const PREFIXES: [&[u8]; 3] = [b"xclerk", b"xauth", b"xforwarded"];
+        const EXACT: [&[u8]; 2] = [b"forwarded", b"xrealip"];
+        PREFIXES.iter().any(|p| self.buf[..self.len].starts_with(p)) || self.whole().is_some_and(|w| EXACT.contains(&w))
+    }
+
+    fn routing_override(&self) -> Option<&'static str> {
+        let whole = self.whole()?;
+        // Every routing-override name folds to something starting with `x`: one byte test
+        // settles the common header.
+        if whole.first() != Some(&b'x') {
+            return None;
+        }
+        ROUTING_OVERRIDE_HEADERS
+            .iter()
+            .find(|known| known.bytes().filter(u8::is_ascii_alphanumeric).eq(whole.iter().copied()))
+            .copied()
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, and `HTTP2-Settings`, which RFC 7540 §3.2.1 makes
+/// connection-specific) plus the proxy headers that must never be forwarded
 /// (`Proxy-Authorization`, `Proxy-Connection`, and `Proxy` for httpoxy).
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -76,6 +118,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 const PROXY: HeaderName = HeaderName::from_static("proxy");
@@ -108,20 +151,81 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     upgrade
 }
 
+/// An upgrade the client asked for and the policy allows: the client's `Upgrade` entries whose
+/// protocol is in `upstream.upgrade_protocols`, as the client spelled them. The auth layer
+/// stores it as a request extension; the proxy sends it on and splices only a 101 that
+/// switches to one of these protocols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedUpgrade(HeaderValue);
+
+impl RequestedUpgrade {
+    /// The `Upgrade` value for the upstream hop.
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// True when a `101` response with these headers switches only to protocols that were
+    /// requested: an `Upgrade` is present and each of its entries names one of them.
+    pub fn accepts(&self, response: &HeaderMap) -> bool {
+        let requested: Vec<&[u8]> = upgrade_entries(std::slice::from_ref(&self.0)).map(protocol_name).collect();
+        let values: Vec<&HeaderValue> = response.get_all(header::UPGRADE).iter().collect();
+        let mut entries = upgrade_entries(values.iter().copied()).peekable();
+        entries.peek().is_some() && entries.all(|e| requested.iter().any(|r| r.eq_ignore_ascii_case(protocol_name(e))))
+    }
+}
+
+/// The non-empty, trimmed comma-separated entries of `Upgrade` values.
+fn upgrade_entries<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> impl Iterator<Item = &'a [u8]> {
+    values
+        .into_iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
+}
+
 /// Cleans a client request in place, before the gateway reads or adds anything:
-/// reserved headers first, then `Connection`-listed names, then hop-by-hop headers.
-/// Returns the `Upgrade` protocol when this is a genuine HTTP/1.1 upgrade request, so the
-/// proxy can re-add exactly `Connection: upgrade` and `Upgrade` on the upstream hop.
-pub fn sanitize_request(headers: &mut HeaderMap, version: Version) -> Option<HeaderValue> {
-    let reserved: Vec<HeaderName> = headers.keys().filter(|n| is_reserved(n.as_str())).cloned().collect();
-    for name in reserved {
+/// reserved headers and routing-override headers (unless `policy` keeps them) first, then
+/// `Connection`-listed names, then hop-by-hop headers. An HTTP/2 request's `cookie` fields are
+/// joined into one with `; ` (RFC 9113 §8.2.3), as the HTTP/1.1 upstream expects.
+///
+/// Returns the upgrade to pass on when this is an HTTP/1.1 upgrade request naming at least one
+/// allowed protocol. Any other `Upgrade` is dropped with the hop-by-hop headers, so the
+/// request goes on as a plain one; HTTP-like protocols (h2c) are never allowed.
+pub fn sanitize_request(headers: &mut HeaderMap, version: Version, policy: &HeaderPolicy) -> Option<RequestedUpgrade> {
+    let strip: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let folded = Folded::new(n.as_str());
+            folded.is_reserved()
+                || folded.routing_override().is_some_and(|r| !policy.allow_routing_headers.contains(&r))
+        })
+        .cloned()
+        .collect();
+    for name in strip {
         headers.remove(name);
     }
-    let upgrade_value = headers.get(header::UPGRADE).cloned();
-    let upgrade = strip_hop_by_hop(headers);
-    match (upgrade, upgrade_value, version) {
-        (true, Some(v), Version::HTTP_11) => Some(v),
-        _ => None,
+    let allowed: Vec<&[u8]> = upgrade_entries(headers.get_all(header::UPGRADE))
+        .filter(|e| policy.upgrade_protocols.allows(protocol_name(e)))
+        .collect();
+    let upgrade = (version == Version::HTTP_11 && !allowed.is_empty())
+        .then(|| HeaderValue::from_bytes(&allowed.join(&b", "[..])).ok().map(RequestedUpgrade))
+        .flatten();
+    let listed = strip_hop_by_hop(headers);
+    if matches!(version, Version::HTTP_2 | Version::HTTP_3) {
+        join_cookies(headers);
+    }
+    upgrade.filter(|_| listed)
+}
+
+/// Joins several `Cookie` fields into one, in order, with `; ` (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let parts: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
+    if let Ok(joined) = HeaderValue::from_bytes(&parts.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, joined);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The upstream hop: one pooled hyper-util client, bodies streamed both ways frame by frame
-//! (nothing is buffered, so a multi-gigabyte upload passes in flat memory), WebSocket and other
-//! HTTP/1.1 upgrades spliced after auth, and failures mapped to 502/504.
+//! (nothing is buffered, so a multi-gigabyte upload passes in flat memory), HTTP/1.1 upgrades to
+//! the protocols in `upstream.upgrade_protocols` (WebSocket by default, never h2c) spliced after
+//! auth, and failures mapped to 502/504.
 //!
 //! By the time a request gets here the auth layer has already cleaned its headers
 //! ([`headers::sanitize_request`]) and set the identity headers. The proxy adds only the
@@ -30,11 +31,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower::Service;
 
 use crate::answer::{self, ClientFault, UpstreamFault};
-use crate::auth::service::UpgradeProtocol;
 use crate::auth::AuthStatus;
 use crate::state::Shared;
 use crate::telemetry::names as metric;
-use headers::names;
+use headers::{names, RequestedUpgrade};
 
 /// Facts about the client connection, set by the listener as a request extension.
 #[derive(Debug, Clone, Copy)]
@@ -134,11 +134,11 @@ impl Proxy {
         }
         *req.version_mut() = Version::HTTP_11;
 
-        let upgrade = req.extensions_mut().remove::<UpgradeProtocol>();
+        let upgrade = req.extensions_mut().remove::<RequestedUpgrade>();
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        if let Some(UpgradeProtocol(protocol)) = upgrade {
+        if let Some(upgrade) = &upgrade {
             req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            req.headers_mut().insert(UPGRADE, protocol);
+            req.headers_mut().insert(UPGRADE, upgrade.header().clone());
         }
 
         // The client's body: a small one is read whole first, so a broken or abandoned upload
@@ -182,19 +182,22 @@ impl Proxy {
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((client, upstream)) => {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream))
-                                    .await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            // Only a switch to a protocol the client asked for (and the policy allowed) is
+            // spliced; any other 101 is dropped with its connection, never passed on.
+            let client_upgrade = match (upgrade, client_upgrade) {
+                (Some(upgrade), Some(client_upgrade)) if upgrade.accepts(resp.headers()) => client_upgrade,
+                _ => return unexpected_upgrade(resp.headers(), status),
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let _ =
+                            tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
                     }
-                });
-            }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
         }
         headers::sanitize_response(resp.headers_mut(), switching);
         resp.map(Body::new)
@@ -286,6 +289,20 @@ impl Drop for FinishIfCancelled {
             DETACHED.fetch_sub(1, Ordering::AcqRel);
         });
     }
+}
+
+/// The 502 for a `101` that is not spliced: counted, and logged at WARN once per process
+/// (a misbehaving upstream would otherwise flood the log), at DEBUG after that.
+fn unexpected_upgrade(response: &http::HeaderMap, status: AuthStatus) -> Response<Body> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "upgrade").increment(1);
+    let upgrade = response.get(UPGRADE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(?upgrade, "upstream switched protocols unasked; answered 502");
+    } else {
+        tracing::warn!(?upgrade, "upstream switched protocols unasked; answered 502 (logged once, then at debug)");
+    }
+    answer::upstream_failure(UpstreamFault::UnexpectedUpgrade, status.as_str())
 }
 
 impl Service<Request<Body>> for Proxy {

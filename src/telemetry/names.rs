@@ -18,7 +18,8 @@ pub const JWKS_AGE: &str = "clerkgate_jwks_age_seconds";
 pub const JWKS_KEYS: &str = "clerkgate_jwks_keys";
 /// Config reloads, by `result` (`ok`, `error`).
 pub const RELOADS: &str = "clerkgate_config_reloads_total";
-/// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`).
+/// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`, and `upgrade` for a
+/// `101` the gateway did not ask for).
 pub const UPSTREAM_ERRORS: &str = "clerkgate_upstream_errors_total";
 
 /// Client connections open now.
@@ -43,6 +44,6 @@ pub mod outcome {
     pub const BYPASS: &str = "bypass";
     /// Forwarded because of grace mode.
     pub const GRACE: &str = "grace";
-    /// Answered by the gateway itself (401, 403, 400, 503).
+    /// Answered by the gateway itself (400, 401, 403, 405, 503).
     pub const REJECTED: &str = "rejected";
 }

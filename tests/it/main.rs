@@ -20,3 +20,6 @@ mod keys;
 mod proxy;
 /// Issue #8, connection level: limits, watchdog timeouts, body faults, upstream churn.
 mod security_conn;
+/// HTTP-level fixes of issue #8: h2c smuggling, routing-override headers, HTTP/2 cookies and
+/// authority, CONNECT/TRACE, userinfo in Host.
+mod security_http;

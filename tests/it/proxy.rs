@@ -15,7 +15,7 @@ use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -103,19 +103,6 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(conn);
     sender.send_request(req).await.expect("send request")
-}
-
-/// Reads a response head (up to and including the blank line) byte by byte, so nothing after it
-/// is consumed.
-async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> raw::RawReply {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.expect("read response head");
-        assert!(n > 0, "connection closed inside the response head: {:?}", String::from_utf8_lossy(&head));
-        head.push(byte[0]);
-    }
-    raw::parse(&head)
 }
 
 /// Writes `msg` on an upgraded socket and expects the echo upstream to send it straight back.
@@ -440,7 +427,7 @@ async fn upgrade_is_spliced_survives_a_reload_and_does_not_hold_up_stop() {
     let gw = gateway().jwt_key().start_edited(|t| with_keys(&t, "server", "shutdown_grace = \"1s\"")).await;
     let mut socket = TcpStream::connect(gw.addr()).await.expect("connect");
     socket.write_all(upgrade_request(gw.addr(), Some(&support::token())).as_bytes()).await.expect("write");
-    let head = tokio::time::timeout(BOUND, read_head(&mut socket)).await.expect("no 101 in time");
+    let head = tokio::time::timeout(BOUND, raw::read_head(&mut socket)).await.expect("no 101 in time");
     assert_eq!(head.status, 101, "{head:?}");
     assert!(head.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("upgrade")), "{head:?}");
     assert_eq!(head.header("upgrade"), Some("websocket"));
@@ -467,7 +454,7 @@ async fn upgrade_without_a_token_is_refused_and_not_spliced() {
     let gw = gateway().jwt_key().start().await;
     let mut socket = TcpStream::connect(gw.addr()).await.expect("connect");
     socket.write_all(upgrade_request(gw.addr(), None).as_bytes()).await.expect("write");
-    let head = tokio::time::timeout(BOUND, read_head(&mut socket)).await.expect("no answer in time");
+    let head = tokio::time::timeout(BOUND, raw::read_head(&mut socket)).await.expect("no answer in time");
     assert_eq!(head.status, 401, "{head:?}");
     assert_eq!(head.header("x-clerk-auth-reason"), Some("session-token-missing"));
     gw.stop().await;
@@ -478,7 +465,7 @@ async fn upgrade_in_bypass_mode_is_spliced_and_tagged() {
     let gw = gateway().jwt_key().env("CLERK_EMERGENCY_BYPASS", "true").start().await;
     let mut socket = TcpStream::connect(gw.addr()).await.expect("connect");
     socket.write_all(upgrade_request(gw.addr(), None).as_bytes()).await.expect("write");
-    let head = tokio::time::timeout(BOUND, read_head(&mut socket)).await.expect("no answer in time");
+    let head = tokio::time::timeout(BOUND, raw::read_head(&mut socket)).await.expect("no answer in time");
     assert_eq!(head.status, 101, "{head:?}");
     assert_eq!(head.header("x-auth-bypass"), Some("true"), "{head:?}");
     assert_echoes(&mut socket, b"bypassed but spliced").await;

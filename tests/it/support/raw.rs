@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A parsed raw response.
@@ -43,6 +43,19 @@ pub async fn send(addr: SocketAddr, bytes: &[u8]) -> RawReply {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
     parse(&buf)
+}
+
+/// Reads a response head (up to and including the blank line) byte by byte, so nothing after it
+/// is consumed (an upgraded socket's first bytes, the next response on a kept-alive connection).
+pub async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> RawReply {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read response head");
+        assert!(n > 0, "connection closed inside the response head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    parse(&head)
 }
 
 /// Parses a response (Content-Length or chunked bodies; chunked is de-chunked loosely).
