@@ -18,3 +18,6 @@ mod demo;
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
+/// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
+/// a header cannot carry, pending sessions.
+mod security_auth;
