@@ -23,6 +23,8 @@
 //! 4. A bad reload never replaces a good config; a bad JWKS answer never replaces good keys.
 //! 5. Bypass never starts without a reason and never outlives its expiry.
 //! 6. Admin mutations need the admin token and are audited.
+//! 7. A signed-in request carries its user id exactly; an identity a header cannot carry is
+//!    refused, never shortened.
 
 pub mod admin;
 pub mod answer;

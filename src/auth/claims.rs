@@ -7,9 +7,13 @@
 //! [`SessionClaims`], so `has()` and the identity headers never need to know which one a token
 //! used.
 //!
-//! Where Clerk's SDK would throw on a malformed claim, or would let a non-string slip through
-//! JavaScript's loose typing, this module fails closed instead: the claim contributes nothing (no
-//! organisation, no role, no permissions). Every such choice can only deny more, never grant more.
+//! Where Clerk's SDK would throw on a malformed organisation claim (a `fea` element without a
+//! scope, a non-string `fea`, `o.per` or `o.fpm`), its auth object cannot be built and the
+//! request has no usable session; [`SessionClaims::from_payload`] answers [`MalformedClaims`] so
+//! the verifier can refuse the token the same way, rather than grant the role and drop the
+//! permissions. Where the SDK would instead let a non-string slip through JavaScript's loose
+//! typing, this module fails closed: the claim contributes nothing (no role, no permissions).
+//! Every such choice can only deny more, never grant more.
 
 use serde_json::{Map, Value};
 
@@ -54,11 +58,20 @@ pub struct SessionClaims {
     pub pending: bool,
 }
 
+/// Organisation claims that Clerk's SDK cannot read: building its auth object throws, so the
+/// session is not usable at all (`unexpected-error` for a cookie, no auth for a header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedClaims {
+    /// What is wrong, for the refusal message.
+    pub problem: &'static str,
+}
+
 impl SessionClaims {
-    /// Builds the auth object exactly as Clerk's jwtPayloadParser does: `v` equal to the JSON number 2 selects v2, anything else v1.
-    pub fn from_payload(payload: &Map<String, Value>) -> SessionClaims {
-        let org = if is_v2(payload) { v2_org(payload) } else { v1_org(payload) };
-        SessionClaims {
+    /// Builds the auth object exactly as Clerk's jwtPayloadParser does: `v` equal to the JSON
+    /// number 2 selects v2, anything else v1. Fails where the SDK throws (see [`MalformedClaims`]).
+    pub fn from_payload(payload: &Map<String, Value>) -> Result<SessionClaims, MalformedClaims> {
+        let org = if is_v2(payload) { v2_org(payload)? } else { v1_org(payload) };
+        Ok(SessionClaims {
             user_id: string_claim(payload.get("sub")).unwrap_or_default(),
             session_id: string_claim(payload.get("sid")),
             org,
@@ -69,20 +82,14 @@ impl SessionClaims {
             plans: string_claim(payload.get("pla")),
             fva: payload.get("fva").filter(|fva| !fva.is_null()).cloned(),
             pending: payload.get("sts").and_then(Value::as_str) == Some("pending"),
-        }
+        })
     }
 
-    /// `org:`-prefixed permissions comma-joined for the X-Clerk-Org-Permissions header (empty → None).
-    ///
-    /// A permission is left out unless it starts with `org:` and is made only of visible ASCII
-    /// other than `,`. A v1 permission without the prefix can never satisfy `has()`, so it should
-    /// not be advertised either, and a comma or control character inside one value would let a
-    /// single claim read as several permissions (or break the header) at the upstream.
-    pub fn permissions_header(&self) -> Option<String> {
-        let org = self.org.as_ref()?;
-        let listed: Vec<&str> =
-            org.permissions.iter().map(String::as_str).filter(|permission| is_header_permission(permission)).collect();
-        (!listed.is_empty()).then(|| listed.join(","))
+    /// The permissions `has()` can grant, in claim order: those of the active organisation that
+    /// start with `org:`. A v1 permission without the prefix can never satisfy `has()`, so it is
+    /// not advertised to the upstream either.
+    pub fn listed_permissions(&self) -> impl Iterator<Item = &str> {
+        self.org.iter().flat_map(|org| org.permissions.iter()).map(String::as_str).filter(|p| p.starts_with("org:"))
     }
 }
 
@@ -97,9 +104,14 @@ impl SessionClaims {
 /// once the feature list cannot be parsed, the alignment of every later mask is in doubt, so no
 /// mask can be trusted.
 pub fn decode_v2_permissions(fea: &str, per: &str, fpm: &str) -> Vec<String> {
-    let Some(scoped) = split_by_scope(fea) else {
-        return Vec::new();
-    };
+    match split_by_scope(fea) {
+        Some(scoped) => org_permissions(&scoped.org, per, fpm),
+        None => Vec::new(),
+    }
+}
+
+/// The permissions `o.per` and `o.fpm` grant for the org-scoped features of `fea`, in order.
+fn org_permissions(org_features: &[&str], per: &str, fpm: &str) -> Vec<String> {
     // The SDK returns early on an empty `per` or `fpm` (JavaScript's falsy check runs on the
     // untrimmed strings, so a lone space still counts as present).
     if per.is_empty() || fpm.is_empty() {
@@ -107,7 +119,7 @@ pub fn decode_v2_permissions(fea: &str, per: &str, fpm: &str) -> Vec<String> {
     }
     let permissions: Vec<&str> = per.split(',').map(js_trim).collect();
     let mut granted = Vec::new();
-    for (feature, mask) in scoped.org.iter().zip(fpm.split(',')) {
+    for (feature, mask) in org_features.iter().zip(fpm.split(',')) {
         let Some(bits) = mask_low_bits(js_trim(mask), permissions.len()) else {
             continue;
         };
@@ -187,25 +199,55 @@ fn is_v2(payload: &Map<String, Value>) -> bool {
 
 /// Reads the active organisation of a v2 token from `o`.
 ///
-/// `o` must be an object with a non-empty string `id`; the SDK would still build a role and
-/// permissions for an `o` without an id, but never lets them authorise anything (`has()` fails
-/// without `orgId`), so there is no organisation to report.
-fn v2_org(payload: &Map<String, Value>) -> Option<OrgContext> {
-    let o = payload.get("o")?.as_object()?;
-    let id = non_empty_string(o.get("id"))?;
-    // A non-string `fea`, `per` or `fpm` makes the SDK throw (or, when falsy, decode nothing);
-    // reading it as empty yields no permissions, which is the fail-closed equivalent.
-    let fea = payload.get("fea").and_then(Value::as_str).unwrap_or("");
-    let per = o.get("per").and_then(Value::as_str).unwrap_or("");
-    let fpm = o.get("fpm").and_then(Value::as_str).unwrap_or("");
-    Some(OrgContext {
+/// As soon as `o` is truthy the SDK splits `fea` (and, when `o` is an object, `o.per` and
+/// `o.fpm`): a non-string value there, or a `fea` element without a scope, makes it throw, and
+/// that is [`MalformedClaims`] here, whether or not `o` names an organisation.
+///
+/// `o` must be an object with a non-empty string `id` to be an organisation; the SDK would still
+/// build a role and permissions for an `o` without an id, but never lets them authorise anything
+/// (`has()` fails without `orgId`), so there is no organisation to report.
+fn v2_org(payload: &Map<String, Value>) -> Result<Option<OrgContext>, MalformedClaims> {
+    let Some(o) = payload.get("o").filter(|o| js_truthy(o)) else {
+        return Ok(None);
+    };
+    let fea = js_split_operand(payload.get("fea"), "The fea claim is not a string.")?;
+    let scoped = split_by_scope(fea)
+        .ok_or(MalformedClaims { problem: "The fea claim has an element without a scope (scope:feature)." })?;
+    let o = o.as_object();
+    let per = js_split_operand(o.and_then(|o| o.get("per")), "The o.per claim is not a string.")?;
+    let fpm = js_split_operand(o.and_then(|o| o.get("fpm")), "The o.fpm claim is not a string.")?;
+    let Some(id) = o.and_then(|o| non_empty_string(o.get("id"))) else {
+        return Ok(None);
+    };
+    Ok(Some(OrgContext {
         id,
-        slug: string_claim(o.get("slg")),
+        slug: o.and_then(|o| string_claim(o.get("slg"))),
         // The SDK prefixes any truthy `rol`, including numbers; only strings are honoured here,
         // since a non-string role is malformed and should not be coerced into a grantable name.
-        role: non_empty_string(o.get("rol")).map(|rol| format!("org:{rol}")),
-        permissions: decode_v2_permissions(fea, per, fpm),
-    })
+        role: o.and_then(|o| non_empty_string(o.get("rol"))).map(|rol| format!("org:{rol}")),
+        permissions: org_permissions(&scoped.org, per, fpm),
+    }))
+}
+
+/// A claim the SDK calls `.split(',')` on when it is truthy: absent or falsy reads as empty (the
+/// SDK skips it), a string is itself, anything else throws in the SDK and is `problem` here.
+fn js_split_operand<'a>(value: Option<&'a Value>, problem: &'static str) -> Result<&'a str, MalformedClaims> {
+    match value {
+        Some(Value::String(text)) => Ok(text),
+        Some(other) if js_truthy(other) => Err(MalformedClaims { problem }),
+        _ => Ok(""),
+    }
+}
+
+/// JavaScript truthiness of a JSON value: `null`, `false`, `0` and `""` are falsy.
+fn js_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(text) => !text.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
 }
 
 /// Reads the active organisation of a v1 token from the `org_*` claims, copied verbatim.
@@ -262,11 +304,6 @@ fn mask_low_bits(mask: &str, width: usize) -> Option<Vec<u64>> {
         }
     }
     Some(limbs)
-}
-
-/// Whether a permission may be listed in the comma-separated upstream header.
-fn is_header_permission(permission: &str) -> bool {
-    permission.starts_with("org:") && permission.bytes().all(|byte| byte.is_ascii_graphic() && byte != b',')
 }
 
 #[cfg(test)]
@@ -548,20 +585,30 @@ mod tests {
                 base.clone(),
             ),
             (
-                "v2 malformed fea keeps the org but grants no permissions",
-                json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": "o:a,broken",
-                       "o": {"id": "org_1", "rol": "admin", "per": "read", "fpm": "1,1"}}),
+                "v2 falsy per, fpm and fea are read as absent",
+                json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": 0,
+                       "o": {"id": "org_1", "rol": "admin", "per": null, "fpm": false}}),
+                SessionClaims { org: org("org_1", None, Some("org:admin"), &[]), ..base.clone() },
+            ),
+            (
+                "v2 non-digit mask grants nothing for its feature only (Clerk's vectors)",
+                json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": "o:a,o:b",
+                       "o": {"id": "org_1", "per": "read", "fpm": "1invalid,1"}}),
                 SessionClaims {
-                    org: org("org_1", None, Some("org:admin"), &[]),
-                    features: Some("o:a,broken".into()),
+                    org: org("org_1", None, None, &["org:b:read"]),
+                    features: Some("o:a,o:b".into()),
                     ..base.clone()
                 },
             ),
             (
-                "v2 non-string per grants nothing",
-                json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": "o:a",
-                       "o": {"id": "org_1", "per": ["read"], "fpm": "1"}}),
-                SessionClaims { org: org("org_1", None, None, &[]), features: Some("o:a".into()), ..base.clone() },
+                "a malformed fea without o is only a feature claim has() refuses",
+                json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": "broken"}),
+                SessionClaims { features: Some("broken".into()), ..base.clone() },
+            ),
+            (
+                "v1 tokens never split fea",
+                json!({"sub": "user_1", "sid": "sess_1", "fea": "broken", "org_id": "org_1"}),
+                SessionClaims { org: org("org_1", None, None, &[]), features: Some("broken".into()), ..base.clone() },
             ),
             (
                 "actor from act.sub",
@@ -603,7 +650,53 @@ mod tests {
             ),
         ];
         for (why, payload, expected) in cases {
-            assert_eq!(SessionClaims::from_payload(&object(payload)), expected, "{why}");
+            assert_eq!(SessionClaims::from_payload(&object(payload)), Ok(expected), "{why}");
+        }
+    }
+
+    /// Where the SDK's auth object throws, there is no session at all: not an organisation
+    /// without permissions, whose role would still authorise.
+    #[test]
+    fn malformed_org_claims_are_refused_whole() {
+        let no_scope = "The fea claim has an element without a scope (scope:feature).";
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "fea element without a scope",
+                json!({"v": 2, "sub": "u", "fea": "billing,o:dashboard",
+                       "o": {"id": "org_1", "rol": "admin", "per": "manage", "fpm": "1,1"}}),
+                no_scope,
+            ),
+            ("fea with a stray comma", json!({"v": 2, "sub": "u", "fea": "o:a,", "o": {"id": "org_1"}}), no_scope),
+            ("fea of blanks", json!({"v": 2, "sub": "u", "fea": " ", "o": {"id": "org_1"}}), no_scope),
+            (
+                "fea an array",
+                json!({"v": 2, "sub": "u", "fea": ["o:a"], "o": {"id": "org_1"}}),
+                "The fea claim is not a string.",
+            ),
+            (
+                "fea a number",
+                json!({"v": 2, "sub": "u", "fea": 1, "o": {"id": "org_1"}}),
+                "The fea claim is not a string.",
+            ),
+            (
+                "per an array",
+                json!({"v": 2, "sub": "u", "fea": "o:a", "o": {"id": "org_1", "per": ["read"], "fpm": "1"}}),
+                "The o.per claim is not a string.",
+            ),
+            (
+                "fpm a number",
+                json!({"v": 2, "sub": "u", "fea": "o:a", "o": {"id": "org_1", "per": "read", "fpm": 1}}),
+                "The o.fpm claim is not a string.",
+            ),
+            (
+                "an o without an id still has its fea split",
+                json!({"v": 2, "sub": "u", "fea": "broken", "o": {"rol": "admin"}}),
+                no_scope,
+            ),
+            ("an o that is a string", json!({"v": 2, "sub": "u", "fea": "broken", "o": "org_1"}), no_scope),
+        ];
+        for (why, payload, problem) in cases {
+            assert_eq!(SessionClaims::from_payload(&object(payload)), Err(MalformedClaims { problem }), "{why}");
         }
     }
 
@@ -621,8 +714,8 @@ mod tests {
             "fea": "o:impersonation,o:memberships",
             "o": {"id": "org_1", "slg": "acme", "rol": "admin", "per": "read,manage", "fpm": "1,3"},
         }));
-        let from_v1 = SessionClaims::from_payload(&v1);
-        let from_v2 = SessionClaims::from_payload(&v2);
+        let from_v1 = SessionClaims::from_payload(&v1).expect("v1 claims");
+        let from_v2 = SessionClaims::from_payload(&v2).expect("v2 claims");
         assert!(from_v1.org.is_some());
         assert_eq!(from_v1.org, from_v2.org);
         assert_eq!(from_v1.user_id, from_v2.user_id);
@@ -632,37 +725,37 @@ mod tests {
         assert_eq!(from_v1.pending, from_v2.pending);
 
         let without_o = object(json!({"v": 2, "sub": "user_1", "sid": "sess_1", "fea": "o:a"}));
-        assert_eq!(SessionClaims::from_payload(&without_o).org, None);
+        assert_eq!(SessionClaims::from_payload(&without_o).map(|c| c.org), Ok(None));
     }
 
     #[test]
-    fn permissions_header_cases() {
-        let cases: Vec<(&str, Value, Option<&str>)> = vec![
-            ("no org", json!({"sub": "u"}), None),
-            ("org without permissions", json!({"sub": "u", "org_id": "org_1"}), None),
+    fn listed_permissions_cases() {
+        let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+            ("no org", json!({"sub": "u"}), vec![]),
+            ("org without permissions", json!({"sub": "u", "org_id": "org_1"}), vec![]),
             (
                 "v2 decoded permissions",
                 json!({"v": 2, "sub": "u", "fea": "o:dashboard,o:teams",
                        "o": {"id": "org_1", "per": "manage,read", "fpm": "3,2"}}),
-                Some("org:dashboard:manage,org:dashboard:read,org:teams:read"),
+                vec!["org:dashboard:manage", "org:dashboard:read", "org:teams:read"],
             ),
             (
                 "v1 permissions without the prefix are not advertised",
                 json!({"sub": "u", "org_id": "org_1",
                        "org_permissions": ["org:f1:read", "f2:manage"]}),
-                Some("org:f1:read"),
+                vec!["org:f1:read"],
             ),
             (
-                "a comma or control character cannot smuggle a second permission",
-                json!({"sub": "u", "org_id": "org_1",
-                       "org_permissions": ["org:a:b,org:admin:all", "org:x\r\ny", "org:ok:read"]}),
-                Some("org:ok:read"),
+                // Listed as they stand: whether a header can carry them is the verifier's call
+                // (it refuses the token rather than drop one).
+                "odd bytes are listed verbatim",
+                json!({"sub": "u", "org_id": "org_1", "org_permissions": ["org:a:b,org:admin:all", "org:x\r\ny"]}),
+                vec!["org:a:b,org:admin:all", "org:x\r\ny"],
             ),
-            ("only unlistable permissions", json!({"sub": "u", "org_id": "org_1", "org_permissions": ["read"]}), None),
         ];
         for (why, payload, expected) in cases {
-            let claims = SessionClaims::from_payload(&object(payload));
-            assert_eq!(claims.permissions_header().as_deref(), expected, "{why}");
+            let claims = SessionClaims::from_payload(&object(payload)).expect("well-formed claims");
+            assert_eq!(claims.listed_permissions().collect::<Vec<_>>(), expected, "{why}");
         }
     }
 
@@ -775,12 +868,11 @@ mod tests {
             0..12,
         )) {
             let payload: Map<String, Value> = payload.into_iter().collect();
-            let claims = SessionClaims::from_payload(&payload);
-            if let Some(org) = &claims.org {
-                prop_assert!(!org.id.is_empty());
-            }
-            if let Some(header) = claims.permissions_header() {
-                prop_assert!(header.bytes().all(|byte| byte.is_ascii_graphic()));
+            if let Ok(claims) = SessionClaims::from_payload(&payload) {
+                if let Some(org) = &claims.org {
+                    prop_assert!(!org.id.is_empty());
+                }
+                prop_assert!(claims.listed_permissions().all(|p| p.starts_with("org:")));
             }
         }
     }

@@ -286,7 +286,7 @@ mod tests {
     /// Builds claims from a `json!` payload the way the gateway does.
     fn claims(payload: Value) -> SessionClaims {
         match payload {
-            Value::Object(map) => SessionClaims::from_payload(&map),
+            Value::Object(map) => SessionClaims::from_payload(&map).expect("well-formed test claims"),
             other => panic!("test payload must be an object, got {other}"),
         }
     }

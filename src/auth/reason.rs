@@ -5,7 +5,8 @@ use http::StatusCode;
 /// A reason, as sent in `X-Clerk-Auth-Reason` and the JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// Not a JWT, undecodable, a bad `typ`, or an M2M category (Clerk).
+    /// Not a JWT, undecodable, a bad `typ`, or an M2M category (Clerk); ours too: an identity
+    /// claim that a header cannot carry exactly.
     TokenInvalid,
     /// `alg` outside RS256/RS384/RS512 (Clerk).
     TokenInvalidAlgorithm,
@@ -19,7 +20,8 @@ pub enum Reason {
     TokenIatInTheFuture,
     /// `azp` missing or not allowed (Clerk).
     TokenInvalidAuthorizedParties,
-    /// A required claim missing or of the wrong type, or the key cannot check this `alg` (Clerk).
+    /// A required claim missing or of the wrong type, or the key cannot check this `alg` (Clerk);
+    /// ours too: organisation claims Clerk's auth object cannot read.
     TokenVerificationFailed,
     /// No key with the token's `kid`, even after a refetch (Clerk).
     JwkKidMismatch,
@@ -29,7 +31,7 @@ pub enum Reason {
     SessionTokenMissing,
     /// The session, user or issue time is revoked at the gateway.
     SessionRevoked,
-    /// `sts: pending` while `reject_pending_sessions` is on.
+    /// `sts: pending` while `reject_pending_sessions` is on (the default).
     SessionPending,
     /// `iss` differs from the configured issuer.
     IssuerMismatch,

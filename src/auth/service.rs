@@ -572,8 +572,8 @@ fn set_identity(parts: &mut Parts, v: &Verified, status: AuthStatus) {
     set_status(parts, status);
     let id = &v.identity;
     let h = &mut parts.headers;
+    h.insert(names::USER_ID, id.user_id.clone());
     for (name, value) in [
-        (names::USER_ID, &id.user_id),
         (names::SESSION_ID, &id.session_id),
         (names::ORG_ID, &id.org_id),
         (names::ORG_SLUG, &id.org_slug),

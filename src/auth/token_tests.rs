@@ -390,16 +390,18 @@ fn wrong_picks(cases: Vec<(&str, &str, Jar, Pick)>) -> Vec<String> {
             Some(t) if Some(&t) == jar.ss.as_ref() && jar.s.as_ref() != Some(&t) => Pick::Suffixed,
             Some(t) if Some(&t) == jar.s.as_ref() && jar.ss.as_ref() != Some(&t) => Pick::Plain,
             Some(t) => {
-                // S and SS are the same string: tell them apart by a marker cookie instead.
+                // S and SS are the same string: tell them apart by a marker instead. `AA`
+                // appended to the signature segment keeps it canonical base64url (one more zero
+                // byte), so the marked token still decodes and its claims still count.
                 let marked = Jar {
-                    ss: jar.ss.as_ref().map(|v| format!("{v}x")),
+                    ss: jar.ss.as_ref().map(|v| format!("{v}AA")),
                     s: jar.s.clone(),
                     u: jar.u,
                     su: jar.su,
                     extra: "",
                 };
                 let again = cookie_token(&marked.header(&pk.cookie_suffix), Some(&pk));
-                if again.as_deref() == Some(&format!("{t}x")) {
+                if again.as_deref() == Some(&format!("{t}AA")) {
                     Pick::Suffixed
                 } else {
                     Pick::Plain

@@ -4,10 +4,13 @@
 //! can never accept what a fresh check would refuse:
 //!
 //! 1. [`verify_signed`] — everything that depends only on the token, the keys and the config:
-//!    form, token type, `typ`, `alg`, key, signature, `sub`, `azp`, `iss`. Its success, a
-//!    [`Verified`], is what the verdict cache stores.
+//!    form (strict base64url, JSON objects), token type, `typ`, `alg`, key, signature, `sub`,
+//!    `azp`, `iss`, then the organisation claims and the identity headers (a token whose claims
+//!    Clerk's auth object cannot read, or whose identity a header cannot carry exactly, is
+//!    refused here). Its success, a [`Verified`], is what the verdict cache stores.
 //! 2. [`check_time`] — everything that depends on the clock: `exp`, `nbf`, `iat` with the skew,
-//!    in Clerk's order. It runs on every request, cache hit or not.
+//!    in Clerk's order. It runs on every request, cache hit or not, and is total over
+//!    every claim and clock value.
 //!
 //! Keys come only from the configured sources; `jku`, `x5u`, `jwk` and `x5c` in a token header
 //! are never read.
@@ -16,12 +19,11 @@ use std::sync::Arc;
 
 use base64::Engine;
 use http::HeaderValue;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::claims::SessionClaims;
 use super::reason::{Failure, Reason};
-use crate::clock::from_ms;
+use crate::clock::js_utc_string;
 use crate::keys::{KeySet, VerifyingKey};
 
 /// Clerk's session-token category (`cat` header).
@@ -73,13 +75,21 @@ pub enum TimeClaim {
 }
 
 impl TimeClaim {
+    /// Reads a claim; total for every number serde_json can hold.
+    ///
+    /// Seconds are truncated towards zero, as JavaScript's `setUTCSeconds` does, then scaled to
+    /// milliseconds with saturation: a value beyond `i64` milliseconds (`1e300`, `u64::MAX`)
+    /// becomes `i64::MIN` or `i64::MAX`, which every later comparison reads as "long ago" or
+    /// "far ahead". serde_json never yields NaN or infinity; a float-to-int `as` cast would
+    /// saturate them (NaN to 0) rather than panic anyway.
     fn from_value(v: Option<&Value>) -> Self {
         match v {
             None => TimeClaim::Missing,
-            Some(Value::Number(n)) => {
-                let secs = n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc().clamp(-1e15, 1e15) as i64));
-                secs.map_or(TimeClaim::NotANumber, |s| TimeClaim::At(s.saturating_mul(1000)))
-            }
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+                (Some(secs), _) => TimeClaim::At(secs.saturating_mul(1000)),
+                (None, Some(secs)) => TimeClaim::At((secs.trunc() * 1000.0) as i64),
+                (None, None) => TimeClaim::NotANumber,
+            },
             Some(_) => TimeClaim::NotANumber,
         }
     }
@@ -95,10 +105,14 @@ impl TimeClaim {
 
 /// The identity headers for a verified token, built once per verification so that a cache hit
 /// only clones reference-counted values.
-#[derive(Debug, Clone, Default)]
+///
+/// Every value is exactly the claim it comes from: a claim that a header cannot carry byte for
+/// byte refuses the token instead (see [`verify_signed`]), so a signed-in request always has its
+/// user id and never a silently shortened identity.
+#[derive(Debug, Clone)]
 pub struct IdentityHeaders {
-    /// `X-Clerk-User-Id`.
-    pub user_id: Option<HeaderValue>,
+    /// `X-Clerk-User-Id`, always present.
+    pub user_id: HeaderValue,
     /// `X-Clerk-Session-Id`.
     pub session_id: Option<HeaderValue>,
     /// `X-Clerk-Org-Id`.
@@ -144,16 +158,17 @@ pub enum Refusal {
 pub struct Decoded<'t> {
     /// `header.payload`, the signed bytes.
     pub signing_input: &'t str,
-    /// The signature, base64url as received.
-    pub signature_b64: &'t str,
+    /// The signature bytes.
+    pub signature: Vec<u8>,
     /// The header.
     pub header: Header,
     /// The payload.
     pub payload: Map<String, Value>,
 }
 
-/// The JOSE header fields Clerk looks at.
-#[derive(Debug, Default, Deserialize)]
+/// The JOSE header fields Clerk looks at, each as the raw JSON value found (`None` when absent,
+/// so that a JSON `null` stays distinguishable from a missing field, as in JavaScript).
+#[derive(Debug, Default)]
 pub struct Header {
     /// `alg`.
     pub alg: Option<Value>,
@@ -165,30 +180,62 @@ pub struct Header {
     pub cat: Option<Value>,
 }
 
+impl Header {
+    fn from_object(mut object: Map<String, Value>) -> Header {
+        Header {
+            alg: object.remove("alg"),
+            typ: object.remove("typ"),
+            kid: object.remove("kid"),
+            cat: object.remove("cat"),
+        }
+    }
+}
+
 const FORM_MESSAGE: &str = "Invalid JWT form. A JWT consists of three parts separated by dots.";
 
 fn fail(reason: Reason, message: impl Into<String>, carrier: Carrier) -> Failure {
     Failure::new(reason, format!("{} (reason={}, token-carrier={})", message.into(), reason.as_str(), carrier.as_str()))
 }
 
-/// Splits and decodes a compact JWT without verifying anything (clerk-semantics §2.1).
+/// How every token segment is decoded: the URL-safe alphabet, no `=` padding, and the unused
+/// low bits of the last character zero, so that each byte string has exactly one accepted
+/// spelling (RFC 7515 §2 and RFC 4648 §3.5).
+///
+/// Clerk's `decodeJwt` (rfc4648's loose mode) refuses the other alphabet and stray trailing
+/// bits too, but tolerates padding; the gateway refuses padding as well (README, decisions).
+const SEGMENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// A segment that is base64url of a JSON object (an array, a string or `null` is not one).
+fn json_object(segment: &str) -> Option<Map<String, Value>> {
+    serde_json::from_slice(&SEGMENT.decode(segment).ok()?).ok()
+}
+
+/// Splits and decodes a compact JWT without verifying anything (clerk-semantics §2.1): three
+/// segments, each strictly base64url ([`SEGMENT`]); header and payload JSON objects. Any
+/// failure is Clerk's `token-invalid`.
 pub fn decode(token: &str, carrier: Carrier) -> Result<Decoded<'_>, Failure> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(fail(Reason::TokenInvalid, FORM_MESSAGE, carrier));
     };
-    let undecodable =
-        || fail(Reason::TokenInvalid, "Invalid JWT. The header or payload could not be decoded.", carrier);
-    let header_bytes = b64_loose(h).ok_or_else(undecodable)?;
-    let payload_bytes = b64_loose(p).ok_or_else(undecodable)?;
-    let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| undecodable())?;
-    let payload: Map<String, Value> = serde_json::from_slice(&payload_bytes).map_err(|_| undecodable())?;
-    Ok(Decoded { signing_input: &token[..h.len() + 1 + p.len()], signature_b64: s, header, payload })
-}
-
-/// Base64url in Clerk's loose mode: padding optional.
-fn b64_loose(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+    let (Some(header), Some(payload), Ok(signature)) = (json_object(h), json_object(p), SEGMENT.decode(s)) else {
+        return Err(fail(
+            Reason::TokenInvalid,
+            "Invalid JWT form. The header, payload, or signature could not be decoded.",
+            carrier,
+        ));
+    };
+    Ok(Decoded {
+        signing_input: &token[..h.len() + 1 + p.len()],
+        signature,
+        header: Header::from_object(header),
+        payload,
+    })
 }
 
 fn js_string(v: Option<&Value>) -> String {
@@ -265,10 +312,7 @@ pub fn verify_signed(
             carrier,
         )));
     }
-    let Some(signature) = b64_loose(decoded.signature_b64) else {
-        return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "JWT signature is invalid.", carrier)));
-    };
-    if !key.verify(decoded.signing_input.as_bytes(), &signature) {
+    if !key.verify(decoded.signing_input.as_bytes(), &decoded.signature) {
         return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "JWT signature is invalid.", carrier)));
     }
     let payload = &decoded.payload;
@@ -311,8 +355,14 @@ pub fn verify_signed(
             )));
         }
     }
-    let claims = SessionClaims::from_payload(payload);
-    let identity = identity_headers(&claims);
+    let claims = SessionClaims::from_payload(payload).map_err(|malformed| {
+        Refusal::Failed(fail(
+            Reason::TokenVerificationFailed,
+            format!("{} Make sure that this is a valid Clerk-generated JWT.", malformed.problem),
+            carrier,
+        ))
+    })?;
+    let identity = identity_headers(&claims, carrier).map_err(Refusal::Failed)?;
     Ok(Verified {
         exp: TimeClaim::from_value(payload.get("exp")),
         nbf: TimeClaim::from_value(payload.get("nbf")),
@@ -322,21 +372,59 @@ pub fn verify_signed(
     })
 }
 
-fn header_value(s: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(s).ok()
+/// Builds the identity headers, or refuses the token when one of its identity claims cannot
+/// reach the upstream exactly.
+///
+/// A value is carried exactly when it is visible ASCII (0x21–0x7E): a control character would be
+/// refused or split the header, leading or trailing blanks are stripped by every HTTP parser,
+/// and bytes above 0x7F (obs-text) are decoded differently by different frameworks. Clerk's ids,
+/// slugs, role and permission keys are all plain ASCII, so only a hostile or broken token is
+/// refused. The user id must be non-empty (a signed-in request always names its user); an empty
+/// optional claim is forwarded as absent, as JavaScript reads both as unset. Permissions are
+/// joined with `,`, so a comma inside one would read as several at the upstream and is refused.
+fn identity_headers(c: &SessionClaims, carrier: Carrier) -> Result<IdentityHeaders, Failure> {
+    let refuse = |claim: &str, header: &str, rule: &str| {
+        fail(
+            Reason::TokenInvalid,
+            format!(
+                "The session token's {claim} cannot be forwarded exactly as {header}: it must be {rule}. Make sure that this is a valid Clerk-generated JWT."
+            ),
+            carrier,
+        )
+    };
+    let optional = |value: Option<&str>, claim: &str, header: &str| match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => exact_header_value(v).map(Some).ok_or_else(|| refuse(claim, header, "visible ASCII")),
+    };
+    let user_id =
+        exact_header_value(&c.user_id).ok_or_else(|| refuse("sub", "X-Clerk-User-Id", "non-empty visible ASCII"))?;
+    let org = c.org.as_ref();
+    let mut permissions = String::new();
+    for permission in c.listed_permissions() {
+        if permission.contains(',') || exact_header_value(permission).is_none() {
+            return Err(refuse("organization permission", "X-Clerk-Org-Permissions", "visible ASCII without a comma"));
+        }
+        if !permissions.is_empty() {
+            permissions.push(',');
+        }
+        permissions.push_str(permission);
+    }
+    Ok(IdentityHeaders {
+        user_id,
+        session_id: optional(c.session_id.as_deref(), "sid", "X-Clerk-Session-Id")?,
+        org_id: optional(org.map(|o| o.id.as_str()), "organization id", "X-Clerk-Org-Id")?,
+        org_slug: optional(org.and_then(|o| o.slug.as_deref()), "organization slug", "X-Clerk-Org-Slug")?,
+        org_role: optional(org.and_then(|o| o.role.as_deref()), "organization role", "X-Clerk-Org-Role")?,
+        // Each permission is already checked, so this is `None` exactly when there are none.
+        org_permissions: exact_header_value(&permissions),
+        actor: optional(c.actor.as_deref(), "act.sub", "X-Clerk-Actor")?,
+    })
 }
 
-fn identity_headers(c: &SessionClaims) -> IdentityHeaders {
-    let org = c.org.as_ref();
-    IdentityHeaders {
-        user_id: header_value(&c.user_id),
-        session_id: c.session_id.as_deref().and_then(header_value),
-        org_id: org.and_then(|o| header_value(&o.id)),
-        org_slug: org.and_then(|o| o.slug.as_deref()).and_then(header_value),
-        org_role: org.and_then(|o| o.role.as_deref()).and_then(header_value),
-        org_permissions: c.permissions_header().as_deref().and_then(header_value),
-        actor: c.actor.as_deref().and_then(header_value),
-    }
+/// `value` as a header value when every byte is visible ASCII (and there is at least one).
+fn exact_header_value(value: &str) -> Option<HeaderValue> {
+    let exact = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic());
+    exact.then(|| HeaderValue::from_str(value).ok()).flatten()
 }
 
 /// The outcome of the clock checks.
@@ -355,22 +443,25 @@ pub enum TimeVerdict {
     Failed(Failure),
 }
 
-fn date(ms: i64) -> String {
-    httpdate::fmt_http_date(from_ms(ms))
-}
-
 /// Stage two: `exp`, `nbf`, `iat` against `now_ms` with the skew, in Clerk's order.
+///
+/// Total for every claim and clock value: the arithmetic saturates and dates are formatted by
+/// [`js_utc_string`], so a validly signed token with `exp: -1e20` is answered, never a panic.
+/// Where JavaScript's `Date` cannot hold a claim, Clerk compares `NaN` and accepts; here the
+/// saturated value decides (an `exp` before the calendar is expired, an `nbf`/`iat` after it
+/// is in the future), and the message shows `Invalid Date` as Clerk's would.
 pub fn check_time(v: &Verified, now_ms: i64, skew_ms: i64, carrier: Carrier) -> TimeVerdict {
+    let date = js_utc_string;
     let mut expired = None;
     match v.exp {
         TimeClaim::At(exp) => {
-            if exp <= now_ms - skew_ms {
+            if exp <= now_ms.saturating_sub(skew_ms) {
                 let failure = fail(
                     Reason::TokenExpired,
                     format!("JWT is expired. Expiry date: {}, Current date: {}.", date(exp), date(now_ms)),
                     carrier,
                 );
-                expired = Some((now_ms - exp, failure));
+                expired = Some((now_ms.saturating_sub(exp), failure));
             }
         }
         TimeClaim::Missing | TimeClaim::NotANumber => {
@@ -389,7 +480,7 @@ pub fn check_time(v: &Verified, now_ms: i64, skew_ms: i64, carrier: Carrier) -> 
             "Invalid JWT not before date claim (nbf). Expected number.",
             carrier,
         )),
-        TimeClaim::At(nbf) if nbf > now_ms + skew_ms => Some(fail(
+        TimeClaim::At(nbf) if nbf > now_ms.saturating_add(skew_ms) => Some(fail(
             Reason::TokenNotActiveYet,
             format!(
                 "JWT cannot be used prior to not before date claim (nbf). Not before date: {}; Current date: {};",
@@ -406,7 +497,7 @@ pub fn check_time(v: &Verified, now_ms: i64, skew_ms: i64, carrier: Carrier) -> 
             "Invalid JWT issued at date claim (iat). Expected number.",
             carrier,
         )),
-        TimeClaim::At(iat) if iat > now_ms + skew_ms => Some(fail(
+        TimeClaim::At(iat) if iat > now_ms.saturating_add(skew_ms) => Some(fail(
             Reason::TokenIatInTheFuture,
             format!(
                 "JWT issued at date claim (iat) is in the future. Issued at date: {}; Current date: {};",

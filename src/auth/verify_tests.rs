@@ -196,29 +196,99 @@ fn case_2_undecodable_segments_are_token_invalid_not_a_panic() {
     let not_json = format!("{}.{}.sig", b64("not json"), b64("{}"));
     let payload_not_object = format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64("[1,2]"));
     let bad_b64 = format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), "@@@");
-    for token in
-        ["aaa.bbb.ccc", "YWJj.YWJj.YWJj", "..", not_json.as_str(), payload_not_object.as_str(), bad_b64.as_str()]
-    {
+    let header_array = format!("{}.{}.", b64(r#"["RS256","JWT"]"#), b64("{}"));
+    let header_null = format!("{}.{}.", b64("null"), b64("{}"));
+    let signature_not_b64 = format!("{}.{}.!!!!", b64(r#"{"alg":"RS256"}"#), b64("{}"));
+    // Stricter than JavaScript's JSON.parse (README, decisions): invalid UTF-8, a lone surrogate
+    // escape and a number beyond f64.
+    let not_utf8 =
+        format!("{}.{}.", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"{\"alg\":\"RS\xff\"}"), b64("{}"));
+    let lone_surrogate = format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(r#"{"sub":"\ud800"}"#));
+    let huge_number = format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(r#"{"exp":1e400}"#));
+    for token in [
+        "aaa.bbb.ccc",
+        "YWJj.YWJj.YWJj",
+        "..",
+        not_json.as_str(),
+        payload_not_object.as_str(),
+        bad_b64.as_str(),
+        header_array.as_str(),
+        header_null.as_str(),
+        signature_not_b64.as_str(),
+        not_utf8.as_str(),
+        lone_surrogate.as_str(),
+        huge_number.as_str(),
+    ] {
         let f = failure(token, &policy(), NOW_MS);
         assert_eq!(f.reason, Reason::TokenInvalid, "{token:?}");
         assert_eq!(
             f.message,
-            format!("Invalid JWT. The header or payload could not be decoded.{}", suffix("token-invalid")),
+            format!(
+                "Invalid JWT form. The header, payload, or signature could not be decoded.{}",
+                suffix("token-invalid")
+            ),
             "{token:?}"
         );
     }
 }
 
 #[test]
-fn decode_is_loose_about_padding_and_keeps_the_raw_signing_input() {
+fn decode_keeps_the_raw_signing_input_and_the_signature_bytes() {
     let h = b64(r#"{"alg":"RS256","kid":"k"}"#);
     let p = b64(r#"{"sub":"u"}"#);
-    let padded = format!("{h}==.{p}=.c2ln");
-    let d = decode(&padded, Carrier::Header).expect("padding is optional");
-    assert_eq!(d.signing_input, format!("{h}==.{p}="));
-    assert_eq!(d.signature_b64, "c2ln");
+    let token = format!("{h}.{p}.c2ln");
+    let d = decode(&token, Carrier::Header).expect("decodes");
+    assert_eq!(d.signing_input, format!("{h}.{p}"));
+    assert_eq!(d.signature, b"sig");
     assert_eq!(d.header.kid, Some(json!("k")));
     assert_eq!(d.payload.get("sub"), Some(&json!("u")));
+}
+
+/// Every segment has exactly one accepted spelling: the URL-safe alphabet, no padding, and the
+/// unused low bits of the last character zero. `c2ln` is "sig"; `c2lnMQ` is "sig1", whose
+/// last character carries 2 bits and 4 unused ones.
+#[test]
+fn every_segment_is_decoded_strictly() {
+    let h = b64(r#"{"alg":"RS256","kid":"k"}"#);
+    let p = b64(r#"{"sub":"u"}"#);
+    assert!(decode(&format!("{h}.{p}.c2lnMQ"), Carrier::Header).is_ok());
+    assert!(decode(&format!("{h}.{p}.-_-_"), Carrier::Header).is_ok(), "the URL-safe alphabet");
+    let refused = [
+        ("padded signature", format!("{h}.{p}.c2lnMQ==")),
+        ("one pad", format!("{h}.{p}.c2lnMQ=")),
+        ("padding on a whole quantum", format!("{h}.{p}.c2ln=")),
+        ("padded header", format!("{h}=.{p}.c2ln")),
+        ("padded payload", format!("{h}.{p}==.c2ln")),
+        ("standard alphabet", format!("{h}.{p}.+/+/")),
+        ("trailing bits", format!("{h}.{p}.c2lnMR")),
+        ("trailing bits in the header", format!("{}.{p}.c2ln", with_a_stray_bit(&h))),
+        ("trailing bits in the payload", format!("{h}.{}.c2ln", with_a_stray_bit(&p))),
+        ("a lone character", format!("{h}.{p}.c2lnM")),
+        ("inner whitespace", format!("{h}.{p}.c2 ln")),
+    ];
+    for (what, token) in refused {
+        let f = decode(&token, Carrier::Header).expect_err(what);
+        assert_eq!(f.reason, Reason::TokenInvalid, "{what}");
+    }
+}
+
+/// `segment` with one of the unused low bits of its last character set: the same bytes to a
+/// lenient decoder, a second spelling to a strict one.
+fn with_a_stray_bit(segment: &str) -> String {
+    const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    assert_ne!(segment.len() % 4, 0, "{segment} has no unused bits");
+    let (head, last) = segment.split_at(segment.len() - 1);
+    let index = URL_SAFE.iter().position(|&c| c == last.as_bytes()[0]).expect("url-safe");
+    format!("{head}{}", URL_SAFE[index | 1] as char)
+}
+
+#[test]
+fn the_header_keeps_null_apart_from_absent() {
+    let token = format!("{}.{}.", b64(r#"{"alg":"RS256","typ":null,"cat":null}"#), b64("{}"));
+    let d = decode(&token, Carrier::Header).unwrap();
+    assert_eq!(d.header.typ, Some(Value::Null));
+    assert_eq!(d.header.cat, Some(Value::Null));
+    assert_eq!(d.header.kid, None);
 }
 
 // === §7 3–7: authorized parties ===
@@ -233,7 +303,7 @@ fn case_3_good_token_with_its_azp_authorised_returns_the_claims() {
     assert_eq!(v.exp, TimeClaim::At(EXP * 1000));
     assert_eq!(v.nbf, TimeClaim::At(NBF * 1000));
     assert_eq!(v.iat, TimeClaim::At(IAT * 1000));
-    assert_eq!(v.identity.user_id.as_ref().unwrap(), SUB);
+    assert_eq!(v.identity.user_id, SUB);
     assert_eq!(v.identity.session_id.as_ref().unwrap(), SID);
     assert!(v.identity.org_id.is_none());
 }
@@ -345,17 +415,17 @@ fn signature_table() {
     let good = good_token();
     let (h, rest) = good.split_once('.').unwrap();
     let (p, s) = rest.split_once('.').unwrap();
-    let mut flipped = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+    let raw_signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+    let mut flipped = raw_signature.clone();
     flipped[10] ^= 1;
     let flipped = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(flipped);
     let cases = [
         ("empty signature", format!("{h}.{p}.")),
-        ("signature not base64", format!("{h}.{p}.!!!!")),
         ("one bit flipped", format!("{h}.{p}.{flipped}")),
-        ("truncated", format!("{h}.{p}.{}", &s[..s.len() - 4])),
-        // The same header, re-encoded with padding: it decodes to the same JSON, but the
-        // signed bytes are the raw segments as received, so the signature no longer matches.
-        ("header re-padded", format!("{h}=.{p}.{s}")),
+        (
+            "truncated",
+            format!("{h}.{p}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw_signature[..250])),
+        ),
         ("signed by another key", other_key().sign_with_header(&good_header(), &good_claims())),
         (
             "signature of another token",
@@ -522,6 +592,116 @@ fn fractional_seconds_are_truncated() {
     assert!(matches!(check_time(&v, EXP * 1000 + 4999, 5000, Carrier::Header), TimeVerdict::Valid));
 }
 
+/// Every number serde_json accepts becomes a time in milliseconds: truncated towards zero like
+/// JavaScript's `setUTCSeconds`, then saturated at the ends of `i64`.
+#[test]
+fn time_claims_read_every_number_totally() {
+    let cases: Vec<(Value, TimeClaim)> = vec![
+        (json!(-1), TimeClaim::At(-1000)),
+        (json!(-1.9), TimeClaim::At(-1000)),
+        (json!(-0.0), TimeClaim::At(0)),
+        (json!(253_402_300_800_i64), TimeClaim::At(253_402_300_800_000)),
+        (json!(1e20), TimeClaim::At(i64::MAX)),
+        (json!(-1e20), TimeClaim::At(i64::MIN)),
+        (json!(f64::MAX), TimeClaim::At(i64::MAX)),
+        (json!(f64::MIN), TimeClaim::At(i64::MIN)),
+        (json!(f64::MIN_POSITIVE), TimeClaim::At(0)),
+        (json!(i64::MAX), TimeClaim::At(i64::MAX)),
+        (json!(i64::MIN), TimeClaim::At(i64::MIN)),
+        (json!(u64::MAX), TimeClaim::At(i64::MAX)),
+        (json!("1"), TimeClaim::NotANumber),
+    ];
+    for (value, expected) in cases {
+        assert_eq!(TimeClaim::from_value(Some(&value)), expected, "{value}");
+    }
+    // serde_json refuses what JavaScript would read as NaN or an infinity, so no such claim
+    // ever reaches the verifier.
+    for text in ["NaN", "Infinity", "-Infinity", "1e400"] {
+        assert!(serde_json::from_str::<Value>(text).is_err(), "{text}");
+    }
+}
+
+/// Issue #8 item 3: dates before 1970 or after 9999 used to panic while formatting the refusal.
+/// Where a JavaScript `Date` cannot hold the claim, Clerk compares `NaN` and accepts; the gateway
+/// decides by the saturated value and says `Invalid Date`, as Clerk's message would.
+#[test]
+fn time_claims_outside_the_calendar_get_an_answer() {
+    let now = NOW_MS;
+    let cases: Vec<(Value, Option<Reason>, &str)> = vec![
+        (json!({"exp": -1}), Some(Reason::TokenExpired), "Expiry date: Wed, 31 Dec 1969 23:59:59 GMT,"),
+        (json!({"exp": -1e20}), Some(Reason::TokenExpired), "Expiry date: Invalid Date,"),
+        (json!({"exp": i64::MIN}), Some(Reason::TokenExpired), "Expiry date: Invalid Date,"),
+        (json!({"exp": 1e20}), None, ""),
+        (
+            json!({"nbf": 253_402_300_800_i64}),
+            Some(Reason::TokenNotActiveYet),
+            "Not before date: Sat, 01 Jan 10000 00:00:00 GMT;",
+        ),
+        (json!({"nbf": 1e20}), Some(Reason::TokenNotActiveYet), "Not before date: Invalid Date;"),
+        (json!({"nbf": -1e20}), None, ""),
+        (
+            json!({"iat": 253_402_300_800_i64, "nbf": null}),
+            Some(Reason::TokenIatInTheFuture),
+            "Issued at date: Sat, 01 Jan 10000 00:00:00 GMT;",
+        ),
+        (json!({"iat": 1e20, "nbf": null}), Some(Reason::TokenIatInTheFuture), "Issued at date: Invalid Date;"),
+    ];
+    for (change, expected, shown) in cases {
+        let token = sign(&with(good_claims(), change.clone()));
+        match full(&token, &policy(), now) {
+            Ok(_) => assert_eq!(expected, None, "{change}"),
+            Err(f) => {
+                assert_eq!(Some(f.reason), expected, "{change}");
+                assert!(f.message.contains(shown), "{change}: {}", f.message);
+            }
+        }
+    }
+}
+
+#[test]
+fn grace_reads_an_exp_before_the_calendar_as_expired_for_ever() {
+    for exp in [json!(i64::MIN), json!(-9_223_372_036_854_775_i64), json!(-1e300)] {
+        let v = signed(&sign(&with(good_claims(), json!({"exp": exp.clone()}))), &policy()).unwrap();
+        for now in [NOW_MS, i64::MAX] {
+            match check_time(&v, now, 5000, Carrier::Header) {
+                TimeVerdict::Expired { by_ms, .. } => assert!(by_ms > 1_000_000_000_000, "{exp}: by {by_ms}"),
+                other => panic!("{exp}: {other:?}"),
+            }
+        }
+    }
+}
+
+proptest! {
+    /// The clock checks answer for any claim value, clock and skew.
+    #[test]
+    fn check_time_is_total(
+        exp in any::<i64>(),
+        nbf in any::<i64>(),
+        iat in any::<i64>(),
+        now in any::<i64>(),
+        skew in any::<i64>(),
+    ) {
+        let v = Verified {
+            claims: SessionClaims::from_payload(&serde_json::Map::new()).unwrap(),
+            exp: TimeClaim::At(exp),
+            nbf: TimeClaim::At(nbf),
+            iat: TimeClaim::At(iat),
+            identity: IdentityHeaders {
+                user_id: http::HeaderValue::from_static("u"),
+                session_id: None,
+                org_id: None,
+                org_slug: None,
+                org_role: None,
+                org_permissions: None,
+                actor: None,
+            },
+        };
+        if let TimeVerdict::Expired { by_ms, .. } = check_time(&v, now, skew, Carrier::Header) {
+            prop_assert!(by_ms >= 0 || skew < 0);
+        }
+    }
+}
+
 #[test]
 fn expired_only_is_graceable_but_expired_and_not_yet_valid_is_not() {
     let v = signed(&good_token(), &policy()).unwrap();
@@ -642,7 +822,9 @@ fn typ_check_precedes_alg_check() {
 
 #[test]
 fn case_16_sub() {
-    assert!(full(&sign(&with(good_claims(), json!({"sub": ""}))), &policy(), NOW_MS).is_ok());
+    // Clerk verifies an empty `sub`; the gateway refuses it, since a signed-in request must name
+    // its user (see `identity_claims_a_header_cannot_carry_exactly_are_refused`).
+    assert_eq!(reason(&sign(&with(good_claims(), json!({"sub": ""}))), &policy(), NOW_MS), Some(Reason::TokenInvalid));
     let cases =
         [(json!({"sub": null}), "undefined"), (json!({"sub": 42}), "42"), (json!({"sub": ["user_1"]}), "[\"user_1\"]")];
     for (change, shown) in cases {
@@ -726,8 +908,8 @@ fn token_type_mismatch_on_decoded_tokens() {
         (json!({"cat": CAT_SESSION}), json!({}), false),
         (json!({"cat": CAT_IGNORE}), json!({}), false),
         (json!({"cat": CAT_M2M}), json!({}), true),
-        // JSON null reads as absent (serde's `Option`), like JS's falsy `cat`.
-        (json!({"cat": null}), json!({}), false),
+        // Clerk tests `cat !== undefined`: a JSON null is a category, and not a session one.
+        (json!({"cat": null}), json!({}), true),
         (json!({"cat": 5}), json!({}), true),
     ];
     for (header, payload, expected) in cases {
@@ -936,9 +1118,103 @@ fn identity_headers_for_an_org_token() {
     assert_eq!(id.org_role.as_ref().unwrap(), "org:admin");
     assert_eq!(id.org_permissions.as_ref().unwrap(), "org:billing:manage,org:x:read");
     assert_eq!(id.actor.as_ref().unwrap(), "user_admin");
-    // A sub that cannot be a header value yields no user header rather than a panic.
-    let v = full(&sign(&with(good_claims(), json!({"sub": "user\n1"}))), &policy(), NOW_MS).unwrap();
-    assert!(v.identity.user_id.is_none());
+}
+
+#[test]
+fn identity_claims_a_header_cannot_carry_exactly_are_refused() {
+    let org = json!({"org_id": "org_1", "org_slug": "acme", "org_role": "org:admin"});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("sub with a newline", json!({"sub": "user\n1"}), "sub cannot be forwarded exactly as X-Clerk-User-Id"),
+        ("empty sub", json!({"sub": ""}), "sub cannot be forwarded exactly as X-Clerk-User-Id"),
+        ("sub with a space", json!({"sub": "user 1"}), "sub cannot be forwarded exactly as X-Clerk-User-Id"),
+        ("sub with obs-text", json!({"sub": "usér"}), "sub cannot be forwarded exactly as X-Clerk-User-Id"),
+        ("sid with a tab", json!({"sid": "sess\t1"}), "sid cannot be forwarded exactly as X-Clerk-Session-Id"),
+        (
+            "org id with NUL",
+            with(org.clone(), json!({"org_id": "org\u{0}1"})),
+            "organization id cannot be forwarded exactly as X-Clerk-Org-Id",
+        ),
+        (
+            "org slug with a trailing space",
+            with(org.clone(), json!({"org_slug": "acme "})),
+            "organization slug cannot be forwarded exactly as X-Clerk-Org-Slug",
+        ),
+        (
+            "org role with DEL",
+            with(org.clone(), json!({"org_role": "org:admin\u{7f}"})),
+            "organization role cannot be forwarded exactly as X-Clerk-Org-Role",
+        ),
+        (
+            "permission with a comma",
+            with(org.clone(), json!({"org_permissions": ["org:a:b,org:admin:all"]})),
+            "organization permission cannot be forwarded exactly as X-Clerk-Org-Permissions",
+        ),
+        (
+            "permission with CRLF",
+            with(org.clone(), json!({"org_permissions": ["org:ok:read", "org:x\r\ny"]})),
+            "organization permission cannot be forwarded exactly as X-Clerk-Org-Permissions",
+        ),
+        (
+            "v2 permission name with obs-text",
+            json!({"v": 2, "fea": "o:billing", "o": {"id": "org_1", "per": "mänage", "fpm": "1"}}),
+            "organization permission cannot be forwarded exactly as X-Clerk-Org-Permissions",
+        ),
+        (
+            "actor with a newline",
+            json!({"act": {"sub": "user_admin\n"}}),
+            "act.sub cannot be forwarded exactly as X-Clerk-Actor",
+        ),
+    ];
+    for (what, change, says) in cases {
+        let f = failure(&sign(&with(good_claims(), change)), &policy(), NOW_MS);
+        assert_eq!(f.reason, Reason::TokenInvalid, "{what}");
+        assert!(f.message.starts_with(&format!("The session token's {says}")), "{what}: {}", f.message);
+        assert!(f.message.ends_with(&suffix("token-invalid")), "{what}: {}", f.message);
+    }
+    // Empty optional claims are forwarded as absent; unprefixed v1 permissions are not listed.
+    let claims = with(
+        good_claims(),
+        json!({"sid": "", "org_id": "org_1", "org_slug": "", "org_role": "", "org_permissions": ["read"], "act": {"sub": ""}}),
+    );
+    let v = full(&sign(&claims), &policy(), NOW_MS).expect("forwardable");
+    let id = &v.identity;
+    assert_eq!(id.user_id, SUB);
+    assert_eq!(id.org_id.as_ref().unwrap(), "org_1");
+    for absent in [&id.session_id, &id.org_slug, &id.org_role, &id.org_permissions, &id.actor] {
+        assert!(absent.is_none(), "{id:?}");
+    }
+}
+
+#[test]
+fn malformed_org_claims_are_verification_failures() {
+    let claims = with(
+        good_claims(),
+        json!({"v": 2, "fea": "billing,o:dashboard", "o": {"id": "org_1", "rol": "admin", "per": "manage", "fpm": "1,1"}}),
+    );
+    let f = failure(&sign(&claims), &policy(), NOW_MS);
+    assert_eq!(f.reason, Reason::TokenVerificationFailed);
+    assert_eq!(
+        f.message,
+        format!(
+            "The fea claim has an element without a scope (scope:feature). Make sure that this is a valid Clerk-generated JWT.{}",
+            suffix("token-verification-failed")
+        )
+    );
+}
+
+#[test]
+fn typ_null_is_an_invalid_type() {
+    let mut header = good_header();
+    header["typ"] = Value::Null;
+    let f = failure(&sign_h(&header, &good_claims()), &policy(), NOW_MS);
+    assert_eq!(f.reason, Reason::TokenInvalid);
+    assert_eq!(f.message, format!("Invalid JWT type null. Expected \"JWT\".{}", suffix("token-invalid")));
+}
+
+#[test]
+fn a_header_that_is_a_json_array_is_never_read_as_fields() {
+    let token = sign_h(&json!(["RS256", "JWT", KID]), &good_claims());
+    assert_eq!(reason(&token, &policy(), NOW_MS), Some(Reason::TokenInvalid));
 }
 
 // === Never panics ===

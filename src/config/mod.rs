@@ -151,7 +151,7 @@ pub struct ClerkConfig {
     pub clock_skew: Duration,
     /// When set, `iss` must equal it.
     pub issuer: Option<String>,
-    /// `sts: pending` sessions are refused when true.
+    /// `sts: pending` sessions are refused when true (the default, as Clerk's SDK signs them out).
     pub reject_pending_sessions: bool,
     /// Where signed-out page loads are sent.
     pub sign_in_url: Option<String>,
@@ -871,7 +871,7 @@ impl Validator {
             authorized_parties,
             clock_skew,
             issuer: raw.issuer.map(|i| i.trim_end_matches('/').to_string()),
-            reject_pending_sessions: raw.reject_pending_sessions.unwrap_or(false),
+            reject_pending_sessions: raw.reject_pending_sessions.unwrap_or(true),
             sign_in_url,
             status_url,
             webhook_signing_secret,

@@ -98,7 +98,7 @@ fn minimal_config_takes_the_spec_defaults() {
     assert!(k.authorized_parties.is_empty());
     assert_eq!(k.clock_skew, Duration::from_secs(5));
     assert_eq!(k.issuer, None);
-    assert!(!k.reject_pending_sessions);
+    assert!(k.reject_pending_sessions, "pending sessions are signed out by default, as in Clerk's SDK");
     assert_eq!(k.status_url, "https://status.clerk.com/api/v2/status.json");
     assert_eq!(k.keys.refresh_interval, Duration::from_secs(5 * 60));
     assert_eq!(k.keys.unknown_kid_cooldown, Duration::from_secs(10));

@@ -18,6 +18,9 @@ mod demo;
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
+/// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
+/// a header cannot carry, pending sessions.
+mod security_auth;
 /// Issue #8, connection level: limits, watchdog timeouts, body faults, upstream churn.
 mod security_conn;
 /// HTTP-level fixes of issue #8: h2c smuggling, routing-override headers, HTTP/2 cookies and

@@ -47,6 +47,16 @@ pub fn token_for(spec: &TokenSpec) -> String {
     key().sign(Some(KID), &spec.claims(now_s()))
 }
 
+/// Clerk-shaped claims for `user_test`/`sess_test` issued at `iat` (seconds), then `edit`ed.
+pub fn claims_at(iat: i64, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+    let spec = TokenSpec { sub: "user_test".into(), sid: "sess_test".into(), ..TokenSpec::default() };
+    let mut claims = spec.claims(iat);
+    if let Value::Object(map) = &mut claims {
+        edit(map);
+    }
+    claims
+}
+
 /// Signs arbitrary claims with [`key`] under [`KID`].
 pub fn sign(claims: &Value) -> String {
     key().sign(Some(KID), claims)
