@@ -135,7 +135,9 @@ async fn run_inner() -> Result<(), String> {
     let adm = format!("http://{}", running.admin_addr);
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "clerkgate".into());
 
-    println!(
+    // A closed stdout (the reader went away) must not stop a demo that is serving: write, and
+    // ignore a failure, instead of println!, which panics on a broken pipe.
+    let banner = format!(
         r#"
 clerkgate demo is running (Ctrl-C to stop)
   gateway   {gw}   (public /, protected /api(.*), org:admin-only /api/admin(.*))
@@ -176,6 +178,11 @@ CLERKGATE_ADMIN_TOKEN={admin_token} {exe} mode enforce --admin {adm}
         dir = dir.display(),
         key = key_path.display(),
     );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     signals.run(running.ctx.control.clone()).await;
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
