@@ -1,6 +1,7 @@
-//! Wiring: builds the shared state from a config, binds the data-plane and admin listeners,
-//! starts the key refresher, and shuts everything down in order. The binary, the demo and the
-//! integration tests all start the gateway through [`start`], so they run the same code.
+//! Wiring: builds the shared state from a config and the state store's snapshot, starts the
+//! control task, binds the data-plane and admin listeners, starts the key refresher, and shuts
+//! everything down in order. The binary, the demo and the integration tests all start the
+//! gateway through [`start`] (or [`start_with_store`]), so they run the same code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use crate::keys::KeyStore;
 use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
-use crate::store::{FileStore, StateStore};
+use crate::store::{ControlStore, FileStore, Snapshot};
 
 /// Everything the listeners share.
 #[derive(Debug)]
@@ -34,14 +35,10 @@ pub struct Context {
     pub gate: Arc<Gate>,
     /// The clock.
     pub clock: Clock,
-    /// The config file, for reloads.
-    pub config_path: Option<PathBuf>,
-    /// The environment the config was resolved with.
-    pub env: Env,
     /// The control funnel.
     pub control: ControlHandle,
-    /// Durable state and the audit log.
-    pub store: Arc<dyn StateStore>,
+    /// Durable state and the audit log (read here; only the control task writes).
+    pub store: Arc<dyn ControlStore>,
 }
 
 /// How to start a gateway beyond its config.
@@ -87,8 +84,15 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Builds the shared state, binds both listeners and starts serving.
+/// Builds the shared state, binds both listeners and starts serving, with the file store in
+/// `state.dir`.
 pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
+    let store = Arc::new(FileStore::new(config.state.dir.clone()));
+    start_with_store(config, opts, store).await
+}
+
+/// Like [`start`], with control state kept in `store`.
+pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn ControlStore>) -> std::io::Result<Running> {
     let clock = opts.clock.clone();
     let config = Arc::new(config);
     for w in &config.warnings {
@@ -99,77 +103,59 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
             "no admin token is configured: every admin endpoint but /healthz, /readyz and /metrics answers 403"
         );
     }
-    let keys = Arc::new(KeyStore::new(&config, clock.clone()));
-    let store: Arc<dyn StateStore> = Arc::new(FileStore::new(config.state.dir.clone()));
-    let persisted = store.load().unwrap_or_else(|e| {
-        tracing::error!(error = %e, dir = %config.state.dir.display(), "state.json is unreadable; starting with no override and no revocations");
-        Default::default()
+    let snapshot = store.snapshot().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the state store is unreadable; starting with no override, no revocations and no saved keys");
+        Snapshot::default()
     });
     let now = clock.now_ms();
-    let revocations = Arc::new(Revocations::new(persisted.revocations));
-    let mut runtime = Runtime::initial(config.clone(), now);
-    let expired_while_down = persisted.admin_override.clone().filter(|o| !o.active(now));
-    runtime.admin_override = persisted.admin_override.filter(|o| o.active(now));
-    if let Some(o) = &runtime.admin_override {
-        tracing::warn!(mode = %o.mode, reason = %o.reason, "restored the admin mode override from state.json");
+    let keys = Arc::new(KeyStore::restore(&config, clock.clone(), snapshot.keys));
+    let revocations = Arc::new(Revocations::new(snapshot.state.revocations));
+    // An override that ran out while the gateway was down is already ignored by `mode_at`; the
+    // control task's first expiry tick records its end and removes it, as for any other.
+    let runtime = Runtime::initial(config.clone(), now).with_override(snapshot.state.admin_override);
+    match &runtime.admin_override {
+        Some(o) if o.active(now) => {
+            tracing::warn!(mode = %o.mode, reason = %o.reason, "restored the admin mode override from the state store")
+        }
+        Some(o) => {
+            tracing::warn!(mode = %o.mode, reason = %o.reason, "the admin override expired while the gateway was down")
+        }
+        None => {}
     }
     let start_mode = runtime.mode_at(now).clone();
+    if start_mode.source == crate::state::ModeSource::Env {
+        tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
+    }
     let shared = Arc::new(Shared::new(runtime));
     let gate = Arc::new(Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()));
+    let data = TcpListener::bind(config.server.listen).await?;
+    let admin = TcpListener::bind(config.admin.listen).await?;
+    let data_addr = data.local_addr()?;
+    let admin_addr = admin.local_addr()?;
     let (control, control_rx) = control::channel();
+    control::export_mode(start_mode.mode);
+    let handles = control::Handles {
+        shared: shared.clone(),
+        revocations: revocations.clone(),
+        keys: keys.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        config_path: opts.config_path,
+        env: opts.env,
+    };
+    let control_task = control::start(handles, control_rx, snapshot.epoch)
+        .await
+        .map_err(|e| std::io::Error::other(format!("cannot record how the gateway starts: {e}")))?;
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         keys: keys.clone(),
         revocations,
         gate: gate.clone(),
         clock,
-        config_path: opts.config_path,
-        env: opts.env,
         control,
-        store: store.clone(),
+        store,
     });
-    if start_mode.source == crate::state::ModeSource::Env {
-        let ev = crate::store::event(
-            now,
-            "env",
-            "mode.set",
-            serde_json::Value::Null,
-            serde_json::json!(start_mode),
-            &start_mode.reason,
-        );
-        if let Err(e) = store.append_audit(&ev) {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
-        tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
-    }
-    if let Some(old) = expired_while_down {
-        // The override ran out while the gateway was down: record its end, as the timer would
-        // have, and drop it from state.json.
-        tracing::warn!(mode = %old.mode, reason = %old.reason, "the admin override expired while the gateway was down");
-        let ev = crate::store::event(
-            now,
-            "timer",
-            "mode.expired",
-            serde_json::json!(old),
-            serde_json::json!(start_mode),
-            &old.reason,
-        );
-        if let Err(e) = store.append_audit(&ev) {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
-        let state =
-            crate::store::PersistedState { admin_override: None, revocations: (**ctx.revocations.current()).clone() };
-        if let Err(e) = store.save(&state) {
-            tracing::error!(error = %e, "could not persist state.json");
-        }
-    }
-    control::export_mode(start_mode.mode);
-    let control_task = control::spawn(ctx.clone(), control_rx);
 
-    let data = TcpListener::bind(config.server.listen).await?;
-    let admin = TcpListener::bind(config.admin.listen).await?;
-    let data_addr = data.local_addr()?;
-    let admin_addr = admin.local_addr()?;
     let (tx, rx) = watch::channel(false);
 
     let service = AuthLayer::new(gate).layer(Proxy::new(shared.clone()));

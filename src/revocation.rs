@@ -26,6 +26,30 @@ pub struct Entry {
     pub reason: String,
 }
 
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// One session.
+    Session(String),
+    /// Every session of one user.
+    User(String),
+    /// Every token issued before this moment (ms since the epoch).
+    IssuedBefore(i64),
+}
+
+/// One entry of the list, to lift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationId {
+    /// A revoked session id.
+    Session(String),
+    /// A revoked user id.
+    User(String),
+    /// The `issued_before` cut-off.
+    IssuedBefore,
+}
+
 /// The revocations in force.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationList {
@@ -60,6 +84,52 @@ impl RevocationList {
             }
         }
         false
+    }
+
+    /// The list with `what` added. A later `issued_before` cut-off revokes a superset, so the
+    /// cut-off only ever moves forward.
+    pub fn with(&self, what: &Revocation, entry: &Entry) -> RevocationList {
+        let mut next = self.clone();
+        match what {
+            Revocation::Session(id) => {
+                next.sessions.insert(id.clone(), entry.clone());
+            }
+            Revocation::User(id) => {
+                next.users.insert(id.clone(), entry.clone());
+            }
+            Revocation::IssuedBefore(at) => {
+                next.issued_before_ms = Some(next.issued_before_ms.map_or(*at, |old| old.max(*at)));
+            }
+        }
+        next
+    }
+
+    /// The list without `id`.
+    pub fn without(&self, id: &RevocationId) -> RevocationList {
+        let mut next = self.clone();
+        match id {
+            RevocationId::Session(id) => {
+                next.sessions.remove(id);
+            }
+            RevocationId::User(id) => {
+                next.users.remove(id);
+            }
+            RevocationId::IssuedBefore => next.issued_before_ms = None,
+        }
+        next
+    }
+
+    /// The entry an admin's `id` names: `issued_before`, else a session id, else a user id.
+    pub fn find(&self, id: &str) -> Option<RevocationId> {
+        if id == "issued_before" {
+            self.issued_before_ms.is_some().then_some(RevocationId::IssuedBefore)
+        } else if self.sessions.contains_key(id) {
+            Some(RevocationId::Session(id.to_string()))
+        } else if self.users.contains_key(id) {
+            Some(RevocationId::User(id.to_string()))
+        } else {
+            None
+        }
     }
 
     /// Number of entries of each kind, for `/status`.

@@ -109,7 +109,7 @@ impl ModeSetting {
 }
 
 /// One immutable snapshot of everything a request needs to decide.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Runtime {
     /// The validated config in force.
     pub config: Arc<Config>,
@@ -171,6 +171,24 @@ impl Runtime {
             config,
             generation: 0,
         }
+    }
+
+    /// This snapshot with another admin override.
+    pub fn with_override(&self, admin_override: Option<ModeSetting>) -> Runtime {
+        Runtime { admin_override, ..self.clone() }
+    }
+
+    /// This snapshot with a reloaded config, loaded at `now_ms`. The file's mode keeps its
+    /// original start (and so its expiry) while the file says the same thing; a changed `[mode]`
+    /// section starts afresh.
+    pub fn with_config(&self, config: Arc<Config>, now_ms: i64) -> Runtime {
+        let fresh = Self::file_mode_for(&config, now_ms);
+        let file_mode = if fresh.mode == self.file_mode.mode && fresh.reason == self.file_mode.reason {
+            self.file_mode.clone()
+        } else {
+            fresh
+        };
+        Runtime { config, file_mode, ..self.clone() }
     }
 }
 

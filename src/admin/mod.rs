@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use crate::app::Context;
 use crate::clock::from_ms;
 use crate::control::{ControlError, Revocation};
-use crate::keys::{FetchError, Trigger};
+use crate::keys::{FetchError, InstallError, Trigger};
 use crate::state::Mode;
 use guard::AdminActor;
 
@@ -254,6 +254,15 @@ async fn keys_refresh(State(ctx): State<Arc<Context>>) -> Response {
         }
         Err(FetchError::SecretKeyInvalid(m)) => error(StatusCode::BAD_GATEWAY, "secret_key_invalid", m),
         Err(FetchError::Unavailable(m)) => error(StatusCode::BAD_GATEWAY, "jwks_unavailable", m),
+        Err(FetchError::Install(e @ InstallError::NotRecorded(_))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+        }
+        Err(FetchError::Install(e @ InstallError::SourceChanged)) => {
+            error(StatusCode::CONFLICT, "source_changed", e.to_string())
+        }
+        Err(FetchError::Install(InstallError::Closed)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down")
+        }
     }
 }
 
@@ -341,7 +350,7 @@ async fn audit(State(ctx): State<Arc<Context>>, Query(q): Query<AuditQuery>) -> 
         Some(Ok(ms)) => ms,
         Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
     };
-    match ctx.store.read_audit(since) {
+    match ctx.store.read_audit(since).await {
         Ok(events) => Json(json!({"events": events})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
     }

@@ -1,23 +1,45 @@
-//! The control funnel: every change to the running gateway — SIGHUP, `POST /reload`, mode
-//! changes, revocations, the expiry timer, key-set changes — is a [`Control`] message handled by
-//! one task, one at a time. Nothing else writes the runtime snapshot, so two changes never
-//! interleave, and every change is persisted and audited before its caller gets an answer.
+//! The control task: the only writer of what requests read besides the config file itself.
+//!
+//! Every change — a mode override set or cleared, a revocation added or lifted, a reload, a
+//! fetched key set, the end of a bypass — is decided here, recorded as a typed
+//! [`Change`](crate::store::Change) with its audit line through the
+//! [`ControlStore`](crate::store::ControlStore), and only then put in force. SIGHUP, the admin
+//! API and the expiry timer just send [`Control`] messages; the key store sends fetched sets
+//! ([`KeyInstall`]); a shared store sends changes made elsewhere.
+//!
+//! Ordering, and what a caller can rely on:
+//!
+//! - **Recorded, then in force.** A mode, revocation or reload change is committed to the store
+//!   (state and audit line durable together) before it is swapped in and before its caller is
+//!   answered. If the store refuses, the caller gets the error and nothing changed.
+//! - **One change at a time.** The next message is taken only when the change in hand is in
+//!   force, so each change is decided on the state the last one left.
+//! - **Writes never stall requests.** Stores write on blocking threads; this task awaits them
+//!   without holding anything requests read, and keeps installing fetched key sets meanwhile.
+//! - **Key sets too**, recorded in order by a small writer task while this task goes on: a
+//!   fetched set goes in force once `keys.json` and its audit line are durable, and not at all
+//!   if they cannot be written. The one exception is a set fetched because a request named an
+//!   unknown `kid`: that request is waiting, so the set goes in force at once and is recorded
+//!   right after (a failure is logged).
 
 pub mod signals;
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use crate::app::Context;
-use crate::clock::duration_ms;
-use crate::config::{Config, ConfigErrors, ConfigProblem};
-use crate::keys::KeyChange;
-use crate::revocation::{Entry, RevocationList};
-use crate::state::{Mode, ModeSetting, ModeSource, Runtime};
-use crate::store::{event, PersistedState};
+use crate::clock::{duration_ms, Clock};
+use crate::config::{Config, ConfigErrors, ConfigProblem, Env};
+use crate::keys::{InstallError, KeyInstall, KeySet, KeyStore};
+pub use crate::revocation::Revocation;
+use crate::revocation::{Entry, RevocationId, RevocationList, Revocations};
+use crate::state::{Mode, ModeSetting, ModeSource, Runtime, Shared};
+use crate::store::{Action, AuditEvent, BoxFuture, Change, ControlState, ControlStore, StoreEvent};
 use crate::telemetry::names as metric;
 
 /// Who asked for a change (recorded in the audit log).
@@ -29,6 +51,10 @@ pub enum Actor {
     Admin(String),
     /// The expiry timer.
     Timer,
+    /// The environment at start (`CLERK_EMERGENCY_BYPASS`).
+    Env,
+    /// The key refresh (a fetched key set).
+    Keys,
 }
 
 impl Actor {
@@ -38,22 +64,13 @@ impl Actor {
             Actor::Signal => "signal".into(),
             Actor::Admin(id) => id.clone(),
             Actor::Timer => "timer".into(),
+            Actor::Env => "env".into(),
+            Actor::Keys => "keys".into(),
         }
     }
 }
 
-/// What to revoke.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
-    /// One session.
-    Session(String),
-    /// Every session of one user.
-    User(String),
-    /// Every token issued before this moment (ms since the epoch).
-    IssuedBefore(i64),
-}
-
-/// Why a control request was refused (answered 422 by the admin API).
+/// Why a control request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     /// The request itself is invalid.
@@ -65,8 +82,8 @@ pub enum ControlError {
     /// Not found (e.g. lifting a revocation that does not exist).
     #[error("{0}")]
     NotFound(String),
-    /// The state could not be persisted; nothing changed.
-    #[error("could not persist state: {0}")]
+    /// The change could not be recorded (its state or its audit line); nothing changed.
+    #[error("{0}")]
     Storage(String),
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
@@ -174,106 +191,510 @@ impl ControlHandle {
     }
 }
 
-/// The funnel's two ends; the receiver goes to [`spawn`].
+/// The funnel's two ends; the receiver goes to [`start`].
 pub fn channel() -> (ControlHandle, mpsc::Receiver<Control>) {
     let (tx, rx) = mpsc::channel(64);
     (ControlHandle { tx }, rx)
 }
 
-/// How long the expiry timer sleeps at most before looking again (bounds drift of the
-/// injectable clock against tokio's timer).
+/// What the control task writes, and the store it records every change in.
+#[derive(Debug)]
+pub struct Handles {
+    /// The runtime snapshot (config and mode).
+    pub shared: Arc<Shared>,
+    /// The revocations in force.
+    pub revocations: Arc<Revocations>,
+    /// The key set in force.
+    pub keys: Arc<KeyStore>,
+    /// Where changes are recorded.
+    pub store: Arc<dyn ControlStore>,
+    /// The clock.
+    pub clock: Clock,
+    /// The config file, for reloads.
+    pub config_path: Option<PathBuf>,
+    /// The environment the config is resolved with.
+    pub env: Env,
+}
+
+/// How often the expiry timer looks (bounds drift of the injectable clock against tokio's timer).
 const TIMER_TICK: Duration = Duration::from_millis(200);
 
-/// Starts the control task for `ctx`: drains `rx`, audits key changes, and expires modes.
-pub fn spawn(ctx: Arc<Context>, mut rx: mpsc::Receiver<Control>) -> tokio::task::JoinHandle<()> {
-    let (key_tx, mut key_rx) = mpsc::unbounded_channel::<KeyChange>();
-    ctx.keys.on_change(key_tx);
-    tokio::spawn(async move {
-        let mut announced: Vec<(ModeSource, i64)> = Vec::new();
+/// How long the timer waits before trying again to record an expiry the store refused.
+const EXPIRY_RETRY_MS: i64 = 5_000;
+
+/// Starts the control task on `handles`, whose state the store had at `epoch`. First records
+/// how the gateway starts — a bypass from the environment is audited before anything is
+/// served, and the gateway does not start if it cannot be — then runs until `rx` closes.
+pub async fn start(handles: Handles, rx: mpsc::Receiver<Control>, epoch: u64) -> Result<JoinHandle<()>, ControlError> {
+    let (install_tx, installs) = mpsc::channel(16);
+    handles.keys.send_fetched_sets_to(install_tx);
+    let changes = handles.store.changes();
+    let (saves, to_save) = mpsc::unbounded_channel();
+    let (saved_tx, saved) = mpsc::unbounded_channel();
+    tokio::spawn(save_key_sets(handles.store.clone(), to_save, saved_tx));
+    let task = Arc::new(Task {
+        h: handles,
+        applied: AtomicU64::new(epoch),
+        announced: Mutex::new(Vec::new()),
+        expiry_retry_at_ms: AtomicI64::new(i64::MIN),
+    });
+    task.record_start().await?;
+    Ok(tokio::spawn(task.run(rx, Keys { installs, saves, saved }, changes)))
+}
+
+/// The control task's own state.
+#[derive(Debug)]
+struct Task {
+    h: Handles,
+    /// The store epoch whose state is in force.
+    applied: AtomicU64,
+    /// The file and env bypasses whose end has been audited.
+    announced: Mutex<Vec<(ModeSource, i64)>>,
+    /// No expiry is recorded before this moment (after the store refused one).
+    expiry_retry_at_ms: AtomicI64,
+}
+
+/// A change being recorded; it puts itself in force and answers its caller when it completes.
+type InHand = BoxFuture<'static, ()>;
+
+/// The key lane: fetched sets in, sets to record out, recorded sets back.
+struct Keys {
+    installs: mpsc::Receiver<KeyInstall>,
+    saves: mpsc::UnboundedSender<KeySave>,
+    saved: mpsc::UnboundedReceiver<KeySaved>,
+}
+
+impl Task {
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Control>,
+        mut keys: Keys,
+        mut changes: broadcast::Receiver<StoreEvent>,
+    ) {
+        let mut in_hand: Option<InHand> = None;
+        let mut following = true;
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => handle(&ctx, msg),
+                () = finish(&mut in_hand) => in_hand = None,
+                Some(install) = keys.installs.recv() => self.take_keys(install, &keys.saves),
+                Some(saved) = keys.saved.recv() => self.keys_saved(saved),
+                msg = rx.recv(), if in_hand.is_none() => match msg {
+                    Some(msg) => in_hand = Some(Box::pin(self.clone().handle(msg))),
                     None => break,
                 },
-                Some(change) = key_rx.recv() => {
-                    audit(&ctx, "keys", "keys.changed", json!(change.before), json!(change.after), "");
+                event = changes.recv(), if in_hand.is_none() && following => match event {
+                    Ok(event) => in_hand = Some(Box::pin(self.clone().follow(event))),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        in_hand = Some(Box::pin(self.clone().follow(StoreEvent::Resync)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => following = false,
+                },
+                _ = tick.tick(), if in_hand.is_none() => in_hand = self.expiry(),
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, msg: Control) {
+        match msg {
+            Control::Reload { actor, reply } => {
+                let outcome = self.reload(&actor).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
                 }
-                () = tokio::time::sleep(TIMER_TICK) => expire(&ctx, &mut announced),
+            }
+            Control::SetMode { mode, reason, ttl, actor, reply } => {
+                let _ = reply.send(self.set_mode(mode, reason, ttl, &actor).await);
+            }
+            Control::Revoke { what, reason, actor, reply } => {
+                let _ = reply.send(self.revoke(what, reason, &actor).await);
+            }
+            Control::Unrevoke { id, actor, reply } => {
+                let _ = reply.send(self.unrevoke(&id, &actor).await);
             }
         }
-    })
-}
-
-fn audit(ctx: &Context, actor: &str, action: &str, before: Value, after: Value, reason: &str) {
-    let ev = event(ctx.clock.now_ms(), actor, action, before, after, reason);
-    if let Err(e) = ctx.store.append_audit(&ev) {
-        tracing::error!(error = %e, action, "could not write the audit log");
     }
-}
 
-fn persisted(ctx: &Context) -> PersistedState {
-    PersistedState {
-        admin_override: ctx.shared.load().admin_override.clone(),
-        revocations: (**ctx.revocations.current()).clone(),
+    fn event(&self, actor: &Actor, action: Action, before: Value, after: Value, reason: &str) -> AuditEvent {
+        AuditEvent::new(self.h.clock.now_ms(), &actor.name(), action, before, after, reason)
     }
-}
 
-fn save(ctx: &Context, state: &PersistedState) -> Result<(), ControlError> {
-    ctx.store.save(state).map_err(|e| ControlError::Storage(e.to_string()))
-}
+    /// Records `change` with its audit line, then puts it in force. Nothing is in force before
+    /// the audit line is durable, and nothing changes if it cannot be written.
+    async fn commit(&self, change: Change, event: AuditEvent) -> Result<(), ControlError> {
+        let action = event.action;
+        let epoch = self.h.store.apply(change.clone(), Some(event)).await.map_err(|e| {
+            tracing::error!(error = %e, %action, "could not record a change; nothing changed");
+            ControlError::Storage(format!("{e}; nothing changed"))
+        })?;
+        self.show(&change);
+        let applied = self.applied.load(Ordering::Acquire);
+        if epoch > applied + 1 {
+            // Someone else changed the store since this task last looked: read it whole.
+            self.resync().await;
+        } else {
+            self.applied.store(epoch.max(applied), Ordering::Release);
+        }
+        Ok(())
+    }
 
-fn handle(ctx: &Context, msg: Control) {
-    match msg {
-        Control::Reload { actor, reply } => {
-            let outcome = reload(ctx, &actor);
-            if let Some(reply) = reply {
-                let _ = reply.send(outcome);
+    /// The shared part of the state in force.
+    fn state(&self) -> ControlState {
+        ControlState {
+            admin_override: self.h.shared.load().admin_override.clone(),
+            revocations: (**self.h.revocations.current()).clone(),
+        }
+    }
+
+    /// Puts a recorded change in force.
+    fn show(&self, change: &Change) {
+        let mut state = self.state();
+        state.apply(change);
+        self.show_state(state);
+    }
+
+    /// Puts `state` in force, swapping only what differs.
+    fn show_state(&self, state: ControlState) {
+        if self.h.shared.load().admin_override != state.admin_override {
+            let next = self.h.shared.update(|rt| rt.with_override(state.admin_override.clone()));
+            export_mode(next.mode_at(self.h.clock.now_ms()).mode);
+        }
+        if **self.h.revocations.current() != state.revocations {
+            self.h.revocations.replace(state.revocations);
+        }
+    }
+
+    /// Reads the store whole and puts its state in force.
+    async fn resync(&self) {
+        match self.h.store.snapshot().await {
+            Ok(snapshot) => {
+                tracing::info!(epoch = snapshot.epoch, "read the state store afresh");
+                self.show_state(snapshot.state);
+                self.applied.store(snapshot.epoch, Ordering::Release);
             }
-        }
-        Control::SetMode { mode, reason, ttl, actor, reply } => {
-            let _ = reply.send(set_mode(ctx, mode, reason, ttl, &actor));
-        }
-        Control::Revoke { what, reason, actor, reply } => {
-            let _ = reply.send(revoke(ctx, what, reason, &actor));
-        }
-        Control::Unrevoke { id, actor, reply } => {
-            let _ = reply.send(unrevoke(ctx, &id, &actor));
+            Err(e) => tracing::error!(error = %e, "could not read the state store; the state in force stays"),
         }
     }
-}
 
-/// Announces (logs and audits) each bypass that has run out, once, and drops an expired admin
-/// override from the snapshot. Requests never depend on this: [`Runtime::mode_at`] already
-/// ignores an expired setting, so a late timer can never extend a bypass.
-fn expire(ctx: &Context, announced: &mut Vec<(ModeSource, i64)>) {
-    let now = ctx.clock.now_ms();
-    let rt = ctx.shared.load_full();
-    let expired_override = rt.admin_override.as_ref().filter(|o| !o.active(now)).cloned();
-    for setting in [rt.env_mode.as_ref(), Some(&rt.file_mode)].into_iter().flatten() {
-        if setting.expires_at_ms.is_some()
-            && !setting.active(now)
-            && !announced.contains(&(setting.source, setting.since_ms))
-        {
-            announced.push((setting.source, setting.since_ms));
+    /// Follows a change made elsewhere: applies the next one in sequence, skips one already
+    /// in force, and reads the store whole after a gap.
+    async fn follow(self: Arc<Self>, event: StoreEvent) {
+        match event {
+            StoreEvent::Committed { epoch, change } => {
+                let applied = self.applied.load(Ordering::Acquire);
+                if epoch <= applied {
+                    return;
+                }
+                if epoch == applied + 1 {
+                    tracing::info!(epoch, ?change, "applying a change made elsewhere");
+                    self.show(&change);
+                    self.applied.store(epoch, Ordering::Release);
+                } else {
+                    self.resync().await;
+                }
+            }
+            StoreEvent::Resync => self.resync().await,
+        }
+    }
+
+    /// Records how the gateway starts: a bypass from the environment is audited.
+    async fn record_start(&self) -> Result<(), ControlError> {
+        let rt = self.h.shared.load_full();
+        let mode = rt.mode_at(self.h.clock.now_ms());
+        if mode.source == ModeSource::Env {
+            let event = self.event(&Actor::Env, Action::ModeSet, Value::Null, json!(mode), &mode.reason);
+            self.commit(Change::Note, event).await?;
+        }
+        Ok(())
+    }
+
+    /// The expiry work due now, if any: the end of each bypass from the environment or the
+    /// file, audited once, and an admin override that has run out, removed. Requests never
+    /// depend on this: [`Runtime::mode_at`] already ignores an expired setting, so a late or
+    /// failing timer can never extend a bypass.
+    fn expiry(self: &Arc<Self>) -> Option<InHand> {
+        let now = self.h.clock.now_ms();
+        if now < self.expiry_retry_at_ms.load(Ordering::Acquire) {
+            return None;
+        }
+        let rt = self.h.shared.load_full();
+        let ended: Vec<ModeSetting> = {
+            let announced = self.announced.lock().unwrap_or_else(PoisonError::into_inner);
+            [rt.env_mode.as_ref(), Some(&rt.file_mode)]
+                .into_iter()
+                .flatten()
+                .filter(|s| s.expires_at_ms.is_some() && !s.active(now))
+                .filter(|s| !announced.contains(&(s.source, s.since_ms)))
+                .cloned()
+                .collect()
+        };
+        let expired_override = rt.admin_override.as_ref().filter(|o| !o.active(now)).cloned();
+        if ended.is_empty() && expired_override.is_none() {
+            return None;
+        }
+        let task = self.clone();
+        Some(Box::pin(async move { task.expire(rt, ended, expired_override, now).await }))
+    }
+
+    async fn expire(&self, rt: Arc<Runtime>, ended: Vec<ModeSetting>, expired_override: Option<ModeSetting>, now: i64) {
+        let retry_later = || self.expiry_retry_at_ms.store(now + EXPIRY_RETRY_MS, Ordering::Release);
+        for setting in ended {
             tracing::warn!(source = ?setting.source, mode = %setting.mode, "mode expired; falling back");
-            audit(ctx, "timer", "mode.expired", json!(setting), json!(rt.mode_at(now)), &setting.reason);
+            let event =
+                self.event(&Actor::Timer, Action::ModeExpired, json!(setting), json!(rt.mode_at(now)), &setting.reason);
+            if self.commit(Change::Note, event).await.is_err() {
+                return retry_later();
+            }
+            self.announced.lock().unwrap_or_else(PoisonError::into_inner).push((setting.source, setting.since_ms));
+        }
+        if let Some(old) = expired_override {
+            let after = rt.with_override(None).mode_at(now).clone();
+            let event = self.event(&Actor::Timer, Action::ModeExpired, json!(old), json!(after), &old.reason);
+            match self.commit(Change::ExpireOverride(old.clone()), event).await {
+                Ok(()) => {
+                    tracing::warn!(mode = %old.mode, reason = %old.reason, "admin override expired; falling back to {}", after.mode)
+                }
+                Err(_) => retry_later(),
+            }
         }
     }
-    if let Some(old) = expired_override {
-        let next = ctx.shared.update(|rt| Runtime {
-            admin_override: None,
-            config: rt.config.clone(),
-            env_mode: rt.env_mode.clone(),
-            file_mode: rt.file_mode.clone(),
-            generation: rt.generation,
-        });
-        if let Err(e) = save(ctx, &persisted(ctx)) {
-            tracing::error!(error = %e, "could not persist the expired override");
+
+    async fn set_mode(
+        &self,
+        mode: Mode,
+        reason: String,
+        ttl: Option<Duration>,
+        actor: &Actor,
+    ) -> Result<ModeSetting, ControlError> {
+        let now = self.h.clock.now_ms();
+        let rt = self.h.shared.load_full();
+        let before = rt.mode_at(now).clone();
+        let reason = reason.trim().to_string();
+        let max = rt.config.mode.max_override_ttl;
+        let new_override = if mode == Mode::Enforce && reason.is_empty() {
+            None
+        } else {
+            if reason.is_empty() {
+                return Err(ControlError::Invalid(format!("a reason is required to set {mode}")));
+            }
+            let ttl = ttl.unwrap_or_else(|| Duration::from_secs(30 * 60).min(max));
+            if ttl.is_zero() {
+                return Err(ControlError::Invalid("ttl must be positive".into()));
+            }
+            if ttl > max {
+                return Err(ControlError::Invalid(format!(
+                    "ttl {} is above mode.max_override_ttl ({})",
+                    crate::state::human(ttl),
+                    crate::state::human(max)
+                )));
+            }
+            Some(ModeSetting {
+                mode,
+                source: ModeSource::Admin,
+                reason: reason.clone(),
+                actor: actor.name(),
+                since_ms: now,
+                expires_at_ms: Some(now + duration_ms(ttl)),
+            })
+        };
+        let after = rt.with_override(new_override.clone()).mode_at(now).clone();
+        let (change, action) = match new_override {
+            Some(setting) => (Change::SetOverride(setting), Action::ModeSet),
+            None => (Change::ClearOverride, Action::ModeCleared),
+        };
+        self.commit(change, self.event(actor, action, json!(before), json!(after), &reason)).await?;
+        tracing::warn!(actor = %actor.name(), from = %before.mode, to = %after.mode, reason = %reason, "{action}");
+        Ok(after)
+    }
+
+    async fn revoke(&self, what: Revocation, reason: String, actor: &Actor) -> Result<RevocationList, ControlError> {
+        let detail = match &what {
+            Revocation::Session(id) if id.trim().is_empty() => {
+                return Err(ControlError::Invalid("session_id must not be empty".into()))
+            }
+            Revocation::User(id) if id.trim().is_empty() => {
+                return Err(ControlError::Invalid("user_id must not be empty".into()))
+            }
+            Revocation::Session(id) => json!({"session_id": id}),
+            Revocation::User(id) => json!({"user_id": id}),
+            Revocation::IssuedBefore(at) => {
+                json!({"issued_before": humantime::format_rfc3339_millis(crate::clock::from_ms(*at)).to_string()})
+            }
+        };
+        let entry = Entry { added_at_ms: self.h.clock.now_ms(), actor: actor.name(), reason: reason.clone() };
+        let event = self.event(actor, Action::RevocationAdd, Value::Null, detail, &reason);
+        self.commit(Change::Revoke { what, entry }, event).await?;
+        Ok((**self.h.revocations.current()).clone())
+    }
+
+    async fn unrevoke(&self, id: &str, actor: &Actor) -> Result<RevocationList, ControlError> {
+        let (which, removed) = {
+            let list = self.h.revocations.current();
+            let Some(which) = list.find(id) else {
+                return Err(ControlError::NotFound(format!("no revocation with id {id:?}")));
+            };
+            let removed = match &which {
+                RevocationId::IssuedBefore => json!({"issued_before_ms": list.issued_before_ms}),
+                RevocationId::Session(id) => json!({"session_id": id}),
+                RevocationId::User(id) => json!({"user_id": id}),
+            };
+            (which, removed)
+        };
+        let event = self.event(actor, Action::RevocationRemove, removed, Value::Null, "");
+        self.commit(Change::Unrevoke(which), event).await?;
+        Ok((**self.h.revocations.current()).clone())
+    }
+
+    /// Re-reads and validates the config; records the reload, then swaps it in — only when
+    /// valid. A refused reload is recorded too.
+    async fn reload(&self, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
+        let Some(path) = self.h.config_path.clone() else {
+            return Err(config_problem("this gateway was not started from a config file".into()));
+        };
+        let old_hash = self.h.shared.load().config.origin.hash.clone();
+        let env = self.h.env.clone();
+        // Reading the config and its secret files is blocking I/O: off the runtime too.
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path, &env))
+            .await
+            .map_err(|e| config_problem(format!("the config could not be read: {e}")))?;
+        match loaded {
+            Ok(config) => {
+                let config = Arc::new(config);
+                let hash = config.origin.hash.clone();
+                let event =
+                    self.event(actor, Action::ConfigReload, json!({"hash": old_hash}), json!({"hash": hash}), "");
+                if let Err(e) = self.commit(Change::Note, event).await {
+                    metrics::counter!(metric::RELOADS, "result" => "error").increment(1);
+                    return Err(e);
+                }
+                let now = self.h.clock.now_ms();
+                self.h.keys.reconfigure(&config);
+                let next = self.h.shared.update(|rt| rt.with_config(config.clone(), now));
+                metrics::counter!(metric::RELOADS, "result" => "ok").increment(1);
+                let changed = old_hash != hash;
+                for w in &next.config.warnings {
+                    tracing::warn!("config: {w}");
+                }
+                tracing::info!(actor = %actor.name(), %hash, changed, "config reloaded");
+                export_mode(next.mode_at(now).mode);
+                Ok(ReloadOutcome { hash, changed })
+            }
+            Err(errors) => {
+                metrics::counter!(metric::RELOADS, "result" => "error").increment(1);
+                tracing::error!(actor = %actor.name(), errors = %errors, "config reload refused; the running config stays");
+                let problems: Vec<Value> =
+                    errors.0.iter().map(|p| json!({"key": p.key, "message": p.message})).collect();
+                let event = self.event(
+                    actor,
+                    Action::ConfigReloadFailed,
+                    json!({"hash": old_hash}),
+                    json!({"problems": problems}),
+                    "",
+                );
+                // A refusal the store cannot record is still a refusal; `commit` has logged it.
+                let _ = self.commit(Change::Note, event).await;
+                Err(ControlError::Config(errors))
+            }
         }
-        tracing::warn!(mode = %old.mode, reason = %old.reason, "admin override expired; falling back to {}", next.mode_at(now).mode);
-        audit(ctx, "timer", "mode.expired", json!(old), json!(next.mode_at(now)), &old.reason);
-        export_mode(next.mode_at(now).mode);
+    }
+
+    /// Takes a fetched key set: queues it to be recorded (saved, and audited when its keys
+    /// changed) and put in force afterwards — or, when a request is waiting for it, puts it in
+    /// force at once and records it right after. Saves run in order, so `keys.json` always
+    /// ends with the last set.
+    fn take_keys(&self, install: KeyInstall, saves: &mpsc::UnboundedSender<KeySave>) {
+        let KeyInstall { set, urgent, reply } = install;
+        if !self.h.keys.is_source(set.url.as_deref().unwrap_or_default()) {
+            let _ = reply.send(Err(InstallError::SourceChanged));
+            return;
+        }
+        let current = self.h.keys.current();
+        let audit = (!current.same_keys(&set.keys))
+            .then(|| self.event(&Actor::Keys, Action::KeysChanged, json!(current.kids()), json!(set.kids()), ""));
+        let change = Change::KeySet(set.stored());
+        let then = if urgent {
+            self.put_keys(set);
+            let _ = reply.send(Ok(()));
+            None
+        } else {
+            Some((set, reply))
+        };
+        if let Err(mpsc::error::SendError(save)) = saves.send(KeySave { change, audit, then }) {
+            if let Some((_, reply)) = save.then {
+                let _ = reply.send(Err(InstallError::Closed));
+            }
+        }
+    }
+
+    /// Puts a recorded key set in force, unless the store refused it.
+    fn keys_saved(&self, saved: KeySaved) {
+        let KeySaved { result, set, reply } = saved;
+        let answer = match result {
+            Err(e) => Err(InstallError::NotRecorded(e)),
+            Ok(()) if !self.h.keys.is_source(set.url.as_deref().unwrap_or_default()) => {
+                Err(InstallError::SourceChanged)
+            }
+            Ok(()) => {
+                self.put_keys(set);
+                Ok(())
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn put_keys(&self, set: KeySet) {
+        let before = self.h.keys.current().kids();
+        let after = set.kids();
+        if self.h.keys.put(set) {
+            tracing::info!(?before, ?after, "key set changed");
+        }
+    }
+}
+
+fn config_problem(message: String) -> ControlError {
+    ControlError::Config(ConfigErrors(vec![ConfigProblem { key: "(file)".into(), message }]))
+}
+
+/// Completes when the change in hand does; never, when there is none.
+async fn finish(in_hand: &mut Option<InHand>) {
+    match in_hand {
+        Some(change) => change.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A key set to be recorded; `then` holds it and its caller until it may go in force.
+#[derive(Debug)]
+struct KeySave {
+    change: Change,
+    audit: Option<AuditEvent>,
+    then: Option<(KeySet, oneshot::Sender<Result<(), InstallError>>)>,
+}
+
+/// A key set recorded (or refused by the store), back to the control task to go in force.
+#[derive(Debug)]
+struct KeySaved {
+    result: Result<(), String>,
+    set: KeySet,
+    reply: oneshot::Sender<Result<(), InstallError>>,
+}
+
+/// Records key sets in order, one at a time. It changes nothing in force: sets waiting to go
+/// in force go back to the control task.
+async fn save_key_sets(
+    store: Arc<dyn ControlStore>,
+    mut to_save: mpsc::UnboundedReceiver<KeySave>,
+    saved: mpsc::UnboundedSender<KeySaved>,
+) {
+    while let Some(save) = to_save.recv().await {
+        let result = store.apply(save.change, save.audit).await.map(drop).map_err(|e| {
+            tracing::error!(error = %e, "could not record a key set");
+            e.to_string()
+        });
+        if let Some((set, reply)) = save.then {
+            let _ = saved.send(KeySaved { result, set, reply });
+        }
     }
 }
 
@@ -284,169 +705,5 @@ pub fn export_mode(mode: Mode) {
     }
 }
 
-fn set_mode(
-    ctx: &Context,
-    mode: Mode,
-    reason: String,
-    ttl: Option<Duration>,
-    actor: &Actor,
-) -> Result<ModeSetting, ControlError> {
-    let now = ctx.clock.now_ms();
-    let rt = ctx.shared.load_full();
-    let before = rt.mode_at(now).clone();
-    let reason = reason.trim().to_string();
-    let max = rt.config.mode.max_override_ttl;
-    let new_override = if mode == Mode::Enforce && reason.is_empty() {
-        None
-    } else {
-        if reason.is_empty() {
-            return Err(ControlError::Invalid(format!("a reason is required to set {mode}")));
-        }
-        let ttl = ttl.unwrap_or_else(|| Duration::from_secs(30 * 60).min(max));
-        if ttl.is_zero() {
-            return Err(ControlError::Invalid("ttl must be positive".into()));
-        }
-        if ttl > max {
-            return Err(ControlError::Invalid(format!(
-                "ttl {} is above mode.max_override_ttl ({})",
-                crate::state::human(ttl),
-                crate::state::human(max)
-            )));
-        }
-        Some(ModeSetting {
-            mode,
-            source: ModeSource::Admin,
-            reason: reason.clone(),
-            actor: actor.name(),
-            since_ms: now,
-            expires_at_ms: Some(now + duration_ms(ttl)),
-        })
-    };
-    let mut state = persisted(ctx);
-    state.admin_override = new_override.clone();
-    save(ctx, &state)?;
-    let next = ctx.shared.update(|rt| Runtime {
-        admin_override: new_override.clone(),
-        config: rt.config.clone(),
-        env_mode: rt.env_mode.clone(),
-        file_mode: rt.file_mode.clone(),
-        generation: rt.generation,
-    });
-    let after = next.mode_at(now).clone();
-    let action = if new_override.is_some() { "mode.set" } else { "mode.cleared" };
-    tracing::warn!(actor = %actor.name(), from = %before.mode, to = %after.mode, reason = %reason, "{action}");
-    audit(ctx, &actor.name(), action, json!(before), json!(after), &reason);
-    export_mode(after.mode);
-    Ok(after)
-}
-
-fn revoke(ctx: &Context, what: Revocation, reason: String, actor: &Actor) -> Result<RevocationList, ControlError> {
-    let now = ctx.clock.now_ms();
-    let before = (**ctx.revocations.current()).clone();
-    let mut list = before.clone();
-    let entry = Entry { added_at_ms: now, actor: actor.name(), reason: reason.clone() };
-    let detail = match &what {
-        Revocation::Session(id) => {
-            if id.trim().is_empty() {
-                return Err(ControlError::Invalid("session_id must not be empty".into()));
-            }
-            list.sessions.insert(id.clone(), entry);
-            json!({"session_id": id})
-        }
-        Revocation::User(id) => {
-            if id.trim().is_empty() {
-                return Err(ControlError::Invalid("user_id must not be empty".into()));
-            }
-            list.users.insert(id.clone(), entry);
-            json!({"user_id": id})
-        }
-        Revocation::IssuedBefore(at) => {
-            // A later cut-off revokes a superset; never move it backwards by accident.
-            list.issued_before_ms = Some(list.issued_before_ms.map_or(*at, |old| old.max(*at)));
-            json!({"issued_before": humantime::format_rfc3339_millis(crate::clock::from_ms(*at)).to_string()})
-        }
-    };
-    save(ctx, &PersistedState { admin_override: ctx.shared.load().admin_override.clone(), revocations: list.clone() })?;
-    ctx.revocations.replace(list.clone());
-    audit(ctx, &actor.name(), "revocation.add", json!(null), detail, &reason);
-    Ok(list)
-}
-
-fn unrevoke(ctx: &Context, id: &str, actor: &Actor) -> Result<RevocationList, ControlError> {
-    let mut list = (**ctx.revocations.current()).clone();
-    let removed = if id == "issued_before" {
-        list.issued_before_ms.take().map(|at| json!({"issued_before_ms": at}))
-    } else if list.sessions.remove(id).is_some() {
-        Some(json!({"session_id": id}))
-    } else if list.users.remove(id).is_some() {
-        Some(json!({"user_id": id}))
-    } else {
-        None
-    };
-    let Some(removed) = removed else {
-        return Err(ControlError::NotFound(format!("no revocation with id {id:?}")));
-    };
-    save(ctx, &PersistedState { admin_override: ctx.shared.load().admin_override.clone(), revocations: list.clone() })?;
-    ctx.revocations.replace(list.clone());
-    audit(ctx, &actor.name(), "revocation.remove", removed, json!(null), "");
-    Ok(list)
-}
-
-/// Re-reads and validates the config; swaps it in only when valid. Audited either way.
-fn reload(ctx: &Context, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
-    let Some(path) = &ctx.config_path else {
-        return Err(ControlError::Config(ConfigErrors(vec![ConfigProblem {
-            key: "(file)".into(),
-            message: "this gateway was not started from a config file".into(),
-        }])));
-    };
-    let old_hash = ctx.shared.load().config.origin.hash.clone();
-    match Config::load(path, &ctx.env) {
-        Ok(config) => {
-            let config = Arc::new(config);
-            let now = ctx.clock.now_ms();
-            ctx.keys.reconfigure(&config);
-            let next = ctx.shared.update(|rt| {
-                // The file's mode keeps its original start (and so its expiry) while the file
-                // says the same thing; a changed [mode] section starts afresh.
-                let fresh = Runtime::file_mode_for(&config, now);
-                let file_mode = if fresh.mode == rt.file_mode.mode && fresh.reason == rt.file_mode.reason {
-                    rt.file_mode.clone()
-                } else {
-                    fresh
-                };
-                Runtime {
-                    config: config.clone(),
-                    admin_override: rt.admin_override.clone(),
-                    env_mode: rt.env_mode.clone(),
-                    file_mode,
-                    generation: rt.generation,
-                }
-            });
-            metrics::counter!(metric::RELOADS, "result" => "ok").increment(1);
-            let hash = next.config.origin.hash.clone();
-            let changed = old_hash != hash;
-            for w in &next.config.warnings {
-                tracing::warn!("config: {w}");
-            }
-            tracing::info!(actor = %actor.name(), %hash, changed, "config reloaded");
-            audit(ctx, &actor.name(), "config.reload", json!({"hash": old_hash}), json!({"hash": hash}), "");
-            export_mode(next.mode_at(now).mode);
-            Ok(ReloadOutcome { hash, changed })
-        }
-        Err(errors) => {
-            metrics::counter!(metric::RELOADS, "result" => "error").increment(1);
-            tracing::error!(actor = %actor.name(), errors = %errors, "config reload refused; the running config stays");
-            let problems: Vec<Value> = errors.0.iter().map(|p| json!({"key": p.key, "message": p.message})).collect();
-            audit(
-                ctx,
-                &actor.name(),
-                "config.reload_failed",
-                json!({"hash": old_hash}),
-                json!({"problems": problems}),
-                "",
-            );
-            Err(ControlError::Config(errors))
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -9,20 +9,26 @@
 //! A fetch replaces the set only when it succeeds with at least one usable RS256 key; every bad
 //! answer (non-2xx, not JSON, empty, oversize, slow) leaves the last good set in force. A
 //! successful fetch is authoritative: a key that disappears from it stops verifying at once.
-//! The last good set is persisted to `state.dir/keys.json` and reloaded at start, and is
-//! served until `max_stale` after the fetch that produced it.
+//! The set is served until `max_stale` after the fetch that produced it.
+//!
+//! The key store fetches; it does not decide alone what is in force. A fetched set goes to the
+//! control task ([`KeyInstall`]), which records it through the state store — `keys.json`, and
+//! an audit line when its keys changed — off the async runtime, then puts it in force. One
+//! exception: a set fetched because a request named an unknown `kid` goes in force at once and
+//! is recorded right after, so that request never waits for a disk. A restart starts from the
+//! saved set ([`KeyStore::restore`]).
 
 mod jwks;
 mod key;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 pub use jwks::{parse_jwks, to_jwks_value, ParsedJwks};
 pub use key::{VerifyingKey, MIN_RSA_BITS};
@@ -83,6 +89,76 @@ impl KeySet {
         kids.sort();
         kids
     }
+
+    /// True when `keys` holds exactly these kids with exactly these keys.
+    pub fn same_keys(&self, keys: &HashMap<String, Arc<VerifyingKey>>) -> bool {
+        self.keys.len() == keys.len()
+            && keys.iter().all(|(kid, k)| self.keys.get(kid).is_some_and(|o| o.n == k.n && o.e == k.e))
+    }
+
+    /// The set in the form `keys.json` holds.
+    pub fn stored(&self) -> StoredKeys {
+        StoredKeys {
+            url: self.url.clone().unwrap_or_default(),
+            fetched_at_ms: self.fetched_at_ms.unwrap_or_default(),
+            jwks: to_jwks_value(&self.keys),
+        }
+    }
+}
+
+/// A key set as saved (`keys.json`): the JWKS it came from, when, and the keys as a JWKS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredKeys {
+    /// The JWKS URL.
+    pub url: String,
+    /// When the fetch succeeded, ms since the epoch.
+    pub fetched_at_ms: i64,
+    /// The keys, as a JWKS document.
+    pub jwks: serde_json::Value,
+}
+
+impl StoredKeys {
+    /// The saved set, when it belongs to the JWKS at `url` and still parses.
+    fn restore(self, url: &str) -> Option<KeySet> {
+        if self.url != url {
+            tracing::info!("the saved key set belongs to another JWKS URL; not using it");
+            return None;
+        }
+        let parsed = parse_jwks(self.jwks.to_string().as_bytes()).ok()?;
+        Some(KeySet {
+            keys: parsed.keys,
+            fetched_at_ms: Some(self.fetched_at_ms),
+            origin: KeyOrigin::Persisted,
+            url: Some(self.url),
+        })
+    }
+}
+
+/// A fetched key set on its way to the control task.
+#[derive(Debug)]
+pub struct KeyInstall {
+    /// The set, as fetched.
+    pub set: KeySet,
+    /// True when a request is waiting for it (an unknown `kid`): it goes in force at once and
+    /// is recorded right after. Otherwise it is recorded (saved, and audited when its keys
+    /// changed) first, like every other change.
+    pub urgent: bool,
+    /// Answered when the set is in force, or with why it is not.
+    pub reply: oneshot::Sender<Result<(), InstallError>>,
+}
+
+/// Why a fetched set is not in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// The JWKS URL changed (a reload) while the set was being fetched; the set was dropped.
+    #[error("the JWKS URL changed while the keys were fetched; the fetched set was dropped")]
+    SourceChanged,
+    /// Saving or auditing the set failed, so the last good set stays.
+    #[error("the fetched key set could not be recorded, so the last good set stays: {0}")]
+    NotRecorded(String),
+    /// No control task is running (shutting down).
+    #[error("the gateway is shutting down")]
+    Closed,
 }
 
 /// Why a fetch failed. The last good key set stays in force in every case.
@@ -97,6 +173,9 @@ pub enum FetchError {
     /// The JWKS could not be reached, answered an error, or answered something unusable.
     #[error("{0}")]
     Unavailable(String),
+    /// The fetch succeeded but the set could not be put in force.
+    #[error("{0}")]
+    Install(InstallError),
 }
 
 /// What the last fetch attempts looked like, for `/status` and `/readyz`.
@@ -150,7 +229,6 @@ pub struct KeyStore {
     settings: ArcSwap<Settings>,
     client: reqwest::Client,
     clock: Clock,
-    persist_path: Option<PathBuf>,
     /// Held for the duration of one fetch: the single flight.
     fetch_lock: tokio::sync::Mutex<()>,
     /// When the last unknown-kid refetch started (ms since the epoch).
@@ -160,17 +238,8 @@ pub struct KeyStore {
     status: Mutex<FetchStatus>,
     /// Bumped whenever the key set changes; part of the verdict cache's epoch.
     generation: AtomicU64,
-    /// Told about every key-set change (the control task audits them).
-    listener: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<KeyChange>>,
-}
-
-/// A change of the key set, for the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyChange {
-    /// Kids before.
-    pub before: Vec<String>,
-    /// Kids after.
-    pub after: Vec<String>,
+    /// Where fetched sets go: the control task.
+    installer: std::sync::OnceLock<mpsc::Sender<KeyInstall>>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -182,12 +251,16 @@ impl std::fmt::Debug for KeyStore {
 const MISSING_CAP: usize = 4096;
 
 impl KeyStore {
-    /// A store for `config`, loading `keys.json` from the state dir when it belongs to the same JWKS URL.
+    /// A store for `config` with no keys yet.
     pub fn new(config: &Config, clock: Clock) -> Self {
-        let persist_path = Some(config.state.dir.join("keys.json"));
+        Self::restore(config, clock, None)
+    }
+
+    /// A store for `config` starting from a saved set, when it belongs to the same JWKS URL.
+    pub fn restore(config: &Config, clock: Clock, saved: Option<StoredKeys>) -> Self {
         let settings = Settings { source: config.clerk.jwks.clone(), keys: config.clerk.keys.clone() };
-        let set = match (&persist_path, &settings.source) {
-            (Some(path), Some(source)) => load_persisted(path, &source.url).unwrap_or_default(),
+        let set = match (saved, &settings.source) {
+            (Some(saved), Some(source)) => saved.restore(&source.url).unwrap_or_default(),
             _ => KeySet::default(),
         };
         let client = reqwest::Client::builder()
@@ -200,22 +273,28 @@ impl KeyStore {
             settings: ArcSwap::from_pointee(settings),
             client,
             clock,
-            persist_path,
             fetch_lock: tokio::sync::Mutex::new(()),
             last_kid_refetch_ms: AtomicI64::new(i64::MIN / 2),
             missing: Mutex::new(HashMap::new()),
             status: Mutex::new(FetchStatus::default()),
             generation: AtomicU64::new(0),
-            listener: std::sync::OnceLock::new(),
+            installer: std::sync::OnceLock::new(),
         }
     }
 
-    /// Sends every later key-set change to `tx`. Only the first call has an effect.
-    pub fn on_change(&self, tx: tokio::sync::mpsc::UnboundedSender<KeyChange>) {
-        let _ = self.listener.set(tx);
+    /// Sends every fetched set to `tx` (the control task) to be installed. Only the first call
+    /// has an effect; until then a fetch has nowhere to go and fails.
+    pub fn send_fetched_sets_to(&self, tx: mpsc::Sender<KeyInstall>) {
+        let _ = self.installer.set(tx);
     }
 
-    /// Applies a reloaded config's key settings. A changed JWKS URL drops the old set.
+    /// True when `url` is the JWKS the settings name (a fetched set from elsewhere is stale).
+    pub fn is_source(&self, url: &str) -> bool {
+        self.settings.load().source.as_ref().is_some_and(|s| s.url == url)
+    }
+
+    /// Applies a reloaded config's key settings. A changed JWKS URL drops the old set. Called
+    /// by the control task.
     pub fn reconfigure(&self, config: &Config) {
         let old = self.settings.load();
         let url_changed = old.source.as_ref().map(|s| &s.url) != config.clerk.jwks.as_ref().map(|s| &s.url);
@@ -367,16 +446,29 @@ impl KeyStore {
                     humantime::format_duration(settings.keys.fetch_timeout)
                 )))
             });
-        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
-        status.last_attempt_ms = Some(started);
-        status.fetches += 1;
-        let outcome = match result {
+        let installed = match result {
             Ok(parsed) => {
                 for line in &parsed.skipped {
                     tracing::warn!(url = %source.url, "skipped a JWKS key: {line}");
                 }
                 let now = self.clock.now_ms();
-                let changed = self.apply(parsed.keys, now, &source.url);
+                let set = KeySet {
+                    keys: parsed.keys,
+                    fetched_at_ms: Some(now),
+                    origin: KeyOrigin::Fetched,
+                    url: Some(source.url.clone()),
+                };
+                let changed = !self.set.load().same_keys(&set.keys);
+                let urgent = matches!(trigger, Trigger::UnknownKid);
+                self.hand_over(set, urgent).await.map(|()| (now, changed)).map_err(FetchError::Install)
+            }
+            Err(e) => Err(e),
+        };
+        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        status.last_attempt_ms = Some(started);
+        status.fetches += 1;
+        let outcome = match installed {
+            Ok((now, changed)) => {
                 status.last_success_ms = Some(now);
                 status.last_error = None;
                 status.config_problem = false;
@@ -437,35 +529,31 @@ impl KeyStore {
         parse_jwks(&body).map_err(|e| FetchError::Unavailable(format!("{}: {e}", source.url)))
     }
 
-    /// Installs a key set as a successful fetch at `fetched_at_ms` would (persisting it too).
-    /// For benches and property tests that need a known set without a JWKS server.
-    pub fn install(&self, keys: HashMap<String, Arc<VerifyingKey>>, fetched_at_ms: i64) -> bool {
-        let url = self.settings.load().source.as_ref().map(|s| s.url.clone()).unwrap_or_default();
-        self.apply(keys, fetched_at_ms, &url)
+    /// Hands a fetched set to the control task and waits until it is in force (and, unless
+    /// `urgent`, recorded first).
+    async fn hand_over(&self, set: KeySet, urgent: bool) -> Result<(), InstallError> {
+        let installer = self.installer.get().ok_or(InstallError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        installer.send(KeyInstall { set, urgent, reply }).await.map_err(|_| InstallError::Closed)?;
+        answer.await.map_err(|_| InstallError::Closed)?
     }
 
-    /// Installs a fetched set. Returns whether the kids or keys changed.
-    fn apply(&self, keys: HashMap<String, Arc<VerifyingKey>>, now: i64, url: &str) -> bool {
-        let old = self.set.load();
-        let changed = old.keys.len() != keys.len()
-            || keys.iter().any(|(kid, k)| old.keys.get(kid).is_none_or(|o| o.n != k.n || o.e != k.e));
-        let set = KeySet { keys, fetched_at_ms: Some(now), origin: KeyOrigin::Fetched, url: Some(url.to_string()) };
-        if let Some(path) = &self.persist_path {
-            if let Err(e) = persist(path, &set) {
-                tracing::warn!(path = %path.display(), error = %e, "could not persist the key set");
-            }
-        }
-        let before = old.kids();
+    /// Puts `set` in force. Returns whether the kids or keys changed. Only the control task
+    /// calls this in a running gateway.
+    pub fn put(&self, set: KeySet) -> bool {
+        let changed = !self.set.load().same_keys(&set.keys);
         self.set.store(Arc::new(set));
         if changed {
             self.generation.fetch_add(1, Ordering::AcqRel);
-            let after = self.set.load().kids();
-            tracing::info!(?before, ?after, "key set changed");
-            if let Some(tx) = self.listener.get() {
-                let _ = tx.send(KeyChange { before, after });
-            }
         }
         changed
+    }
+
+    /// Puts a set in force as a fetch from the configured JWKS at `fetched_at_ms` would. For
+    /// benches and unit tests that run without a control task or a JWKS server.
+    pub fn install(&self, keys: HashMap<String, Arc<VerifyingKey>>, fetched_at_ms: i64) -> bool {
+        let url = self.settings.load().source.as_ref().map(|s| s.url.clone());
+        self.put(KeySet { keys, fetched_at_ms: Some(fetched_at_ms), origin: KeyOrigin::Fetched, url })
     }
 }
 
@@ -478,46 +566,6 @@ fn clerk_key_invalid(body: &[u8]) -> Option<String> {
             .and_then(|m| m.as_str())
             .unwrap_or("secret key invalid")
             .to_string()
-    })
-}
-
-#[derive(Serialize, Deserialize)]
-struct PersistedKeys {
-    url: String,
-    fetched_at_ms: i64,
-    jwks: serde_json::Value,
-}
-
-/// Writes the set atomically: a temporary file, fsync, rename, fsync of the directory.
-fn persist(path: &Path, set: &KeySet) -> std::io::Result<()> {
-    let doc = PersistedKeys {
-        url: set.url.clone().unwrap_or_default(),
-        fetched_at_ms: set.fetched_at_ms.unwrap_or_default(),
-        jwks: to_jwks_value(&set.keys),
-    };
-    let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
-    crate::fsutil::write_atomic(path, &bytes)
-}
-
-fn load_persisted(path: &Path, url: &str) -> Option<KeySet> {
-    let bytes = std::fs::read(path).ok()?;
-    let doc: PersistedKeys = match serde_json::from_slice(&bytes) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable keys.json");
-            return None;
-        }
-    };
-    if doc.url != url {
-        tracing::info!(path = %path.display(), "keys.json belongs to another JWKS URL; not using it");
-        return None;
-    }
-    let parsed = parse_jwks(doc.jwks.to_string().as_bytes()).ok()?;
-    Some(KeySet {
-        keys: parsed.keys,
-        fetched_at_ms: Some(doc.fetched_at_ms),
-        origin: KeyOrigin::Persisted,
-        url: Some(doc.url),
     })
 }
 

@@ -1,0 +1,261 @@
+//! The file store: `state.json`, `audit.jsonl` and `keys.json` under `state.dir`.
+//!
+//! A commit runs on a blocking thread, never on the async runtime, in three steps:
+//!
+//! 1. **Prepare**: the new `state.json` (or `keys.json`) is written beside the old one and
+//!    fsynced. Nothing a reader sees has changed yet.
+//! 2. **Commit point**: the audit line is appended and fsynced. If that fails, the prepared
+//!    file is removed and the caller hears the error: nothing changed.
+//! 3. **Publish**: the prepared file is renamed over the old one. Should that fail, the caller
+//!    hears the error and the audit line stands for a change that did not happen: the audit
+//!    trail may say too much, never too little.
+//!
+//! Commits are serialised by one lock, so audit lines never interleave and each prepared
+//! state builds on the last. The process is the only writer of its state dir, so the store
+//! never reports changes by others.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::{AuditEvent, BoxFuture, Change, ControlState, ControlStore, Snapshot, StoreError, StoreEvent};
+use crate::fsutil::Staged;
+use crate::keys::StoredKeys;
+
+/// The file store.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+    inner: Arc<Mutex<Inner>>,
+    /// Never sent on: nobody else writes this state dir.
+    others: broadcast::Sender<StoreEvent>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// What `state.json` holds, once read.
+    state: Option<ControlState>,
+    /// Changes to the state since this process started.
+    epoch: u64,
+}
+
+impl FileStore {
+    /// A store in `dir` (created on the first write).
+    pub fn new(dir: PathBuf) -> Self {
+        FileStore { dir, inner: Arc::default(), others: broadcast::channel(1).0 }
+    }
+
+    /// `state.json`: the mode override and the revocations.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// `audit.jsonl`: one JSON line per event.
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    /// `keys.json`: the last good key set.
+    pub fn keys_path(&self) -> PathBuf {
+        self.dir.join("keys.json")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the state dir (blocking).
+    pub fn load(&self) -> Snapshot {
+        let mut inner = self.lock();
+        let state = self.read_state();
+        inner.state = Some(state.clone());
+        Snapshot { epoch: inner.epoch, state, keys: self.read_keys() }
+    }
+
+    /// Commits one change and its audit line (blocking): see the module docs for the steps.
+    pub fn commit(&self, change: &Change, audit: Option<&AuditEvent>) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.state.get_or_insert_with(|| self.read_state());
+        let (staged, next) = match change {
+            Change::Note => (None, None),
+            Change::KeySet(keys) => (Some(stage(&self.keys_path(), keys)?), None),
+            _ => {
+                let mut next = current.clone();
+                next.apply(change);
+                (Some(stage(&self.state_path(), &next)?), Some(next))
+            }
+        };
+        if let Some(event) = audit {
+            self.append_audit(event)?;
+        }
+        if let Some(staged) = staged {
+            let path = staged.path().to_path_buf();
+            staged.publish().map_err(|source| StoreError::Io { doing: "replace", path, source })?;
+        }
+        if let Some(next) = next {
+            inner.state = Some(next);
+            inner.epoch += 1;
+        }
+        Ok(inner.epoch)
+    }
+
+    /// Audit events at or after `since_ms`, oldest first (blocking). A torn last line (a crash
+    /// mid-write) is skipped rather than failing the whole read.
+    pub fn read_audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        let path = self.audit_path();
+        let io = |source| StoreError::Io { doing: "read the audit log", path: path.clone(), source };
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut out = Vec::new();
+        for line in std::io::BufReader::new(f).lines() {
+            if let Ok(ev) = serde_json::from_str::<AuditEvent>(&line.map_err(io)?) {
+                if ev.time_ms >= since_ms {
+                    out.push(ev);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let path = self.audit_path();
+        let mut line = serde_json::to_vec(event).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        line.push(b'\n');
+        let append = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            f.write_all(&line)?;
+            f.sync_data()
+        };
+        append().map_err(|source| StoreError::Io { doing: "append to the audit log", path: path.clone(), source })
+    }
+
+    /// `state.json`, or nothing when there is none. An unreadable file is reported and
+    /// treated as empty: the gateway starts, and the next change replaces the file.
+    fn read_state(&self) -> ControlState {
+        let path = self.state_path();
+        match std::fs::read(&path).map(|bytes| serde_json::from_slice(&bytes)) {
+            Ok(Ok(state)) => state,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ControlState::default(),
+            Ok(Err(e)) => unreadable(&path, &e),
+            Err(e) => unreadable(&path, &e),
+        }
+    }
+
+    /// `keys.json`, or nothing when there is none or it is unreadable.
+    fn read_keys(&self) -> Option<StoredKeys> {
+        let path = self.keys_path();
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(keys) => Some(keys),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable keys.json");
+                None
+            }
+        }
+    }
+}
+
+fn unreadable(path: &Path, error: &dyn std::fmt::Display) -> ControlState {
+    tracing::error!(path = %path.display(), error = %error, "state.json is unreadable; starting with no override and no revocations");
+    ControlState::default()
+}
+
+/// Writes the new version of `path` beside it, fsynced, not yet in place.
+fn stage(path: &Path, value: &impl Serialize) -> Result<Staged, StoreError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Staged::prepare(path, &bytes).map_err(|source| StoreError::Io { doing: "write", path: path.to_path_buf(), source })
+}
+
+/// Runs `f` on a blocking thread, so a slow disk never stalls the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the state writer stopped: {e}")))?
+}
+
+impl ControlStore for FileStore {
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || Ok(store.load())))
+    }
+
+    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || store.commit(&change, audit.as_ref())))
+    }
+
+    fn changes(&self) -> broadcast::Receiver<StoreEvent> {
+        self.others.subscribe()
+    }
+
+    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || store.read_audit_since(since_ms)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::{Entry, Revocation};
+    use crate::store::Action;
+
+    fn revoke(id: &str) -> Change {
+        Change::Revoke {
+            what: Revocation::Session(id.into()),
+            entry: Entry { added_at_ms: 1, actor: "a".into(), reason: String::new() },
+        }
+    }
+
+    fn note(action: Action) -> AuditEvent {
+        AuditEvent::new(1, "a", action, serde_json::Value::Null, serde_json::Value::Null, "")
+    }
+
+    #[test]
+    fn a_commit_is_durable_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(dir.path().join("state"));
+        assert_eq!(store.load(), Snapshot::default());
+        assert_eq!(store.commit(&revoke("s1"), Some(&note(Action::RevocationAdd))).expect("commit"), 1);
+        assert_eq!(
+            store.commit(&Change::Note, Some(&note(Action::ConfigReload))).expect("note"),
+            1,
+            "a note is no change"
+        );
+        let again = FileStore::new(dir.path().join("state")).load();
+        assert!(again.state.revocations.sessions.contains_key("s1"), "{again:?}");
+        let actions: Vec<Action> = store.read_audit_since(0).expect("read").iter().map(|e| e.action).collect();
+        assert_eq!(actions, [Action::RevocationAdd, Action::ConfigReload]);
+    }
+
+    #[test]
+    fn a_failed_audit_write_leaves_state_json_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(dir.path().to_path_buf());
+        store.commit(&revoke("s1"), Some(&note(Action::RevocationAdd))).expect("commit");
+        let before = std::fs::read(store.state_path()).expect("state.json");
+        std::fs::remove_file(store.audit_path()).expect("remove audit.jsonl");
+        std::fs::create_dir(store.audit_path()).expect("audit.jsonl as a directory");
+
+        let err =
+            store.commit(&revoke("s2"), Some(&note(Action::RevocationAdd))).expect_err("the audit cannot be written");
+        let message = err.to_string();
+        assert!(message.contains("audit.jsonl") && message.contains("os error"), "{message}");
+        assert_eq!(std::fs::read(store.state_path()).expect("state.json"), before, "state.json is unchanged");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file is left behind: {names:?}");
+        assert_eq!(store.commit(&Change::Note, None).expect("epoch"), 1, "the failed change was not counted");
+    }
+}
