@@ -14,6 +14,9 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
+/// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
+/// slow state write never stalls requests on one thread, key-set changes are audited.
+mod foundations_control;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.

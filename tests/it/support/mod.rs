@@ -13,6 +13,7 @@ use clerkgate::app::{self, Options, Running};
 use clerkgate::clock::Clock;
 use clerkgate::config::{Config, Env};
 use clerkgate::mint::{SigningKey, TokenSpec};
+use clerkgate::store::ControlStore;
 use serde_json::Value;
 
 pub use jwks::{JwksReply, JwksServer};
@@ -76,7 +77,11 @@ pub struct GatewayBuilder {
     sections: Vec<(String, String)>,
     clock: Clock,
     env: Vec<(String, String)>,
+    store: Option<StoreMaker>,
 }
+
+/// Builds the state store for a gateway from its state dir.
+pub type StoreMaker = Box<dyn FnOnce(PathBuf) -> Arc<dyn ControlStore> + Send>;
 
 /// Starts describing a gateway.
 pub fn gateway() -> GatewayBuilder {
@@ -88,6 +93,7 @@ pub fn gateway() -> GatewayBuilder {
         sections: Vec::new(),
         clock: Clock::system(),
         env: Vec::new(),
+        store: None,
     }
 }
 
@@ -126,6 +132,12 @@ impl GatewayBuilder {
     /// Use this clock.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Keep control state in the store `make` builds from the state dir (default: the file store).
+    pub fn store(mut self, make: impl FnOnce(PathBuf) -> Arc<dyn ControlStore> + Send + 'static) -> Self {
+        self.store = Some(Box::new(make));
         self
     }
 
@@ -362,9 +374,12 @@ impl GatewayBuilder {
         std::fs::write(&path, &text).expect("write config");
         let env = Env::from_pairs(self.env.clone());
         let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
-        let running = app::start(config, Options { clock: self.clock.clone(), config_path: Some(path.clone()), env })
-            .await
-            .expect("start gateway");
+        let opts = Options { clock: self.clock.clone(), config_path: Some(path.clone()), env };
+        let running = match self.store {
+            Some(make) => app::start_with_store(config, opts, make(state_dir)).await,
+            None => app::start(config, opts).await,
+        }
+        .expect("start gateway");
         TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir }
     }
 }
