@@ -9,7 +9,8 @@
 //!                                               ├─ keys::KeyStore  (kid → parsed key, ArcSwap)
 //!                                               ├─ auth::VerdictCache (whole token → verdict)
 //!                                               └─ revocation::Revocations (ArcSwap)
-//!  SIGHUP, admin API, timers ──► control (one task) ──► swaps state::Shared
+//!  SIGHUP, admin API, timers, key fetches ──► control (one task) ──► store::ControlStore
+//!      (a typed change and its audit line, durable, off the runtime) ──► then swaps what requests read
 //! ```
 //!
 //! Per request: strip reserved headers → normalise the path and route it → read the mode →
@@ -22,7 +23,8 @@
 //! 3. The request path never awaits the network, except the bounded unknown-kid refetch.
 //! 4. A bad reload never replaces a good config; a bad JWKS answer never replaces good keys.
 //! 5. Bypass never starts without a reason and never outlives its expiry.
-//! 6. Admin mutations need the admin token and are audited.
+//! 6. Admin mutations need the admin token and are audited; a change that cannot be audited
+//!    does not happen, and a state write never stalls a request.
 //! 7. A signed-in request carries its user id exactly; an identity a header cannot carry is
 //!    refused, never shortened.
 
