@@ -1,9 +1,8 @@
 //! The control task: the only writer of what requests read besides the config file itself.
 //!
 //! Every change — a mode override set or cleared, a revocation added or lifted, a reload, a
-//! fetched key set, the end of a bypass — is decided here, recorded as a typed
-//! [`Change`](crate::store::Change) with its audit line through the
-//! [`ControlStore`](crate::store::ControlStore), and only then put in force. SIGHUP, the admin
+//! fetched key set, the end of a bypass — is decided here, recorded as a typed [`Change`] with
+//! its audit line through the [`ControlStore`], and only then put in force. SIGHUP, the admin
 //! API and the expiry timer just send [`Control`] messages; the key store sends fetched sets
 //! ([`KeyInstall`]); a shared store sends changes made elsewhere.
 //!
