@@ -128,7 +128,7 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
         control,
         store: store.clone(),
     });
-    if start_mode.source == crate::state::ModeSource::Env {
+    if start_mode.source == crate::mode::ModeSource::Env {
         let ev = crate::store::event(
             now,
             "env",

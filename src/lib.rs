@@ -39,6 +39,7 @@ pub mod echo;
 pub mod fsutil;
 pub mod keys;
 pub mod mint;
+pub mod mode;
 pub mod proxy;
 pub mod revocation;
 pub mod routes;

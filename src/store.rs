@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mode::ModeSetting;
 use crate::revocation::RevocationList;
-use crate::state::ModeSetting;
 
 /// What survives a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,7 +35,7 @@ use crate::app::Context;
 use crate::clock::from_ms;
 use crate::control::{ControlError, Revocation};
 use crate::keys::{FetchError, Trigger};
-use crate::state::Mode;
+use crate::mode::Mode;
 use guard::AdminActor;
 
 /// Largest admin request body accepted.

@@ -43,10 +43,11 @@ use super::verify::{self, Carrier, Policy, Refusal, TimeVerdict, Verified};
 use crate::answer;
 use crate::clock::{duration_ms, Clock};
 use crate::keys::KeyStore;
+use crate::mode::Mode;
 use crate::proxy::headers::{self, names};
 use crate::revocation::Revocations;
 use crate::routes::{self, Route};
-use crate::state::{Mode, Shared};
+use crate::state::Shared;
 use crate::telemetry::names as metric;
 
 /// The auth status handed to the upstream in `X-Clerk-Auth-Status`, also kept as a request

@@ -29,8 +29,8 @@ pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, R
 pub use secret::Secret;
 
 use crate::keys::VerifyingKey;
+use crate::mode::Mode;
 use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
-use crate::state::Mode;
 use raw::{RawConfig, Unknown};
 
 /// The validated configuration. Never mutated: a reload builds a new one.

@@ -15,8 +15,9 @@ use crate::app::Context;
 use crate::clock::duration_ms;
 use crate::config::{Config, ConfigErrors, ConfigProblem};
 use crate::keys::KeyChange;
+use crate::mode::{Mode, ModeSetting, ModeSource};
 use crate::revocation::{Entry, RevocationList};
-use crate::state::{Mode, ModeSetting, ModeSource, Runtime};
+use crate::state::Runtime;
 use crate::store::{event, PersistedState};
 use crate::telemetry::names as metric;
 
