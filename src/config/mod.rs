@@ -28,9 +28,9 @@ pub use env::{vars, Env};
 pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};
 pub use secret::Secret;
 
-use crate::keys::VerifyingKey;
 use crate::mode::Mode;
 use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
+use crate::verifying_key::VerifyingKey;
 use raw::{RawConfig, Unknown};
 
 /// The validated configuration. Never mutated: a reload builds a new one.

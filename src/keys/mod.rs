@@ -13,7 +13,6 @@
 //! served until `max_stale` after the fetch that produced it.
 
 mod jwks;
-mod key;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +23,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+pub use crate::verifying_key::VerifyingKey;
 pub use jwks::{parse_jwks, to_jwks_value, ParsedJwks};
-pub use key::{VerifyingKey, MIN_RSA_BITS};
 
 use crate::clock::{duration_ms, Clock};
 use crate::config::{Config, JwksSource, KeysConfig};
