@@ -165,6 +165,9 @@ pub struct ClerkConfig {
     pub keys: KeysConfig,
 }
 
+/// `clerk.verdict_cache_entries` when unset: 64k tokens of about 1 KiB each.
+pub const DEFAULT_VERDICT_CACHE_ENTRIES: usize = 65_536;
+
 /// `[clerk.keys]`: the key lifecycle.
 #[derive(Debug, Clone)]
 pub struct KeysConfig {
@@ -854,7 +857,7 @@ impl Validator {
         }
 
         let verdict_cache_entries = match raw.verdict_cache_entries {
-            None => crate::auth::cache::DEFAULT_CAPACITY,
+            None => DEFAULT_VERDICT_CACHE_ENTRIES,
             Some(n) if (0..=10_000_000).contains(&n) => n as usize,
             Some(n) => {
                 self.problem("clerk.verdict_cache_entries", format!("{n} must be between 0 (disabled) and 10000000"));
