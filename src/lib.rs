@@ -41,6 +41,7 @@ pub mod keys;
 pub mod mint;
 pub mod mode;
 pub mod proxy;
+pub mod reason;
 pub mod revocation;
 pub mod routes;
 pub mod server;

@@ -37,7 +37,6 @@ use tower::{Layer, Service};
 
 use super::cache::{Epoch, VerdictCache};
 use super::has::has_role_and_permission;
-use super::reason::{Failure, Reason};
 use super::token::{self, Found};
 use super::verify::{self, Carrier, Policy, Refusal, TimeVerdict, Verified};
 use crate::answer;
@@ -45,6 +44,7 @@ use crate::clock::{duration_ms, Clock};
 use crate::keys::KeyStore;
 use crate::mode::Mode;
 use crate::proxy::headers::{self, names};
+use crate::reason::{Failure, Reason};
 use crate::revocation::Revocations;
 use crate::routes::{self, Route};
 use crate::state::Shared;
