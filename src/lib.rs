@@ -37,6 +37,7 @@ pub mod control;
 pub mod demo;
 pub mod echo;
 pub mod fsutil;
+pub mod headers;
 pub mod keys;
 pub mod mint;
 pub mod mode;

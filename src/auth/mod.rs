@@ -23,5 +23,5 @@ pub mod webhook;
 pub use crate::reason::{Failure, Reason};
 pub use cache::{Epoch, VerdictCache};
 pub use claims::{OrgContext, SessionClaims};
-pub use service::{Auth, AuthLayer, AuthStatus, Gate};
+pub use service::{Auth, AuthLayer, Gate};
 pub use verify::{Carrier, TimeClaim, Verified};

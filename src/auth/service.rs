@@ -41,40 +41,14 @@ use super::token::{self, Found};
 use super::verify::{self, Carrier, Policy, Refusal, TimeVerdict, Verified};
 use crate::answer;
 use crate::clock::{duration_ms, Clock};
+use crate::headers::{self, names, AuthStatus};
 use crate::keys::KeyStore;
 use crate::mode::Mode;
-use crate::proxy::headers::{self, names};
 use crate::reason::{Failure, Reason};
 use crate::revocation::Revocations;
 use crate::routes::{self, Route};
 use crate::state::Shared;
 use crate::telemetry::names as metric;
-
-/// The auth status handed to the upstream in `X-Clerk-Auth-Status`, also kept as a request
-/// extension so later stages (the proxy's error answers, logs) can report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthStatus {
-    /// A verified token.
-    SignedIn,
-    /// No valid token, on a public route.
-    SignedOut,
-    /// Forwarded because of bypass mode.
-    Bypass,
-    /// Accepted only because of grace mode.
-    Grace,
-}
-
-impl AuthStatus {
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthStatus::SignedIn => "signed-in",
-            AuthStatus::SignedOut => "signed-out",
-            AuthStatus::Bypass => "bypass",
-            AuthStatus::Grace => "grace",
-        }
-    }
-}
 
 /// Everything the auth layer reads: runtime snapshot, keys, verdict cache, revocations, clock.
 pub struct Gate {
