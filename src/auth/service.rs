@@ -457,7 +457,8 @@ fn decide_after_signature(
         TimeVerdict::Expired { by_ms, .. } if grace && by_ms <= duration_ms(config.mode.grace_max_expired) => true,
         TimeVerdict::Expired { failure, .. } | TimeVerdict::Failed(failure) => return Err(Checked::Failed(failure)),
     };
-    if revocations.revokes(&verified.claims, verified.iat) {
+    let claims = &verified.claims;
+    if revocations.revokes(&claims.user_id, claims.session_id.as_deref(), verified.iat.ms()) {
         return Ok(TokenOutcome::Refused(Failure::new(
             Reason::SessionRevoked,
             "This session was revoked at the gateway.",
