@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::client;
 use crate::config::{vars, Config, Env};
-use crate::mint::{SigningKey, TokenSpec};
+use crate::devtools::mint::{SigningKey, TokenSpec};
 
 /// clerkgate: a reverse-proxy auth gateway for applications that sign their users in with Clerk.
 #[derive(Debug, Parser)]
@@ -182,7 +182,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(c) => check_config(&c.path(&env), &env),
         Command::Token(t) => token(t),
         Command::Run(c) => runtime().block_on(run(c.path(&env), env)),
-        Command::Demo => runtime().block_on(crate::demo::run()),
+        Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
             let body = serde_json::json!({"mode": m.mode, "reason": m.reason, "ttl": m.ttl});
             m.admin.call(&env, http::Method::PUT, "/mode", Some(body), client::show_mode)

@@ -34,12 +34,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod demo;
-pub mod echo;
+pub mod devtools;
 pub mod fsutil;
 pub mod headers;
 pub mod keys;
-pub mod mint;
 pub mod mode;
 pub mod proxy;
 pub mod reason;
@@ -50,3 +48,6 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod verifying_key;
+
+/// The echo upstream and token minting, at the paths the integration tests and benches use.
+pub use devtools::{echo, mint};
