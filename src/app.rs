@@ -174,8 +174,8 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
 
     let service = AuthLayer::new(gate).layer(Proxy::new(shared.clone()));
     let mut tasks = Vec::new();
-    let limits = crate::server::ConnLimits::new(&config.server, crate::server::raise_fd_limit());
-    tasks.push(tokio::spawn(crate::server::serve(data, service, limits, wait_for(rx.clone()))));
+    let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
+    tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, wait_for(rx.clone()))));
     let admin_router = crate::admin::router(ctx.clone());
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
