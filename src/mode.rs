@@ -63,6 +63,18 @@ pub enum ModeSource {
     Default,
 }
 
+impl ModeSource {
+    /// The name used in the admin API and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeSource::Admin => "admin",
+            ModeSource::Env => "env",
+            ModeSource::File => "file",
+            ModeSource::Default => "default",
+        }
+    }
+}
+
 /// A mode with where it came from, why, and until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModeSetting {

@@ -138,7 +138,7 @@ impl Counters {
 }
 
 /// Request outcomes since start, for `/status`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct OutcomeCounts {
     /// Forwarded with a verified identity.
     pub signed_in: u64,

@@ -49,7 +49,7 @@ pub struct KeySet {
 }
 
 /// How the current key set was obtained.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyOrigin {
     /// No remote keys yet.
