@@ -21,7 +21,9 @@ use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
 use crate::store::{FileStore, StateStore};
 
-/// Everything the listeners share.
+/// Everything the running gateway shares, for the code that started it (the binary, the demo,
+/// tests). No module imports it: the admin API and the control task get their own narrow
+/// handles ([`crate::admin::AdminState`], [`crate::control::ControlState`]), built here.
 #[derive(Debug)]
 pub struct Context {
     /// The runtime snapshot.
@@ -164,7 +166,18 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
         }
     }
     control::export_mode(start_mode.mode);
-    let control_task = control::spawn(ctx.clone(), control_rx);
+    let control_task = control::spawn(
+        Arc::new(control::ControlState {
+            shared: shared.clone(),
+            keys: keys.clone(),
+            revocations: ctx.revocations.clone(),
+            clock: ctx.clock.clone(),
+            config_path: ctx.config_path.clone(),
+            env: ctx.env.clone(),
+            store: store.clone(),
+        }),
+        control_rx,
+    );
 
     let data = TcpListener::bind(config.server.listen).await?;
     let admin = TcpListener::bind(config.admin.listen).await?;
@@ -176,7 +189,15 @@ pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
     let mut tasks = Vec::new();
     let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
     tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, wait_for(rx.clone()))));
-    let admin_router = crate::admin::router(ctx.clone());
+    let admin_router = crate::admin::router(Arc::new(crate::admin::AdminState {
+        shared: shared.clone(),
+        keys: keys.clone(),
+        revocations: ctx.revocations.clone(),
+        gate: ctx.gate.clone(),
+        clock: ctx.clock.clone(),
+        control: ctx.control.clone(),
+        store: store.clone(),
+    }));
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(admin, admin_router).with_graceful_shutdown(wait_for(admin_rx)).await;

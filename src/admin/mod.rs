@@ -33,19 +33,41 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::Context;
-use crate::clock::from_ms;
-use crate::control::{ControlError, Revocation};
-use crate::keys::{FetchError, Trigger};
+use crate::auth::Gate;
+use crate::clock::{from_ms, Clock};
+use crate::control::{ControlError, ControlHandle, Revocation};
+use crate::keys::{FetchError, KeyStore, Trigger};
 use crate::mode::Mode;
+use crate::revocation::Revocations;
+use crate::state::Shared;
+use crate::store::StateStore;
 use api::{ApiError, ModeRequest, Problem, RevokeRequest};
 use guard::AdminActor;
+
+/// What the admin API reads, and the control funnel it sends changes to. Built by the wiring.
+#[derive(Debug)]
+pub struct AdminState {
+    /// The runtime snapshot (config, mode).
+    pub shared: Arc<Shared>,
+    /// The key store (status, `POST /keys/refresh`).
+    pub keys: Arc<KeyStore>,
+    /// Revocations in force.
+    pub revocations: Arc<Revocations>,
+    /// The auth gate, for its outcome counters.
+    pub gate: Arc<Gate>,
+    /// The clock.
+    pub clock: Clock,
+    /// Where mutations go.
+    pub control: ControlHandle,
+    /// The audit log, for `GET /audit`.
+    pub store: Arc<dyn StateStore>,
+}
 
 /// Largest admin request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
 /// The admin router.
-pub fn router(ctx: Arc<Context>) -> Router {
+pub fn router(ctx: Arc<AdminState>) -> Router {
     let guarded = Router::new()
         .route("/status", get(status))
         .route("/mode", get(get_mode).put(put_mode))
@@ -96,7 +118,7 @@ async fn healthz() -> Response {
 }
 
 /// Why the gateway is or is not ready to verify tokens.
-pub fn readiness(ctx: &Context) -> api::Readiness {
+pub fn readiness(ctx: &AdminState) -> api::Readiness {
     let rt = ctx.shared.load();
     let clerk = &rt.config.clerk;
     let now = ctx.clock.now_ms();
@@ -128,13 +150,13 @@ pub fn readiness(ctx: &Context) -> api::Readiness {
     }
 }
 
-async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
+async fn readyz(State(ctx): State<Arc<AdminState>>) -> Response {
     let body = readiness(&ctx);
     let code = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
+async fn metrics(State(ctx): State<Arc<AdminState>>) -> Response {
     let rt = ctx.shared.load();
     crate::control::export_mode(rt.mode_at(ctx.clock.now_ms()).mode);
     let set = ctx.keys.current();
@@ -145,7 +167,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-fn mode_json(ctx: &Context) -> api::ModeView {
+fn mode_json(ctx: &AdminState) -> api::ModeView {
     let rt = ctx.shared.load();
     let now = ctx.clock.now_ms();
     let m = rt.mode_at(now);
@@ -161,7 +183,7 @@ fn mode_json(ctx: &Context) -> api::ModeView {
     }
 }
 
-async fn status(State(ctx): State<Arc<Context>>) -> Response {
+async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
     let rt = ctx.shared.load_full();
     let now = ctx.clock.now_ms();
     let clerk = &rt.config.clerk;
@@ -203,12 +225,12 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
     Json(body).into_response()
 }
 
-async fn get_mode(State(ctx): State<Arc<Context>>) -> Response {
+async fn get_mode(State(ctx): State<Arc<AdminState>>) -> Response {
     Json(mode_json(&ctx)).into_response()
 }
 
 async fn put_mode(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     body: Result<Json<ModeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -231,14 +253,14 @@ async fn put_mode(
     }
 }
 
-async fn reload(State(ctx): State<Arc<Context>>, Extension(actor): Extension<AdminActor>) -> Response {
+async fn reload(State(ctx): State<Arc<AdminState>>, Extension(actor): Extension<AdminActor>) -> Response {
     match ctx.control.reload(actor.0).await {
         Ok(o) => Json(api::Reloaded { hash: o.hash, changed: o.changed }).into_response(),
         Err(e) => control_error(e),
     }
 }
 
-async fn keys_refresh(State(ctx): State<Arc<Context>>) -> Response {
+async fn keys_refresh(State(ctx): State<Arc<AdminState>>) -> Response {
     match ctx.keys.refresh(Trigger::Admin).await {
         Ok(kids) => Json(api::KeysLoaded { kids }).into_response(),
         Err(FetchError::NoSource) => {
@@ -257,7 +279,7 @@ fn revocations_json(list: &crate::revocation::RevocationList) -> api::Revocation
     }
 }
 
-async fn list_revocations(State(ctx): State<Arc<Context>>) -> Response {
+async fn list_revocations(State(ctx): State<Arc<AdminState>>) -> Response {
     Json(revocations_json(&ctx.revocations.current())).into_response()
 }
 
@@ -272,7 +294,7 @@ pub fn parse_moment(text: &str, now_ms: i64) -> Result<i64, String> {
 }
 
 async fn add_revocation(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -302,7 +324,7 @@ async fn add_revocation(
 }
 
 async fn remove_revocation(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     Path(id): Path<String>,
 ) -> Response {
@@ -317,7 +339,7 @@ struct AuditQuery {
     since: Option<String>,
 }
 
-async fn audit(State(ctx): State<Arc<Context>>, Query(q): Query<AuditQuery>) -> Response {
+async fn audit(State(ctx): State<Arc<AdminState>>, Query(q): Query<AuditQuery>) -> Response {
     let since = match q.since.as_deref().map(|s| parse_moment(s, ctx.clock.now_ms())) {
         None => i64::MIN,
         Some(Ok(ms)) => ms,

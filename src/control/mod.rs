@@ -5,21 +5,41 @@
 
 pub mod signals;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::Context;
-use crate::clock::duration_ms;
-use crate::config::{Config, ConfigErrors, ConfigProblem};
-use crate::keys::KeyChange;
+use crate::clock::{duration_ms, Clock};
+use crate::config::{Config, ConfigErrors, ConfigProblem, Env};
+use crate::keys::{KeyChange, KeyStore};
 use crate::mode::{Mode, ModeSetting, ModeSource};
-use crate::revocation::{Entry, RevocationList};
-use crate::state::Runtime;
-use crate::store::{event, PersistedState};
+use crate::revocation::{Entry, RevocationList, Revocations};
+use crate::state::{Runtime, Shared};
+use crate::store::{event, PersistedState, StateStore};
 use crate::telemetry::names as metric;
+
+/// What the control task writes, and what it reads to do so. Built by the wiring; only the
+/// control task holds it.
+#[derive(Debug)]
+pub struct ControlState {
+    /// The runtime snapshot it swaps.
+    pub shared: Arc<Shared>,
+    /// The key store, reconfigured on reload; its changes are audited.
+    pub keys: Arc<KeyStore>,
+    /// The revocations it replaces.
+    pub revocations: Arc<Revocations>,
+    /// The clock.
+    pub clock: Clock,
+    /// The config file, re-read on reload.
+    pub config_path: Option<PathBuf>,
+    /// The environment the config is resolved with.
+    pub env: Env,
+    /// Durable state and the audit log.
+    pub store: Arc<dyn StateStore>,
+}
 
 /// Who asked for a change (recorded in the audit log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +206,7 @@ pub fn channel() -> (ControlHandle, mpsc::Receiver<Control>) {
 const TIMER_TICK: Duration = Duration::from_millis(200);
 
 /// Starts the control task for `ctx`: drains `rx`, audits key changes, and expires modes.
-pub fn spawn(ctx: Arc<Context>, mut rx: mpsc::Receiver<Control>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(ctx: Arc<ControlState>, mut rx: mpsc::Receiver<Control>) -> tokio::task::JoinHandle<()> {
     let (key_tx, mut key_rx) = mpsc::unbounded_channel::<KeyChange>();
     ctx.keys.on_change(key_tx);
     tokio::spawn(async move {
@@ -206,25 +226,25 @@ pub fn spawn(ctx: Arc<Context>, mut rx: mpsc::Receiver<Control>) -> tokio::task:
     })
 }
 
-fn audit(ctx: &Context, actor: &str, action: &str, before: Value, after: Value, reason: &str) {
+fn audit(ctx: &ControlState, actor: &str, action: &str, before: Value, after: Value, reason: &str) {
     let ev = event(ctx.clock.now_ms(), actor, action, before, after, reason);
     if let Err(e) = ctx.store.append_audit(&ev) {
         tracing::error!(error = %e, action, "could not write the audit log");
     }
 }
 
-fn persisted(ctx: &Context) -> PersistedState {
+fn persisted(ctx: &ControlState) -> PersistedState {
     PersistedState {
         admin_override: ctx.shared.load().admin_override.clone(),
         revocations: (**ctx.revocations.current()).clone(),
     }
 }
 
-fn save(ctx: &Context, state: &PersistedState) -> Result<(), ControlError> {
+fn save(ctx: &ControlState, state: &PersistedState) -> Result<(), ControlError> {
     ctx.store.save(state).map_err(|e| ControlError::Storage(e.to_string()))
 }
 
-fn handle(ctx: &Context, msg: Control) {
+fn handle(ctx: &ControlState, msg: Control) {
     match msg {
         Control::Reload { actor, reply } => {
             let outcome = reload(ctx, &actor);
@@ -247,7 +267,7 @@ fn handle(ctx: &Context, msg: Control) {
 /// Announces (logs and audits) each bypass that has run out, once, and drops an expired admin
 /// override from the snapshot. Requests never depend on this: [`Runtime::mode_at`] already
 /// ignores an expired setting, so a late timer can never extend a bypass.
-fn expire(ctx: &Context, announced: &mut Vec<(ModeSource, i64)>) {
+fn expire(ctx: &ControlState, announced: &mut Vec<(ModeSource, i64)>) {
     let now = ctx.clock.now_ms();
     let rt = ctx.shared.load_full();
     let expired_override = rt.admin_override.as_ref().filter(|o| !o.active(now)).cloned();
@@ -286,7 +306,7 @@ pub fn export_mode(mode: Mode) {
 }
 
 fn set_mode(
-    ctx: &Context,
+    ctx: &ControlState,
     mode: Mode,
     reason: String,
     ttl: Option<Duration>,
@@ -341,7 +361,7 @@ fn set_mode(
     Ok(after)
 }
 
-fn revoke(ctx: &Context, what: Revocation, reason: String, actor: &Actor) -> Result<RevocationList, ControlError> {
+fn revoke(ctx: &ControlState, what: Revocation, reason: String, actor: &Actor) -> Result<RevocationList, ControlError> {
     let now = ctx.clock.now_ms();
     let before = (**ctx.revocations.current()).clone();
     let mut list = before.clone();
@@ -373,7 +393,7 @@ fn revoke(ctx: &Context, what: Revocation, reason: String, actor: &Actor) -> Res
     Ok(list)
 }
 
-fn unrevoke(ctx: &Context, id: &str, actor: &Actor) -> Result<RevocationList, ControlError> {
+fn unrevoke(ctx: &ControlState, id: &str, actor: &Actor) -> Result<RevocationList, ControlError> {
     let mut list = (**ctx.revocations.current()).clone();
     let removed = if id == "issued_before" {
         list.issued_before_ms.take().map(|at| json!({"issued_before_ms": at}))
@@ -394,7 +414,7 @@ fn unrevoke(ctx: &Context, id: &str, actor: &Actor) -> Result<RevocationList, Co
 }
 
 /// Re-reads and validates the config; swaps it in only when valid. Audited either way.
-fn reload(ctx: &Context, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
+fn reload(ctx: &ControlState, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
     let Some(path) = &ctx.config_path else {
         return Err(ControlError::Config(ConfigErrors(vec![ConfigProblem {
             key: "(file)".into(),
