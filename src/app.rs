@@ -78,11 +78,6 @@ impl Running {
             let _ = t.await;
         }
     }
-
-    /// A future that completes when a shutdown has been requested.
-    pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        wait_for(self.shutdown.subscribe())
-    }
 }
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {

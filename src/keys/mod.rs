@@ -242,16 +242,6 @@ impl KeyStore {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// True when a remote source is configured.
-    pub fn has_source(&self) -> bool {
-        self.settings.load().source.is_some()
-    }
-
-    /// The configured `max_stale`.
-    pub fn max_stale(&self) -> Duration {
-        self.settings.load().keys.max_stale
-    }
-
     /// Fetches the JWKS now (single flight with any other fetch) and returns the kids loaded.
     pub async fn refresh(&self, trigger: Trigger) -> Result<Vec<String>, FetchError> {
         let _guard = self.fetch_lock.lock().await;
