@@ -3,17 +3,45 @@
 //! # Architecture in one screen
 //!
 //! ```text
-//!  client ──► server (hyper-util, h1/h2c) ──► auth::Auth (tower layer) ──► proxy::Proxy ──► upstream
-//!                                               │ reads, lock-free:
-//!                                               ├─ state::Shared   (config + mode, ArcSwap)
-//!                                               ├─ keys::KeyStore  (kid → parsed key, ArcSwap)
-//!                                               ├─ auth::VerdictCache (whole token → verdict)
-//!                                               └─ revocation::Revocations (ArcSwap)
-//!  SIGHUP, admin API, timers ──► control (one task) ──► swaps state::Shared
+//!  request path   client ─► listener ─► auth (tower layer) ─► proxy ─► upstream
+//!                                        │ reads, lock-free:     │
+//!                                        ├─ state   (config + mode, ArcSwap)
+//!                                        ├─ keys    (kid → parsed key, ArcSwap)
+//!                                        ├─ auth::VerdictCache (whole token → verdict)
+//!                                        └─ revocation (ArcSwap)
+//!                                        └──────► answer ◄───────┘  the gateway's own responses
+//!
+//!  control path   SIGHUP (control::signals), admin API, expiry timer
+//!                   ─► control (one task, one change at a time)
+//!                        ─► swaps state and revocations, audits key changes
+//!                        ─► store (state.json, audit.jsonl)
 //! ```
 //!
 //! Per request: strip reserved headers → normalise the path and route it → read the mode →
 //! find the token → verify → authorise → forward with identity headers, or answer.
+//!
+//! # Layers
+//!
+//! Top to bottom. A module names only modules in rows below its own, never one in its own row
+//! (so `auth` and `proxy` stay apart, and what both need sits below both); `tests/it/layers.rs`
+//! checks every `crate::` path against this table and that there is no import cycle.
+//!
+//! ```text
+//!  entry                         cli (main.rs calls it)
+//!  development tools             devtools: demo, echo upstream, token minting
+//!  wiring                        app: builds everything from a config, binds the listeners
+//!  edges                         listener (data plane)        admin (API, guard, CLI client)
+//!  the one writer                control
+//!  durable state and audit       store
+//!  the decision and the hop      auth                         proxy
+//!  the gateway's own answers     answer
+//!  what auth and proxy share     headers (names, hygiene)     reason (why refused)
+//!  what the request path reads   keys    state    revocation
+//!  logging and metrics           telemetry
+//!  validated configuration       config
+//!  what the config is made of    routes    mode    verifying_key
+//!  base                          clock    fsutil
+//! ```
 //!
 //! # Invariants (each has a test; the README says where)
 //!

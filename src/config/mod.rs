@@ -10,10 +10,10 @@
 //! Secrets come from three places, highest first: the environment (Clerk's own variable
 //! names), a `*_file` key, the inline key.
 //!
-//! One file per job: [`types`] (the validated form), [`raw`] (the serde mirror),
-//! [`toml_recovery`] (reading past wrongly typed values), [`validate`] (raw → validated),
-//! [`publishable_key`], [`env`] and [`secret`] (where values come from), [`hygiene`] (the
-//! `[upstream]` header policy), [`effective`] (what `check-config` prints).
+//! One file per job: `types.rs` (the validated form), `raw.rs` (the serde mirror),
+//! `toml_recovery.rs` (reading past wrongly typed values), `validate.rs` (raw → validated),
+//! `publishable_key.rs`, `env.rs` and `secret.rs` (where values come from), `hygiene.rs` (the
+//! `[upstream]` header policy), `effective.rs` (what `check-config` prints).
 
 mod effective;
 mod env;
