@@ -4,12 +4,12 @@
 //!
 //! ```text
 //!  request path   client ─► listener ─► auth (tower layer) ─► proxy ─► upstream
-//!                                        │ reads, lock-free:     │
-//!                                        ├─ state   (config + mode, ArcSwap)
-//!                                        ├─ keys    (kid → parsed key, ArcSwap)
-//!                                        ├─ auth::VerdictCache (whole token → verdict)
-//!                                        └─ revocation (ArcSwap)
-//!                                        └──────► answer ◄───────┘  the gateway's own responses
+//!                                        │                      │
+//!                                        ├─ reads, lock-free: state (config + mode),
+//!                                        │  keys (kid → parsed key), revocation (ArcSwap each),
+//!                                        │  auth::VerdictCache (whole token → verdict)
+//!                                        ▼                      ▼
+//!                                 answer: every response the gateway writes itself
 //!
 //!  control path   SIGHUP (control::signals), admin API, expiry timer
 //!                   ─► control (one task, one change at a time)
