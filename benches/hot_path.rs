@@ -171,7 +171,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("sanitize_request", |b| {
         b.iter_batched(
             || template.headers().clone(),
-            |mut h| black_box(clerkgate::proxy::headers::sanitize_request(&mut h, http::Version::HTTP_11, &policy)),
+            |mut h| black_box(clerkgate::headers::sanitize_request(&mut h, http::Version::HTTP_11, &policy)),
             BatchSize::SmallInput,
         )
     });

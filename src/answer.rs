@@ -8,8 +8,8 @@ use axum::body::Body;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::auth::{Failure, Reason};
-use crate::proxy::headers::names;
+use crate::headers::names;
+use crate::reason::{Failure, Reason};
 
 /// How many seconds a 503 `jwks-unavailable` asks the client to wait.
 pub const RETRY_AFTER_SECONDS: &str = "5";

@@ -22,7 +22,9 @@ use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
 use crate::store::{ControlStore, FileStore, Snapshot};
 
-/// Everything the listeners share.
+/// Everything the running gateway shares, for the code that started it (the binary, the demo,
+/// tests). No module imports it: the admin API and the control task get their own narrow
+/// handles ([`crate::admin::AdminState`], [`crate::control::ControlState`]), built here.
 #[derive(Debug)]
 pub struct Context {
     /// The runtime snapshot.
@@ -73,11 +75,6 @@ impl Running {
             let _ = t.await;
         }
     }
-
-    /// A future that completes when a shutdown has been requested.
-    pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        wait_for(self.shutdown.subscribe())
-    }
 }
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {
@@ -123,7 +120,7 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
         None => {}
     }
     let start_mode = runtime.mode_at(now).clone();
-    if start_mode.source == crate::state::ModeSource::Env {
+    if start_mode.source == crate::mode::ModeSource::Env {
         tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
     }
     let shared = Arc::new(Shared::new(runtime));
@@ -153,16 +150,24 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
         gate: gate.clone(),
         clock,
         control,
-        store,
+        store: store.clone(),
     });
 
     let (tx, rx) = watch::channel(false);
 
     let service = AuthLayer::new(gate).layer(Proxy::new(shared.clone()));
     let mut tasks = Vec::new();
-    let limits = crate::server::ConnLimits::new(&config.server, crate::server::raise_fd_limit());
-    tasks.push(tokio::spawn(crate::server::serve(data, service, limits, wait_for(rx.clone()))));
-    let admin_router = crate::admin::router(ctx.clone());
+    let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
+    tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, wait_for(rx.clone()))));
+    let admin_router = crate::admin::router(Arc::new(crate::admin::AdminState {
+        shared: shared.clone(),
+        keys: keys.clone(),
+        revocations: ctx.revocations.clone(),
+        gate: ctx.gate.clone(),
+        clock: ctx.clock.clone(),
+        control: ctx.control.clone(),
+        store: store.clone(),
+    }));
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(admin, admin_router).with_graceful_shutdown(wait_for(admin_rx)).await;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::client;
+use crate::admin::{api, client};
 use crate::config::{vars, Config, Env};
-use crate::mint::{SigningKey, TokenSpec};
+use crate::devtools::mint::{SigningKey, TokenSpec};
 
 /// clerkgate: a reverse-proxy auth gateway for applications that sign their users in with Clerk.
 #[derive(Debug, Parser)]
@@ -79,15 +79,16 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
-    /// Makes one admin API call and prints its answer with `show` (or raw with `--json`).
-    fn call(
+    /// Makes one admin API call with `body` and prints its answer with `show` (or raw with `--json`).
+    fn call<T: serde::de::DeserializeOwned>(
         &self,
         env: &Env,
         method: http::Method,
         path: &str,
-        body: Option<serde_json::Value>,
-        show: fn(&serde_json::Value) -> String,
+        body: Option<&impl serde::Serialize>,
+        show: fn(&T) -> String,
     ) -> ExitCode {
+        let body = body.and_then(|b| serde_json::to_value(b).ok());
         runtime().block_on(client::call(&self.admin, env, method, path, body, self.json, show))
     }
 }
@@ -182,15 +183,15 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(c) => check_config(&c.path(&env), &env),
         Command::Token(t) => token(t),
         Command::Run(c) => runtime().block_on(run(c.path(&env), env)),
-        Command::Demo => runtime().block_on(crate::demo::run()),
+        Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
-            let body = serde_json::json!({"mode": m.mode, "reason": m.reason, "ttl": m.ttl});
-            m.admin.call(&env, http::Method::PUT, "/mode", Some(body), client::show_mode)
+            let body = api::ModeRequest { mode: m.mode, reason: m.reason, ttl: m.ttl };
+            m.admin.call(&env, http::Method::PUT, "/mode", Some(&body), client::show_mode)
         }
-        Command::Status(a) => a.call(&env, http::Method::GET, "/status", None, client::show_status),
-        Command::Reload(a) => a.call(&env, http::Method::POST, "/reload", None, client::show_reload),
+        Command::Status(a) => a.call(&env, http::Method::GET, "/status", None::<&()>, client::show_status),
+        Command::Reload(a) => a.call(&env, http::Method::POST, "/reload", None::<&()>, client::show_reload),
         Command::Keys { command: KeysCommand::Refresh(a) } => {
-            a.call(&env, http::Method::POST, "/keys/refresh", None, client::show_keys)
+            a.call(&env, http::Method::POST, "/keys/refresh", None::<&()>, client::show_keys)
         }
         Command::Revoke(r) => {
             if r.remote {
@@ -198,13 +199,14 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let t = r.target;
+            let reason = r.reason;
             let body = match (t.session, t.user, t.issued_before) {
-                (Some(s), _, _) => serde_json::json!({"session_id": s, "reason": r.reason}),
-                (_, Some(u), _) => serde_json::json!({"user_id": u, "reason": r.reason}),
-                (_, _, Some(at)) => serde_json::json!({"issued_before": at, "reason": r.reason}),
+                (Some(s), _, _) => api::RevokeRequest { session_id: Some(s), reason, ..Default::default() },
+                (_, Some(u), _) => api::RevokeRequest { user_id: Some(u), reason, ..Default::default() },
+                (_, _, Some(at)) => api::RevokeRequest { issued_before: Some(at), reason, ..Default::default() },
                 _ => return ExitCode::from(2),
             };
-            r.admin.call(&env, http::Method::POST, "/revocations", Some(body), client::show_revocations)
+            r.admin.call(&env, http::Method::POST, "/revocations", Some(&body), client::show_revocations)
         }
     }
 }

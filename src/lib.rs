@@ -3,18 +3,46 @@
 //! # Architecture in one screen
 //!
 //! ```text
-//!  client ──► server (hyper-util, h1/h2c) ──► auth::Auth (tower layer) ──► proxy::Proxy ──► upstream
-//!                                               │ reads, lock-free:
-//!                                               ├─ state::Shared   (config + mode, ArcSwap)
-//!                                               ├─ keys::KeyStore  (kid → parsed key, ArcSwap)
-//!                                               ├─ auth::VerdictCache (whole token → verdict)
-//!                                               └─ revocation::Revocations (ArcSwap)
-//!  SIGHUP, admin API, timers, key fetches ──► control (one task) ──► store::ControlStore
-//!      (a typed change and its audit line, durable, off the runtime) ──► then swaps what requests read
+//!  request path   client ─► listener ─► auth (tower layer) ─► proxy ─► upstream
+//!                                        │                      │
+//!                                        ├─ reads, lock-free: state (config + mode),
+//!                                        │  keys (kid → parsed key), revocation (ArcSwap each),
+//!                                        │  auth::VerdictCache (whole token → verdict)
+//!                                        ▼                      ▼
+//!                                 answer: every response the gateway writes itself
+//!
+//!  control path   SIGHUP (control::signals), admin API, expiry timer
+//!                   ─► control (one task, one change at a time)
+//!                        ─► store: a typed change and its audit line, durable, off the runtime
+//!                           (state.json, audit.jsonl, keys.json)
+//!                        ─► then swaps state, revocations and key sets
 //! ```
 //!
 //! Per request: strip reserved headers → normalise the path and route it → read the mode →
 //! find the token → verify → authorise → forward with identity headers, or answer.
+//!
+//! # Layers
+//!
+//! Top to bottom. A module names only modules in rows below its own, never one in its own row
+//! (so `auth` and `proxy` stay apart, and what both need sits below both); `tests/it/layers.rs`
+//! checks every `crate::` path against this table and that there is no import cycle.
+//!
+//! ```text
+//!  entry                         cli (main.rs calls it)
+//!  development tools             devtools: demo, echo upstream, token minting
+//!  wiring                        app: builds everything from a config, binds the listeners
+//!  edges                         listener (data plane)        admin (API, guard, CLI client)
+//!  the one writer                control
+//!  durable state and audit       store
+//!  the decision and the hop      auth                         proxy
+//!  the gateway's own answers     answer
+//!  what auth and proxy share     headers (names, hygiene)     reason (why refused)
+//!  what the request path reads   keys    state    revocation
+//!  logging and metrics           telemetry
+//!  validated configuration       config
+//!  what the config is made of    routes    mode    verifying_key
+//!  base                          clock    fsutil
+//! ```
 //!
 //! # Invariants (each has a test; the README says where)
 //!
@@ -36,15 +64,20 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod demo;
-pub mod echo;
+pub mod devtools;
 pub mod fsutil;
+pub mod headers;
 pub mod keys;
-pub mod mint;
+pub mod listener;
+pub mod mode;
 pub mod proxy;
+pub mod reason;
 pub mod revocation;
 pub mod routes;
-pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod verifying_key;
+
+/// The echo upstream and token minting, at the paths the integration tests and benches use.
+pub use devtools::{echo, mint};

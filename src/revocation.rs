@@ -11,9 +11,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::SessionClaims;
-use crate::auth::TimeClaim;
-
 /// One revocation entry as stored and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -65,21 +62,23 @@ pub struct RevocationList {
 }
 
 impl RevocationList {
-    /// True when a token with these claims is revoked.
+    /// True when a token of `user_id` and `session_id`, issued at `issued_at_ms` (`None` when
+    /// its `iat` is missing or not a number), is revoked. Plain values rather than the auth
+    /// layer's claims, so the list sits below the layer that reads it.
     #[inline]
-    pub fn revokes(&self, claims: &SessionClaims, iat: TimeClaim) -> bool {
+    pub fn revokes(&self, user_id: &str, session_id: Option<&str>, issued_at_ms: Option<i64>) -> bool {
         if let Some(before) = self.issued_before_ms {
             // A token without a usable `iat` cannot prove it was issued after the cut-off.
-            match iat.ms() {
+            match issued_at_ms {
                 Some(iat) if iat >= before => {}
                 _ => return true,
             }
         }
-        if !self.users.is_empty() && self.users.contains_key(&claims.user_id) {
+        if !self.users.is_empty() && self.users.contains_key(user_id) {
             return true;
         }
         if !self.sessions.is_empty() {
-            if let Some(sid) = &claims.session_id {
+            if let Some(sid) = session_id {
                 return self.sessions.contains_key(sid);
             }
         }
@@ -167,5 +166,43 @@ impl Revocations {
     pub fn replace(&self, list: RevocationList) {
         self.list.store(Arc::new(list));
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry { added_at_ms: 0, actor: "test".into(), reason: String::new() }
+    }
+
+    #[test]
+    fn revokes_by_session_user_and_issue_time() {
+        let mut list = RevocationList::default();
+        list.sessions.insert("sess_gone".into(), entry());
+        list.users.insert("user_gone".into(), entry());
+        // (user, session, iat) → revoked, with no issued_before cut-off.
+        let cases = [
+            ("user_ok", Some("sess_ok"), Some(5_000), false),
+            ("user_ok", Some("sess_gone"), Some(5_000), true),
+            ("user_gone", Some("sess_ok"), Some(5_000), true),
+            ("user_gone", None, None, true),
+            ("user_ok", None, None, false),
+        ];
+        for (user, session, iat, revoked) in cases {
+            assert_eq!(list.revokes(user, session, iat), revoked, "{user} {session:?} {iat:?}");
+        }
+        list.issued_before_ms = Some(1_000);
+        let cases = [
+            (Some(999), true),
+            (Some(1_000), false),
+            (Some(5_000), false),
+            // A token without a usable iat cannot prove it came after the cut-off.
+            (None, true),
+        ];
+        for (iat, revoked) in cases {
+            assert_eq!(list.revokes("user_ok", Some("sess_ok"), iat), revoked, "iat {iat:?}");
+        }
     }
 }

@@ -1,21 +1,27 @@
 //! The CLI side of the admin API: `clerkgate mode|status|reload|keys refresh|revoke`.
-//! Human output by default, the raw JSON with `--json`, and errors that say what to do.
+//! Human output by default, the raw JSON with `--json`, and errors that say what to do. Answers
+//! are read into the same types the router writes ([`super::api`]).
 
 use std::process::ExitCode;
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::api::{ApiError, KeysLoaded, ModeView, Reloaded, Revocations, Status};
 use crate::config::{vars, Env};
+use crate::mode::ModeSource;
 
-/// Calls the admin API and prints the answer. Exit 0 on success, 1 when the call failed.
-pub async fn call(
+/// Calls the admin API and prints the answer, read as a `T`, with `show`. Exit 0 on success, 1
+/// when the call failed.
+pub async fn call<T: DeserializeOwned>(
     base: &str,
     env: &Env,
     method: http::Method,
     path: &str,
     body: Option<Value>,
     json: bool,
-    show: fn(&Value) -> String,
+    show: fn(&T) -> String,
 ) -> ExitCode {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let client = match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build() {
@@ -49,10 +55,20 @@ pub async fn call(
         return if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
     if status.is_success() {
-        println!("{}", show(&value));
+        match T::deserialize(&value) {
+            Ok(answer) => println!("{}", show(&answer)),
+            Err(e) => {
+                // The call did succeed; only its answer is not what this CLI knows how to show.
+                eprintln!(
+                    "clerkgate: warning: the admin API answered in an unexpected shape ({e}); here it is as sent"
+                );
+                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            }
+        }
         return ExitCode::SUCCESS;
     }
-    let message = value.get("message").and_then(Value::as_str).unwrap_or("");
+    let error = ApiError::deserialize(&value).ok();
+    let message = error.as_ref().map_or("", |e| e.message.as_str());
     match status.as_u16() {
         401 => eprintln!(
             "clerkgate: the admin API refused the token: set {} to the gateway's admin token",
@@ -61,108 +77,112 @@ pub async fn call(
         403 => eprintln!("clerkgate: the admin API refused the call: {message}"),
         _ => eprintln!("clerkgate: {} {}: {message}", status.as_u16(), status.canonical_reason().unwrap_or("")),
     }
-    if let Some(problems) = value.get("problems").and_then(Value::as_array) {
-        for p in problems {
-            eprintln!("  {}: {}", p["key"].as_str().unwrap_or("?"), p["message"].as_str().unwrap_or(""));
-        }
+    for p in error.iter().flat_map(|e| &e.problems) {
+        eprintln!("  {}: {}", p.key, p.message);
     }
     ExitCode::from(1)
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 /// `mode`: one line with the mode in force.
-pub fn show_mode(v: &Value) -> String {
-    let mut line = format!("mode {} (source {}", s(v, "mode"), s(v, "source"));
-    if !s(v, "actor").is_empty() && s(v, "source") == "admin" {
-        line.push_str(&format!(", set by {}", s(v, "actor")));
+pub fn show_mode(m: &ModeView) -> String {
+    let mut line = format!("mode {} (source {}", m.mode, m.source.as_str());
+    if !m.actor.is_empty() && m.source == ModeSource::Admin {
+        line.push_str(&format!(", set by {}", m.actor));
     }
     line.push(')');
-    if !s(v, "reason").is_empty() {
-        line.push_str(&format!(": \"{}\"", s(v, "reason")));
+    if !m.reason.is_empty() {
+        line.push_str(&format!(": \"{}\"", m.reason));
     }
-    if let Some(left) = v.get("seconds_left").and_then(Value::as_i64) {
+    if let Some(left) = m.seconds_left {
         line.push_str(&format!(
             ", {} left (until {})",
             crate::state::human(std::time::Duration::from_secs(left as u64)),
-            s(v, "expires_at")
+            m.expires_at.as_deref().unwrap_or("")
         ));
     }
     line
 }
 
 /// `status`: the on-call summary.
-pub fn show_status(v: &Value) -> String {
+pub fn show_status(v: &Status) -> String {
     let mut out = Vec::new();
-    out.push(format!("ready        {}", v["ready"]));
-    out.push(format!("mode         {}", show_mode(&v["mode"]).trim_start_matches("mode ")));
-    let c = &v["config"];
-    out.push(format!(
-        "config       {}  hash {}  loaded {}",
-        c["path"].as_str().unwrap_or("-"),
-        s(c, "hash"),
-        s(c, "loaded_at")
-    ));
-    let k = &v["keys"];
-    let kids: Vec<&str> =
-        k["kids"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    out.push(format!("ready        {}", v.ready));
+    out.push(format!("mode         {}", show_mode(&v.mode).trim_start_matches("mode ")));
+    let c = &v.config;
+    out.push(format!("config       {}  hash {}  loaded {}", c.path.as_deref().unwrap_or("-"), c.hash, c.loaded_at));
+    let k = &v.keys;
     out.push(format!(
         "keys         source {}  networkless {}  kids [{}]  age {}s{}",
-        k["source"].as_str().unwrap_or("-"),
-        k["networkless_key"],
-        kids.join(", "),
-        k["age_seconds"].as_i64().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-        if k["stale"].as_bool() == Some(true) { "  STALE" } else { "" }
+        k.source.as_deref().unwrap_or("-"),
+        k.networkless_key,
+        k.kids.join(", "),
+        k.age_seconds.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        if k.stale { "  STALE" } else { "" }
     ));
-    if let Some(e) = k["last_error"].as_str() {
+    if let Some(e) = &k.last_error {
         out.push(format!("             last error: {e}"));
     }
-    let r = &v["revocations"];
+    let r = &v.revocations;
     out.push(format!(
         "revocations  sessions {}  users {}  issued_before {}",
-        r["sessions"],
-        r["users"],
-        r["issued_before"].as_str().unwrap_or("-")
+        r.sessions,
+        r.users,
+        r.issued_before.as_deref().unwrap_or("-")
     ));
-    let n = &v["counters"];
+    let n = &v.counters;
     out.push(format!(
         "requests     signed_in {}  signed_out {}  bypass {}  grace {}  cache hits {} / misses {}",
-        n["signed_in"], n["signed_out"], n["bypass"], n["grace"], n["cache_hits"], n["cache_misses"]
+        n.signed_in, n.signed_out, n.bypass, n.grace, n.cache_hits, n.cache_misses
     ));
-    if let Some(rej) = n["rejected"].as_object() {
-        let list: Vec<String> = rej.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        if !list.is_empty() {
-            out.push(format!("rejected     {}", list.join("  ")));
-        }
+    if !n.rejected.is_empty() {
+        let list: Vec<String> = n.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push(format!("rejected     {}", list.join("  ")));
     }
     out.join("\n")
 }
 
 /// `reload`.
-pub fn show_reload(v: &Value) -> String {
-    format!(
-        "reloaded: config hash {}{}",
-        s(v, "hash"),
-        if v["changed"].as_bool() == Some(false) { " (unchanged)" } else { "" }
-    )
+pub fn show_reload(v: &Reloaded) -> String {
+    format!("reloaded: config hash {}{}", v.hash, if v.changed { "" } else { " (unchanged)" })
 }
 
 /// `keys refresh`.
-pub fn show_keys(v: &Value) -> String {
-    let kids: Vec<&str> =
-        v["kids"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    format!("keys loaded: {}", kids.join(", "))
+pub fn show_keys(v: &KeysLoaded) -> String {
+    format!("keys loaded: {}", v.kids.join(", "))
 }
 
 /// `revoke`.
-pub fn show_revocations(v: &Value) -> String {
-    let count = |k: &str| v[k].as_object().map(|o| o.len()).unwrap_or(0);
+pub fn show_revocations(v: &Revocations) -> String {
     format!(
         "revocations now: {} session(s), {} user(s), issued_before {}",
-        count("sessions"),
-        count("users"),
-        v["issued_before"].as_str().unwrap_or("-")
+        v.sessions.len(),
+        v.users.len(),
+        v.issued_before.as_deref().unwrap_or("-")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::api::tests::mode_view;
+    use crate::mode::Mode;
+
+    #[test]
+    fn show_mode_says_who_why_and_until_when() {
+        let mut m = mode_view();
+        assert_eq!(
+            show_mode(&m),
+            "mode bypass (source admin, set by admin:0123abcd): \"drill\", 30m left (until 2026-01-01T00:30:00Z)"
+        );
+        m = ModeView {
+            mode: Mode::Enforce,
+            source: ModeSource::File,
+            reason: String::new(),
+            actor: "file".into(),
+            expires_at: None,
+            seconds_left: None,
+            ..m
+        };
+        assert_eq!(show_mode(&m), "mode enforce (source file)");
+    }
 }

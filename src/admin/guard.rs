@@ -14,8 +14,7 @@ use axum::response::Response;
 use http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
-use super::error;
-use crate::app::Context;
+use super::{error, AdminState};
 use crate::control::Actor;
 
 /// Who made an admin call, for the audit log: `admin:` plus the first 8 hex characters of the
@@ -59,7 +58,7 @@ pub fn origin_allowed(origin: &str, host_header: &str) -> bool {
 }
 
 /// The middleware.
-pub async fn guard(State(ctx): State<Arc<Context>>, mut req: Request, next: Next) -> Response {
+pub async fn guard(State(ctx): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
     if !host_allowed(&host) {

@@ -1,4 +1,5 @@
-//! The admin API, on its own listener (never the data-plane port). JSON in and out.
+//! The admin API, on its own listener (never the data-plane port). JSON in and out; every
+//! body the CLI reads or sends, and every error, is a type in [`api`], shared with the CLI.
 //!
 //! | Endpoint | Auth | |
 //! | --- | --- | --- |
@@ -17,6 +18,7 @@
 //! be an IP literal or `localhost`; a cross-site `Origin` or `Sec-Fetch-Site` is refused), then
 //! the bearer token, compared in constant time. Without a configured token they answer 403.
 
+pub mod api;
 pub mod client;
 pub mod guard;
 
@@ -29,20 +31,43 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::app::Context;
-use crate::clock::from_ms;
-use crate::control::{ControlError, Revocation};
-use crate::keys::{FetchError, InstallError, Trigger};
-use crate::state::Mode;
+use crate::auth::Gate;
+use crate::clock::{from_ms, Clock};
+use crate::control::{ControlError, ControlHandle, Revocation};
+use crate::keys::{FetchError, InstallError, KeyStore, Trigger};
+use crate::mode::Mode;
+use crate::revocation::Revocations;
+use crate::state::Shared;
+use crate::store::ControlStore;
+use api::{ApiError, ModeRequest, Problem, RevokeRequest};
 use guard::AdminActor;
+
+/// What the admin API reads, and the control funnel it sends changes to. Built by the wiring.
+#[derive(Debug)]
+pub struct AdminState {
+    /// The runtime snapshot (config, mode).
+    pub shared: Arc<Shared>,
+    /// The key store (status, `POST /keys/refresh`).
+    pub keys: Arc<KeyStore>,
+    /// Revocations in force.
+    pub revocations: Arc<Revocations>,
+    /// The auth gate, for its outcome counters.
+    pub gate: Arc<Gate>,
+    /// The clock.
+    pub clock: Clock,
+    /// Where mutations go.
+    pub control: ControlHandle,
+    /// The audit log, for `GET /audit`.
+    pub store: Arc<dyn ControlStore>,
+}
 
 /// Largest admin request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
 /// The admin router.
-pub fn router(ctx: Arc<Context>) -> Router {
+pub fn router(ctx: Arc<AdminState>) -> Router {
     let guarded = Router::new()
         .route("/status", get(status))
         .route("/mode", get(get_mode).put(put_mode))
@@ -64,7 +89,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
 
 /// A JSON error answer.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": code, "message": message.into()}))).into_response()
+    (status, Json(ApiError { error: code.into(), message: message.into(), problems: Vec::new() })).into_response()
 }
 
 fn control_error(e: ControlError) -> Response {
@@ -72,12 +97,12 @@ fn control_error(e: ControlError) -> Response {
         ControlError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
         ControlError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
         ControlError::Config(errors) => {
-            let problems: Vec<Value> = errors.0.iter().map(|p| json!({"key": p.key, "message": p.message})).collect();
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "invalid_config", "message": "the config file has problems; the running config stays", "problems": problems})),
-            )
-                .into_response()
+            let body = ApiError {
+                error: "invalid_config".into(),
+                message: "the config file has problems; the running config stays".into(),
+                problems: errors.0.into_iter().map(|p| Problem { key: p.key, message: p.message }).collect(),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
         ControlError::Storage(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", m),
         ControlError::Closed => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down"),
@@ -93,7 +118,7 @@ async fn healthz() -> Response {
 }
 
 /// Why the gateway is or is not ready to verify tokens.
-pub fn readiness(ctx: &Context) -> (bool, Value) {
+pub fn readiness(ctx: &AdminState) -> api::Readiness {
     let rt = ctx.shared.load();
     let clerk = &rt.config.clerk;
     let now = ctx.clock.now_ms();
@@ -115,24 +140,23 @@ pub fn readiness(ctx: &Context) -> (bool, Value) {
             None => "no key set loaded yet: the first JWKS fetch has not finished".to_string(),
         })
     };
-    let body = json!({
-        "ready": ready,
-        "why": why,
-        "networkless_key": networkless,
-        "remote_keys": set.kids(),
-        "stale": clerk.jwks.is_some() && !remote_usable && set.fetched_at_ms.is_some(),
-        "last_error": status.last_error,
-    });
-    (ready, body)
+    api::Readiness {
+        ready,
+        why,
+        networkless_key: networkless,
+        remote_keys: set.kids(),
+        stale: clerk.jwks.is_some() && !remote_usable && set.fetched_at_ms.is_some(),
+        last_error: status.last_error,
+    }
 }
 
-async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
-    let (ready, body) = readiness(&ctx);
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+async fn readyz(State(ctx): State<Arc<AdminState>>) -> Response {
+    let body = readiness(&ctx);
+    let code = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
+async fn metrics(State(ctx): State<Arc<AdminState>>) -> Response {
     let rt = ctx.shared.load();
     crate::control::export_mode(rt.mode_at(ctx.clock.now_ms()).mode);
     let set = ctx.keys.current();
@@ -143,23 +167,23 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-fn mode_json(ctx: &Context) -> Value {
+fn mode_json(ctx: &AdminState) -> api::ModeView {
     let rt = ctx.shared.load();
     let now = ctx.clock.now_ms();
     let m = rt.mode_at(now);
-    json!({
-        "mode": m.mode,
-        "source": m.source,
-        "reason": m.reason,
-        "actor": m.actor,
-        "since": rfc3339(m.since_ms),
-        "expires_at": m.expires_at_ms.map(rfc3339),
-        "seconds_left": m.expires_at_ms.map(|at| ((at - now).max(0) + 999) / 1000),
-        "file_mode": rt.file_mode.mode,
-    })
+    api::ModeView {
+        mode: m.mode,
+        source: m.source,
+        reason: m.reason.clone(),
+        actor: m.actor.clone(),
+        since: rfc3339(m.since_ms),
+        expires_at: m.expires_at_ms.map(rfc3339),
+        seconds_left: m.expires_at_ms.map(|at| ((at - now).max(0) + 999) / 1000),
+        file_mode: rt.file_mode.mode,
+    }
 }
 
-async fn status(State(ctx): State<Arc<Context>>) -> Response {
+async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
     let rt = ctx.shared.load_full();
     let now = ctx.clock.now_ms();
     let clerk = &rt.config.clerk;
@@ -167,56 +191,46 @@ async fn status(State(ctx): State<Arc<Context>>) -> Response {
     let fetch = ctx.keys.status();
     let revocations = ctx.revocations.current();
     let (sessions, users, issued_before) = revocations.counts();
-    let (ready, _) = readiness(&ctx);
-    let body = json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "ready": ready,
-        "mode": mode_json(&ctx),
-        "config": {
-            "path": rt.config.origin.path.as_ref().map(|p| p.display().to_string()),
-            "loaded_at": humantime::format_rfc3339_seconds(rt.config.origin.loaded_at).to_string(),
-            "hash": rt.config.origin.hash,
-            "upstream": rt.config.upstream.url_text,
+    let body = api::Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        ready: readiness(&ctx).ready,
+        mode: mode_json(&ctx),
+        config: api::ConfigView {
+            path: rt.config.origin.path.as_ref().map(|p| p.display().to_string()),
+            loaded_at: humantime::format_rfc3339_seconds(rt.config.origin.loaded_at).to_string(),
+            hash: rt.config.origin.hash.clone(),
+            upstream: rt.config.upstream.url_text.clone(),
         },
-        "keys": {
-            "source": clerk.jwks.as_ref().map(|j| j.url.clone()),
-            "networkless_key": clerk.jwt_key.is_some(),
-            "origin": set.origin,
-            "kids": set.kids(),
-            "fetched_at": set.fetched_at_ms.map(rfc3339),
-            "age_seconds": set.fetched_at_ms.map(|at| (now - at) / 1000),
-            "stale": clerk.jwks.is_some() && !set.usable(now, clerk.keys.max_stale),
-            "last_attempt": fetch.last_attempt_ms.map(rfc3339),
-            "last_error": fetch.last_error,
-            "secret_key_rejected": fetch.config_problem,
-            "fetches": fetch.fetches,
+        keys: api::KeysView {
+            source: clerk.jwks.as_ref().map(|j| j.url.clone()),
+            networkless_key: clerk.jwt_key.is_some(),
+            origin: set.origin,
+            kids: set.kids(),
+            fetched_at: set.fetched_at_ms.map(rfc3339),
+            age_seconds: set.fetched_at_ms.map(|at| (now - at) / 1000),
+            stale: clerk.jwks.is_some() && !set.usable(now, clerk.keys.max_stale),
+            last_attempt: fetch.last_attempt_ms.map(rfc3339),
+            last_error: fetch.last_error,
+            secret_key_rejected: fetch.config_problem,
+            fetches: fetch.fetches,
         },
-        "revocations": {
-            "sessions": sessions,
-            "users": users,
-            "issued_before": revocations.issued_before_ms.map(rfc3339),
-            "issued_before_active": issued_before,
+        revocations: api::RevocationCounts {
+            sessions,
+            users,
+            issued_before: revocations.issued_before_ms.map(rfc3339),
+            issued_before_active: issued_before,
         },
-        "counters": ctx.gate.outcome_counts(),
-    });
+        counters: ctx.gate.outcome_counts().into(),
+    };
     Json(body).into_response()
 }
 
-async fn get_mode(State(ctx): State<Arc<Context>>) -> Response {
+async fn get_mode(State(ctx): State<Arc<AdminState>>) -> Response {
     Json(mode_json(&ctx)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModeRequest {
-    mode: String,
-    #[serde(default)]
-    reason: String,
-    ttl: Option<String>,
-}
-
 async fn put_mode(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     body: Result<Json<ModeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -239,16 +253,16 @@ async fn put_mode(
     }
 }
 
-async fn reload(State(ctx): State<Arc<Context>>, Extension(actor): Extension<AdminActor>) -> Response {
+async fn reload(State(ctx): State<Arc<AdminState>>, Extension(actor): Extension<AdminActor>) -> Response {
     match ctx.control.reload(actor.0).await {
-        Ok(o) => Json(json!({"hash": o.hash, "changed": o.changed})).into_response(),
+        Ok(o) => Json(api::Reloaded { hash: o.hash, changed: o.changed }).into_response(),
         Err(e) => control_error(e),
     }
 }
 
-async fn keys_refresh(State(ctx): State<Arc<Context>>) -> Response {
+async fn keys_refresh(State(ctx): State<Arc<AdminState>>) -> Response {
     match ctx.keys.refresh(Trigger::Admin).await {
-        Ok(kids) => Json(json!({"kids": kids})).into_response(),
+        Ok(kids) => Json(api::KeysLoaded { kids }).into_response(),
         Err(FetchError::NoSource) => {
             error(StatusCode::CONFLICT, "no_source", "no JWKS source is configured (networkless key only)")
         }
@@ -266,26 +280,16 @@ async fn keys_refresh(State(ctx): State<Arc<Context>>) -> Response {
     }
 }
 
-fn revocations_json(list: &crate::revocation::RevocationList) -> Value {
-    json!({
-        "sessions": list.sessions,
-        "users": list.users,
-        "issued_before": list.issued_before_ms.map(rfc3339),
-    })
+fn revocations_json(list: &crate::revocation::RevocationList) -> api::Revocations {
+    api::Revocations {
+        sessions: list.sessions.clone(),
+        users: list.users.clone(),
+        issued_before: list.issued_before_ms.map(rfc3339),
+    }
 }
 
-async fn list_revocations(State(ctx): State<Arc<Context>>) -> Response {
+async fn list_revocations(State(ctx): State<Arc<AdminState>>) -> Response {
     Json(revocations_json(&ctx.revocations.current())).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeRequest {
-    session_id: Option<String>,
-    user_id: Option<String>,
-    issued_before: Option<String>,
-    #[serde(default)]
-    reason: String,
 }
 
 /// Parses `now` or an RFC 3339 time into ms since the epoch.
@@ -299,7 +303,7 @@ pub fn parse_moment(text: &str, now_ms: i64) -> Result<i64, String> {
 }
 
 async fn add_revocation(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -329,7 +333,7 @@ async fn add_revocation(
 }
 
 async fn remove_revocation(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     Path(id): Path<String>,
 ) -> Response {
@@ -344,7 +348,7 @@ struct AuditQuery {
     since: Option<String>,
 }
 
-async fn audit(State(ctx): State<Arc<Context>>, Query(q): Query<AuditQuery>) -> Response {
+async fn audit(State(ctx): State<Arc<AdminState>>, Query(q): Query<AuditQuery>) -> Response {
     let since = match q.since.as_deref().map(|s| parse_moment(s, ctx.clock.now_ms())) {
         None => i64::MIN,
         Some(Ok(ms)) => ms,

@@ -46,9 +46,6 @@ impl std::fmt::Debug for VerdictCache {
     }
 }
 
-/// Default capacity: 64k tokens of about 1 KiB each.
-pub const DEFAULT_CAPACITY: usize = 65_536;
-
 impl VerdictCache {
     /// A cache holding at most `capacity` verdicts (0 disables caching).
     pub fn new(capacity: usize) -> Self {

@@ -15,14 +15,13 @@
 pub mod cache;
 pub mod claims;
 pub mod has;
-pub mod reason;
 pub mod service;
 pub mod token;
 pub mod verify;
 pub mod webhook;
 
+pub use crate::reason::{Failure, Reason};
 pub use cache::{Epoch, VerdictCache};
 pub use claims::{OrgContext, SessionClaims};
-pub use reason::{Failure, Reason};
-pub use service::{Auth, AuthLayer, AuthStatus, Gate};
+pub use service::{Auth, AuthLayer, Gate};
 pub use verify::{Carrier, TimeClaim, Verified};

@@ -37,43 +37,18 @@ use tower::{Layer, Service};
 
 use super::cache::{Epoch, VerdictCache};
 use super::has::has_role_and_permission;
-use super::reason::{Failure, Reason};
 use super::token::{self, Found};
 use super::verify::{self, Carrier, Policy, Refusal, TimeVerdict, Verified};
 use crate::answer;
 use crate::clock::{duration_ms, Clock};
+use crate::headers::{self, names, AuthStatus};
 use crate::keys::KeyStore;
-use crate::proxy::headers::{self, names};
+use crate::mode::Mode;
+use crate::reason::{Failure, Reason};
 use crate::revocation::Revocations;
 use crate::routes::{self, Route};
-use crate::state::{Mode, Shared};
+use crate::state::Shared;
 use crate::telemetry::names as metric;
-
-/// The auth status handed to the upstream in `X-Clerk-Auth-Status`, also kept as a request
-/// extension so later stages (the proxy's error answers, logs) can report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthStatus {
-    /// A verified token.
-    SignedIn,
-    /// No valid token, on a public route.
-    SignedOut,
-    /// Forwarded because of bypass mode.
-    Bypass,
-    /// Accepted only because of grace mode.
-    Grace,
-}
-
-impl AuthStatus {
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthStatus::SignedIn => "signed-in",
-            AuthStatus::SignedOut => "signed-out",
-            AuthStatus::Bypass => "bypass",
-            AuthStatus::Grace => "grace",
-        }
-    }
-}
 
 /// Everything the auth layer reads: runtime snapshot, keys, verdict cache, revocations, clock.
 pub struct Gate {
@@ -163,7 +138,7 @@ impl Counters {
 }
 
 /// Request outcomes since start, for `/status`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct OutcomeCounts {
     /// Forwarded with a verified identity.
     pub signed_in: u64,
@@ -482,7 +457,8 @@ fn decide_after_signature(
         TimeVerdict::Expired { by_ms, .. } if grace && by_ms <= duration_ms(config.mode.grace_max_expired) => true,
         TimeVerdict::Expired { failure, .. } | TimeVerdict::Failed(failure) => return Err(Checked::Failed(failure)),
     };
-    if revocations.revokes(&verified.claims, verified.iat) {
+    let claims = &verified.claims;
+    if revocations.revokes(&claims.user_id, claims.session_id.as_deref(), verified.iat.ms()) {
         return Ok(TokenOutcome::Refused(Failure::new(
             Reason::SessionRevoked,
             "This session was revoked at the gateway.",

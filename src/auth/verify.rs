@@ -22,9 +22,9 @@ use http::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::claims::SessionClaims;
-use super::reason::{Failure, Reason};
 use crate::clock::js_utc_string;
 use crate::keys::{KeySet, VerifyingKey};
+use crate::reason::{Failure, Reason};
 
 /// Clerk's session-token category (`cat` header).
 pub const CAT_SESSION: &str = "cl_B7d4PD111AAA";

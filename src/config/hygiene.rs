@@ -1,6 +1,6 @@
 //! What `[upstream]` lets through the upstream hop beyond the fixed header rules: which
 //! upgrade protocols may be spliced, and which routing-override headers may pass. Leaf types,
-//! read by the auth layer's header hygiene ([`crate::proxy::headers`]) and by the proxy.
+//! read by the auth layer's header hygiene ([`crate::headers`]) and by the proxy.
 
 /// Headers some servers and frameworks read as "the real path" or "the real method"
 /// (IIS URL Rewrite, Symfony, Laminas, nginx `$request_uri` setups; method-override

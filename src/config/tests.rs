@@ -4,13 +4,18 @@
 //! Environments are passed as [`Env`] values; the process environment is never touched.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use base64::Engine;
 use proptest::prelude::*;
 
 use super::*;
 use crate::mint::SigningKey;
+use crate::mode::Mode;
+use crate::routes::Access;
+use crate::verifying_key::VerifyingKey;
 
 const JWKS: &str = r#"
 [clerk]

@@ -35,9 +35,10 @@ use tokio::task::JoinHandle;
 use crate::clock::{duration_ms, Clock};
 use crate::config::{Config, ConfigErrors, ConfigProblem, Env};
 use crate::keys::{InstallError, KeyInstall, KeySet, KeyStore};
+use crate::mode::{Mode, ModeSetting, ModeSource};
 pub use crate::revocation::Revocation;
 use crate::revocation::{Entry, RevocationId, RevocationList, Revocations};
-use crate::state::{Mode, ModeSetting, ModeSource, Runtime, Shared};
+use crate::state::{Runtime, Shared};
 use crate::store::{Action, AuditEvent, BoxFuture, Change, ControlState, ControlStore, StoreEvent};
 use crate::telemetry::names as metric;
 

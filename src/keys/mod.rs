@@ -19,7 +19,6 @@
 //! saved set ([`KeyStore::restore`]).
 
 mod jwks;
-mod key;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -30,8 +29,8 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::verifying_key::VerifyingKey;
 pub use jwks::{parse_jwks, to_jwks_value, ParsedJwks};
-pub use key::{VerifyingKey, MIN_RSA_BITS};
 
 use crate::clock::{duration_ms, Clock};
 use crate::config::{Config, JwksSource, KeysConfig};
@@ -56,7 +55,7 @@ pub struct KeySet {
 }
 
 /// How the current key set was obtained.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyOrigin {
     /// No remote keys yet.
@@ -320,16 +319,6 @@ impl KeyStore {
     /// A copy of the fetch status.
     pub fn status(&self) -> FetchStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// True when a remote source is configured.
-    pub fn has_source(&self) -> bool {
-        self.settings.load().source.is_some()
-    }
-
-    /// The configured `max_stale`.
-    pub fn max_stale(&self) -> Duration {
-        self.settings.load().keys.max_stale
     }
 
     /// Fetches the JWKS now (single flight with any other fetch) and returns the kids loaded.

@@ -4,13 +4,12 @@
 //! auth, and failures mapped to 502/504.
 //!
 //! By the time a request gets here the auth layer has already cleaned its headers
-//! ([`headers::sanitize_request`]) and set the identity headers. The proxy adds only the
+//! ([`crate::headers::sanitize_request`]) and set the identity headers. The proxy adds only the
 //! `X-Forwarded-*` trio, rebuilt from the real connection, and `Host` for HTTP/2 clients
 //! (whose authority travels in the URI).
 
 mod body;
 mod connect;
-pub mod headers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,10 +30,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower::Service;
 
 use crate::answer::{self, ClientFault, UpstreamFault};
-use crate::auth::AuthStatus;
+use crate::headers::{self, names, AuthStatus, RequestedUpgrade};
 use crate::state::Shared;
 use crate::telemetry::names as metric;
-use headers::{names, RequestedUpgrade};
 
 /// Facts about the client connection, set by the listener as a request extension.
 #[derive(Debug, Clone, Copy)]

@@ -32,8 +32,8 @@ use tokio::sync::broadcast;
 pub use file::FileStore;
 
 use crate::keys::StoredKeys;
+use crate::mode::ModeSetting;
 use crate::revocation::{Entry, Revocation, RevocationId, RevocationList};
-use crate::state::ModeSetting;
 
 /// A boxed future, so that [`ControlStore`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -19,6 +19,9 @@ mod demo;
 mod foundations_control;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
+/// Layers point one way: no import cycle between the modules under src/, and every
+/// `crate::` path goes down the layer table (the picture in src/lib.rs).
+mod layers;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that

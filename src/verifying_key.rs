@@ -1,4 +1,5 @@
-//! One RS256 verification key, parsed once.
+//! One RS256 verification key, parsed once. A leaf: the config parses its networkless key
+//! into one, and the key sets that `keys` fetches are made of them.
 
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
 use base64::Engine;
@@ -93,6 +94,6 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
 }
 
 /// Decodes base64url with or without padding.
-pub(crate) fn decode_b64url(s: &str) -> Option<Vec<u8>> {
+fn decode_b64url(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
 }

@@ -1,7 +1,9 @@
 //! Header hygiene: what a client may not send, what is hop-by-hop, what the gateway sets.
 //!
 //! Every function here is pure over a `HeaderMap`, so the rules are unit-tested and fuzzed
-//! without sockets.
+//! without sockets. Below both the auth layer (which cleans the request and sets identity)
+//! and the proxy (which cleans the response and sets `X-Forwarded-*`), so neither imports
+//! the other.
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
@@ -40,6 +42,32 @@ pub mod names {
     pub const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     /// Rebuilt from the real connection.
     pub const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+}
+
+/// The auth status handed to the upstream in `X-Clerk-Auth-Status`, also kept as a request
+/// extension so later stages (the proxy's error answers, logs) can report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStatus {
+    /// A verified token.
+    SignedIn,
+    /// No valid token, on a public route.
+    SignedOut,
+    /// Forwarded because of bypass mode.
+    Bypass,
+    /// Accepted only because of grace mode.
+    Grace,
+}
+
+impl AuthStatus {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStatus::SignedIn => "signed-in",
+            AuthStatus::SignedOut => "signed-out",
+            AuthStatus::Bypass => "bypass",
+            AuthStatus::Grace => "grace",
+        }
+    }
 }
 
 /// True when a client must not send this header: its name, lower-cased with every
@@ -243,5 +271,4 @@ pub fn sanitize_response(headers: &mut HeaderMap, switching: bool) {
 }
 
 #[cfg(test)]
-#[path = "headers_tests.rs"]
 mod tests;

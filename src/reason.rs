@@ -1,4 +1,5 @@
-//! Why a request was refused: Clerk's reason strings, and ours.
+//! Why a request was refused: Clerk's reason strings, and ours. A leaf below both the auth
+//! layer, which decides a refusal, and the answers, which render it.
 
 use http::StatusCode;
 

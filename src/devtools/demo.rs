@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use super::mint::{SigningKey, TokenSpec};
 use crate::app::{self, Options};
 use crate::clock::Clock;
 use crate::config::{Config, Env};
-use crate::mint::{SigningKey, TokenSpec};
 
 /// Preferred ports; a busy one falls back to any free port, and the printed lines say which.
 const DATA_PORT: u16 = 8080;
@@ -88,7 +88,7 @@ pub async fn run() -> ExitCode {
 }
 
 async fn run_inner() -> Result<(), String> {
-    let upstream = crate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(|e| e.to_string())?;
+    let upstream = super::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(|e| e.to_string())?;
     let key = SigningKey::generate()?;
     let dir = std::env::temp_dir().join(format!("clerkgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -1,0 +1,325 @@
+//! The admin API's bodies, one type per shape, shared by the router that writes them and the CLI
+//! that reads them ([`super::client`]): neither side builds or reads JSON by string keys, and a
+//! field renamed on one side is renamed on the other.
+//!
+//! Times are RFC 3339 strings (seconds), durations whole seconds. Absent values are `null`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::service::OutcomeCounts;
+use crate::keys::KeyOrigin;
+use crate::mode::{Mode, ModeSource};
+use crate::revocation::Entry;
+
+/// Every admin error: a machine-readable `error` code, a sentence for the operator, and for a
+/// config that did not validate, every problem with its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A snake_case code such as `unauthorized`, `invalid`, `invalid_config`.
+    pub error: String,
+    /// What went wrong, for a human.
+    pub message: String,
+    /// The config's problems (`POST /reload` with an invalid file); absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One config problem under its dotted key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The dotted key, e.g. `clerk.keys.max_stale`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// `GET /readyz`: whether tokens can be verified, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// A usable key set is loaded, or a networkless key is configured.
+    pub ready: bool,
+    /// Why not, when not ready.
+    pub why: Option<String>,
+    /// A networkless key (`clerk.jwt_key`) is configured.
+    pub networkless_key: bool,
+    /// The remote kids loaded, sorted.
+    pub remote_keys: Vec<String>,
+    /// The remote keys are older than `clerk.keys.max_stale`.
+    pub stale: bool,
+    /// The last JWKS fetch error, cleared by a success.
+    pub last_error: Option<String>,
+}
+
+/// `GET /mode`, `PUT /mode` (the answer), and `mode` in `/status`: the mode in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeView {
+    /// The mode in force.
+    pub mode: Mode,
+    /// Who set it.
+    pub source: ModeSource,
+    /// Why.
+    pub reason: String,
+    /// Who exactly (admin token id, `env`, `file`).
+    pub actor: String,
+    /// When it took effect.
+    pub since: String,
+    /// When it stops applying; bypass always has one.
+    pub expires_at: Option<String>,
+    /// Whole seconds until `expires_at`, rounded up.
+    pub seconds_left: Option<i64>,
+    /// The config file's mode, what applies when no override does.
+    pub file_mode: Mode,
+}
+
+/// `PUT /mode`: set or clear the admin override.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    /// `enforce`, `grace` or `bypass`.
+    pub mode: String,
+    /// Why; required for grace and bypass.
+    #[serde(default)]
+    pub reason: String,
+    /// For how long, e.g. `30m`; capped by `mode.max_override_ttl`.
+    pub ttl: Option<String>,
+}
+
+/// `GET /status`: the on-call summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The gateway's version.
+    pub version: String,
+    /// As `/readyz`.
+    pub ready: bool,
+    /// The mode in force.
+    pub mode: ModeView,
+    /// The config in force.
+    pub config: ConfigView,
+    /// The keys in force and the last fetches.
+    pub keys: KeysView,
+    /// How many revocations are in force.
+    pub revocations: RevocationCounts,
+    /// Request outcomes since start.
+    pub counters: Counters,
+}
+
+/// `config` in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigView {
+    /// The file, when there is one.
+    pub path: Option<String>,
+    /// When it was loaded.
+    pub loaded_at: String,
+    /// A short hash over the file and its secrets, to compare two loads.
+    pub hash: String,
+    /// The upstream URL.
+    pub upstream: String,
+}
+
+/// `keys` in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysView {
+    /// The JWKS URL, when there is one.
+    pub source: Option<String>,
+    /// A networkless key is configured.
+    pub networkless_key: bool,
+    /// Where the remote set came from.
+    pub origin: KeyOrigin,
+    /// The remote kids, sorted.
+    pub kids: Vec<String>,
+    /// When the remote set was fetched.
+    pub fetched_at: Option<String>,
+    /// Its age in whole seconds.
+    pub age_seconds: Option<i64>,
+    /// It is older than `clerk.keys.max_stale`.
+    pub stale: bool,
+    /// The last fetch attempt.
+    pub last_attempt: Option<String>,
+    /// The last fetch error, cleared by a success.
+    pub last_error: Option<String>,
+    /// The last error was the Backend API refusing the secret key.
+    pub secret_key_rejected: bool,
+    /// Fetches made since start.
+    pub fetches: u64,
+}
+
+/// `revocations` in `/status`: counts, not the entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationCounts {
+    /// Revoked sessions.
+    pub sessions: usize,
+    /// Revoked users.
+    pub users: usize,
+    /// The `issued_before` cut-off, if any.
+    pub issued_before: Option<String>,
+    /// An `issued_before` cut-off is in force.
+    pub issued_before_active: bool,
+}
+
+/// `counters` in `/status`: request outcomes since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Forwarded with a verified identity.
+    pub signed_in: u64,
+    /// Forwarded without identity (public routes).
+    pub signed_out: u64,
+    /// Forwarded because of bypass.
+    pub bypass: u64,
+    /// Accepted because of grace.
+    pub grace: u64,
+    /// Refused, by reason (only reasons seen).
+    pub rejected: BTreeMap<String, u64>,
+    /// Verdict-cache hits.
+    pub cache_hits: u64,
+    /// Verdict-cache misses.
+    pub cache_misses: u64,
+}
+
+impl From<OutcomeCounts> for Counters {
+    fn from(c: OutcomeCounts) -> Self {
+        Counters {
+            signed_in: c.signed_in,
+            signed_out: c.signed_out,
+            bypass: c.bypass,
+            grace: c.grace,
+            rejected: c.rejected.into_iter().map(|(reason, n)| (reason.to_string(), n)).collect(),
+            cache_hits: c.cache_hits,
+            cache_misses: c.cache_misses,
+        }
+    }
+}
+
+/// `POST /reload`: the config in force afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// The new config hash.
+    pub hash: String,
+    /// Whether anything changed.
+    pub changed: bool,
+}
+
+/// `POST /keys/refresh`: the kids loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysLoaded {
+    /// The kids, sorted.
+    pub kids: Vec<String>,
+}
+
+/// `GET /revocations`, and the answer to `POST` and `DELETE`: the entries in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocations {
+    /// Revoked sessions by id.
+    pub sessions: BTreeMap<String, Entry>,
+    /// Revoked users by id.
+    pub users: BTreeMap<String, Entry>,
+    /// The `issued_before` cut-off, if any.
+    pub issued_before: Option<String>,
+}
+
+/// `POST /revocations`: exactly one of `session_id`, `user_id`, `issued_before`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// One session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Every session of one user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Every token issued before this RFC 3339 time, or `now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_before: Option<String>,
+    /// Why (recorded in the audit log).
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// An admin bypass with half an hour left.
+    pub(in crate::admin) fn mode_view() -> ModeView {
+        ModeView {
+            mode: Mode::Bypass,
+            source: ModeSource::Admin,
+            reason: "drill".into(),
+            actor: "admin:0123abcd".into(),
+            since: "2026-01-01T00:00:00Z".into(),
+            expires_at: Some("2026-01-01T00:30:00Z".into()),
+            seconds_left: Some(1800),
+            file_mode: Mode::Enforce,
+        }
+    }
+
+    /// The wire shapes are the ones the router built with `json!` before these types, so
+    /// scripts that read them keep working.
+    #[test]
+    fn bodies_keep_their_wire_shape() {
+        let cases = [
+            (
+                serde_json::to_value(mode_view()).unwrap(),
+                json!({"mode": "bypass", "source": "admin", "reason": "drill", "actor": "admin:0123abcd",
+                       "since": "2026-01-01T00:00:00Z", "expires_at": "2026-01-01T00:30:00Z",
+                       "seconds_left": 1800, "file_mode": "enforce"}),
+            ),
+            (
+                serde_json::to_value(ApiError { error: "invalid".into(), message: "m".into(), problems: vec![] })
+                    .unwrap(),
+                json!({"error": "invalid", "message": "m"}),
+            ),
+            (
+                serde_json::to_value(ApiError {
+                    error: "invalid_config".into(),
+                    message: "m".into(),
+                    problems: vec![Problem { key: "clerk".into(), message: "p".into() }],
+                })
+                .unwrap(),
+                json!({"error": "invalid_config", "message": "m", "problems": [{"key": "clerk", "message": "p"}]}),
+            ),
+            (
+                serde_json::to_value(RevokeRequest { user_id: Some("user_1".into()), ..Default::default() }).unwrap(),
+                json!({"user_id": "user_1", "reason": ""}),
+            ),
+            (
+                serde_json::to_value(ModeRequest { mode: "enforce".into(), reason: String::new(), ttl: None }).unwrap(),
+                json!({"mode": "enforce", "reason": "", "ttl": null}),
+            ),
+        ];
+        for (typed, expected) in cases {
+            assert_eq!(typed, expected);
+        }
+    }
+
+    /// What the router writes, the CLI reads back unchanged.
+    #[test]
+    fn status_round_trips() {
+        let status = Status {
+            version: "0.1.0".into(),
+            ready: true,
+            mode: mode_view(),
+            config: ConfigView { path: None, loaded_at: "t".into(), hash: "h".into(), upstream: "u".into() },
+            keys: KeysView {
+                source: Some("https://api.clerk.com/v1/jwks".into()),
+                networkless_key: false,
+                origin: KeyOrigin::Fetched,
+                kids: vec!["ins_1".into()],
+                fetched_at: Some("t".into()),
+                age_seconds: Some(3),
+                stale: false,
+                last_attempt: Some("t".into()),
+                last_error: None,
+                secret_key_rejected: false,
+                fetches: 2,
+            },
+            revocations: RevocationCounts { sessions: 1, users: 0, issued_before: None, issued_before_active: false },
+            counters: Counters { rejected: [("token-expired".to_string(), 4)].into(), ..Counters::default() },
+        };
+        let text = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), status);
+    }
+}

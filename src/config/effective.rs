@@ -1,0 +1,153 @@
+//! The effective configuration printed by `check-config`: every value in force, defaults
+//! included, as TOML that loads back to the same config; secrets redacted.
+
+use std::time::Duration;
+
+use super::{Config, LogFormat, Secret};
+use crate::routes::Access;
+
+impl Config {
+    /// The effective configuration as TOML, secrets redacted: what `check-config` prints.
+    pub fn effective_toml(&self) -> String {
+        use toml::{Table, Value};
+        fn dur(d: Duration) -> Value {
+            Value::String(humantime::format_duration(d).to_string())
+        }
+        fn strs(v: &[String]) -> Value {
+            Value::Array(v.iter().cloned().map(Value::String).collect())
+        }
+        let redacted = |s: &Option<Secret>| s.as_ref().map(|_| Value::String("[redacted]".into()));
+        let mut root = Table::new();
+
+        let mut server = Table::new();
+        server.insert("listen".into(), Value::String(self.server.listen.to_string()));
+        server.insert("header_read_timeout".into(), dur(self.server.header_read_timeout));
+        server.insert("idle_timeout".into(), dur(self.server.idle_timeout));
+        server.insert("request_body_timeout".into(), dur(self.server.request_body_timeout));
+        server.insert("send_timeout".into(), dur(self.server.send_timeout));
+        server.insert("max_connections".into(), Value::Integer(self.server.max_connections as i64));
+        server
+            .insert("max_connections_per_client".into(), Value::Integer(self.server.max_connections_per_client as i64));
+        server.insert("shutdown_grace".into(), dur(self.server.shutdown_grace));
+        root.insert("server".into(), Value::Table(server));
+
+        let mut upstream = Table::new();
+        upstream.insert("url".into(), Value::String(self.upstream.url_text.clone()));
+        upstream.insert("connect_timeout".into(), dur(self.upstream.connect_timeout));
+        upstream.insert("response_timeout".into(), dur(self.upstream.response_timeout));
+        upstream.insert("max_connections".into(), Value::Integer(self.upstream.max_connections as i64));
+        upstream.insert("upgrade_protocols".into(), strs(self.upstream.headers.upgrade_protocols.names()));
+        upstream.insert(
+            "allow_routing_headers".into(),
+            Value::Array(
+                self.upstream.headers.allow_routing_headers.iter().map(|h| Value::String((*h).into())).collect(),
+            ),
+        );
+        root.insert("upstream".into(), Value::Table(upstream));
+
+        let c = &self.clerk;
+        let mut clerk = Table::new();
+        if let Some(pk) = &c.publishable_key {
+            clerk.insert("publishable_key".into(), Value::String(pk.raw.clone()));
+        }
+        if let Some(v) = redacted(&c.secret_key) {
+            clerk.insert("secret_key".into(), v);
+        }
+        if c.jwt_key.is_some() {
+            clerk.insert("jwt_key".into(), Value::String("[set]".into()));
+        }
+        clerk.insert("api_url".into(), Value::String(c.api_url.clone()));
+        if let Some(j) = &c.jwks {
+            clerk.insert("jwks_url".into(), Value::String(j.url.clone()));
+        }
+        clerk.insert("authorized_parties".into(), strs(&c.authorized_parties));
+        clerk.insert("clock_skew".into(), dur(c.clock_skew));
+        if let Some(i) = &c.issuer {
+            clerk.insert("issuer".into(), Value::String(i.clone()));
+        }
+        clerk.insert("reject_pending_sessions".into(), Value::Boolean(c.reject_pending_sessions));
+        if let Some(s) = &c.sign_in_url {
+            clerk.insert("sign_in_url".into(), Value::String(s.clone()));
+        }
+        clerk.insert("status_url".into(), Value::String(c.status_url.clone()));
+        clerk.insert("verdict_cache_entries".into(), Value::Integer(c.verdict_cache_entries as i64));
+        if let Some(v) = redacted(&c.webhook_signing_secret) {
+            clerk.insert("webhook_signing_secret".into(), v);
+        }
+        let mut keys = Table::new();
+        keys.insert("refresh_interval".into(), dur(c.keys.refresh_interval));
+        keys.insert("unknown_kid_cooldown".into(), dur(c.keys.unknown_kid_cooldown));
+        keys.insert("max_stale".into(), dur(c.keys.max_stale));
+        keys.insert("fetch_timeout".into(), dur(c.keys.fetch_timeout));
+        clerk.insert("keys".into(), Value::Table(keys));
+        root.insert("clerk".into(), Value::Table(clerk));
+
+        let mut routes = Table::new();
+        let default = match self.routes.default {
+            Access::Public => "public",
+            Access::Protected => "protected",
+        };
+        routes.insert("default".into(), Value::String(default.into()));
+        routes.insert(
+            "public".into(),
+            Value::Array(self.routes.public.iter().map(|p| Value::String(p.as_str().into())).collect()),
+        );
+        let rules = self
+            .routes
+            .rules
+            .iter()
+            .map(|r| {
+                let mut t = Table::new();
+                t.insert("path".into(), Value::String(r.pattern.as_str().into()));
+                if let Some(m) = &r.methods {
+                    t.insert("methods".into(), Value::Array(m.iter().map(|m| Value::String(m.to_string())).collect()));
+                }
+                if let Some(role) = &r.role {
+                    t.insert("role".into(), Value::String(role.clone()));
+                }
+                if let Some(p) = &r.permission {
+                    t.insert("permission".into(), Value::String(p.clone()));
+                }
+                if r.bypass_never {
+                    t.insert("bypass".into(), Value::String("never".into()));
+                }
+                if r.webhook {
+                    t.insert("webhook".into(), Value::String("clerk".into()));
+                }
+                Value::Table(t)
+            })
+            .collect();
+        routes.insert("rule".into(), Value::Array(rules));
+        root.insert("routes".into(), Value::Table(routes));
+
+        let mut mode = Table::new();
+        mode.insert("mode".into(), Value::String(self.mode.mode.as_str().into()));
+        mode.insert("reason".into(), Value::String(self.mode.reason.clone()));
+        mode.insert("grace_max_expired".into(), dur(self.mode.grace_max_expired));
+        mode.insert("max_override_ttl".into(), dur(self.mode.max_override_ttl));
+        root.insert("mode".into(), Value::Table(mode));
+
+        let mut admin = Table::new();
+        admin.insert("listen".into(), Value::String(self.admin.listen.to_string()));
+        if let Some(v) = redacted(&self.admin.token) {
+            admin.insert("token".into(), v);
+        }
+        root.insert("admin".into(), Value::Table(admin));
+
+        let mut state = Table::new();
+        state.insert("dir".into(), Value::String(self.state.dir.display().to_string()));
+        state.insert("backend".into(), Value::String("file".into()));
+        root.insert("state".into(), Value::Table(state));
+
+        let mut log = Table::new();
+        let format = match self.log.format {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        };
+        log.insert("format".into(), Value::String(format.into()));
+        log.insert("level".into(), Value::String(self.log.level.clone()));
+        root.insert("log".into(), Value::Table(log));
+
+        toml::to_string(&root).unwrap_or_default()
+    }
+}

@@ -1,0 +1,236 @@
+//! The validated configuration's types, one per section of the file, and the problems a
+//! file can have. Built only by the validator ([`super::validate`]); never mutated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{HeaderPolicy, PublishableKey, Secret};
+use crate::mode::Mode;
+use crate::routes::RouteTable;
+use crate::verifying_key::VerifyingKey;
+
+/// The validated configuration. Never mutated: a reload builds a new one.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the config came from, for `/status`.
+    pub origin: Origin,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[upstream]`.
+    pub upstream: UpstreamConfig,
+    /// `[clerk]` and `[clerk.keys]`.
+    pub clerk: ClerkConfig,
+    /// `[routes]`.
+    pub routes: RouteTable,
+    /// `[mode]`, plus the `CLERK_EMERGENCY_BYPASS` switch.
+    pub mode: ModeConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// `[state]`.
+    pub state: StateConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// Values that are accepted but look unwise; logged at start and by `check-config`.
+    pub warnings: Vec<String>,
+}
+
+/// Where a config came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The file, when there was one.
+    pub path: Option<PathBuf>,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// A short SHA-256 over the file and every secret it resolved, so two loads can be compared.
+    pub hash: String,
+}
+
+/// `[server]`: the data-plane listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address the data plane listens on.
+    pub listen: SocketAddr,
+    /// A client that has not sent a full request head by then is cut off (slowloris); on a new
+    /// connection the clock starts at accept, so a connection that never sends a byte is too.
+    pub header_read_timeout: Duration,
+    /// A connection (HTTP/1.1 or HTTP/2) with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// The longest wait for the next piece of a request body; then 408 (or the upload is cut).
+    pub request_body_timeout: Duration,
+    /// The longest a response piece may wait for the client to take it; then the connection is
+    /// closed (nginx's `send_timeout`): a client that stops reading cannot hold upstream capacity.
+    pub send_timeout: Duration,
+    /// Client connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address; more are answered 503 and closed.
+    pub max_connections_per_client: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting.
+    pub shutdown_grace: Duration,
+}
+
+/// `[upstream]`: the app behind the gateway.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Scheme and authority of the upstream (`http://host:port`).
+    pub url: http::uri::Authority,
+    /// The upstream URL as written, for display.
+    pub url_text: String,
+    /// Limit on establishing a TCP connection to the upstream.
+    pub connect_timeout: Duration,
+    /// Limit on the time to the response head; bodies and upgrades are never cut.
+    pub response_timeout: Duration,
+    /// Upstream connections open at once (pooled and busy); a request that needs another waits
+    /// for one up to `connect_timeout`.
+    pub max_connections: usize,
+    /// Which upgrades are spliced and which routing-override headers pass.
+    pub headers: HeaderPolicy,
+}
+
+/// Where remote keys are fetched from.
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    /// The JWKS URL.
+    pub url: String,
+    /// Sent as `Authorization: Bearer` (the Backend API needs the secret key).
+    pub bearer: Option<Secret>,
+}
+
+/// `[clerk]`: how tokens are read and verified.
+#[derive(Debug, Clone)]
+pub struct ClerkConfig {
+    /// The publishable key, when configured.
+    pub publishable_key: Option<PublishableKey>,
+    /// The Backend API secret key.
+    pub secret_key: Option<Secret>,
+    /// The networkless verification key, parsed once.
+    pub jwt_key: Option<Arc<VerifyingKey>>,
+    /// The Backend API base URL.
+    pub api_url: String,
+    /// The remote JWKS, when there is one.
+    pub jwks: Option<JwksSource>,
+    /// Allowed `azp` values; empty means `azp` is not checked (Clerk's default).
+    pub authorized_parties: Vec<String>,
+    /// Tolerance applied to `exp`, `nbf` and `iat`.
+    pub clock_skew: Duration,
+    /// When set, `iss` must equal it.
+    pub issuer: Option<String>,
+    /// `sts: pending` sessions are refused when true (the default, as Clerk's SDK signs them out).
+    pub reject_pending_sessions: bool,
+    /// Where signed-out page loads are sent.
+    pub sign_in_url: Option<String>,
+    /// Clerk's status page, for triage.
+    pub status_url: String,
+    /// The Svix signing secret for `webhook = "clerk"` routes.
+    pub webhook_signing_secret: Option<Secret>,
+    /// How many verified tokens the verdict cache holds (0 disables it). Read at start.
+    pub verdict_cache_entries: usize,
+    /// `[clerk.keys]`.
+    pub keys: KeysConfig,
+}
+
+/// `[clerk.keys]`: the key lifecycle.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// Background refresh period.
+    pub refresh_interval: Duration,
+    /// At most one refetch per window when a token names an unknown `kid`.
+    pub unknown_kid_cooldown: Duration,
+    /// How long last-good keys keep being served while the JWKS is unreachable.
+    pub max_stale: Duration,
+    /// Limit on one JWKS fetch.
+    pub fetch_timeout: Duration,
+}
+
+/// `[mode]`: the file's mode and the limits on emergency modes.
+#[derive(Debug, Clone)]
+pub struct ModeConfig {
+    /// The file's mode, applied on load and reload.
+    pub mode: Mode,
+    /// Why the file sets that mode.
+    pub reason: String,
+    /// Grace accepts correctly signed tokens expired by at most this much.
+    pub grace_max_expired: Duration,
+    /// Caps the TTL of an admin override; also the lifetime of a bypass set by file or env.
+    pub max_override_ttl: Duration,
+    /// `CLERK_EMERGENCY_BYPASS=true` was set at load.
+    pub emergency_bypass_env: bool,
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Address of the admin API; never the data-plane port.
+    pub listen: SocketAddr,
+    /// The bearer token every mutating endpoint needs.
+    pub token: Option<Secret>,
+}
+
+/// Where shared runtime state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Files under `state.dir` (the default).
+    File,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Holds `audit.jsonl`, `state.json` and `keys.json`.
+    pub dir: PathBuf,
+    /// The backend.
+    pub backend: StateBackend,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// A tracing filter directive such as `info` or `clerkgate=debug`.
+    pub level: String,
+}
+
+/// One problem with the configuration, with the key it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key, e.g. `clerk.keys.max_stale`, or `(file)` for the file as a whole.
+    pub key: String,
+    /// What is wrong, as a sentence for the operator.
+    pub message: String,
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The problems by key, for tests and tools that look one up.
+pub fn problems_by_key(errors: &ConfigErrors) -> BTreeMap<&str, &str> {
+    errors.0.iter().map(|p| (p.key.as_str(), p.message.as_str())).collect()
+}

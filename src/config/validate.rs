@@ -1,0 +1,584 @@
+//! The validator: turns the raw mirror into a [`Config`], section by section, collecting every
+//! problem under its dotted key and every unwise-but-valid value as a warning. Secrets are
+//! resolved here (environment, then `*_file`, then inline).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::publishable_key::parse_publishable_key;
+use super::raw::{self, RawConfig, Unknown};
+use super::{
+    vars, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource, KeysConfig,
+    LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, StateBackend, StateConfig, UpgradeProtocols,
+    UpstreamConfig,
+};
+use crate::mode::Mode;
+use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
+use crate::verifying_key::VerifyingKey;
+
+/// `clerk.verdict_cache_entries` when unset: 64k tokens of about 1 KiB each.
+pub const DEFAULT_VERDICT_CACHE_ENTRIES: usize = 65_536;
+
+impl Config {
+    /// Validates the raw mirror; `type_problems` are the wrongly typed values that
+    /// [`super::toml_recovery`] already took out.
+    pub(super) fn from_raw(
+        raw: RawConfig,
+        text: &str,
+        env: &Env,
+        type_problems: Vec<ConfigProblem>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut v = Validator { problems: type_problems, ..Validator::default() };
+        v.unknown("", &raw.unknown);
+
+        let server = v.server(raw.server);
+        let upstream = v.upstream(raw.upstream);
+        let clerk = v.clerk(raw.clerk, env);
+        let routes = v.routes(raw.routes, clerk.as_ref());
+        let mode = v.mode(raw.mode, env);
+        let admin = v.admin(raw.admin, env);
+        let state = v.state(raw.state);
+        let log = v.log(raw.log);
+
+        if let (Some(server), Some(admin)) = (&server, &admin) {
+            if server.listen == admin.listen && server.listen.port() != 0 {
+                v.problem(
+                    "admin.listen",
+                    "must differ from server.listen: the admin API never shares the data-plane port",
+                );
+            }
+        }
+
+        let Validator { problems, warnings, secrets_digest } = v;
+        match (server, upstream, clerk, routes, mode, admin, state, log) {
+            (
+                Some(server),
+                Some(upstream),
+                Some(clerk),
+                Some(routes),
+                Some(mode),
+                Some(admin),
+                Some(state),
+                Some(log),
+            ) if problems.is_empty() => Ok(Config {
+                origin: Origin { path: None, loaded_at: SystemTime::now(), hash: config_hash(text, &secrets_digest) },
+                server,
+                upstream,
+                clerk,
+                routes,
+                mode,
+                admin,
+                state,
+                log,
+                warnings,
+            }),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+fn config_hash(text: &str, secrets: &[String]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(text.as_bytes());
+    for s in secrets {
+        ctx.update(b"\0");
+        ctx.update(s.as_bytes());
+    }
+    let digest = ctx.finish();
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Collects problems and warnings while turning raw sections into validated ones.
+#[derive(Default)]
+struct Validator {
+    problems: Vec<ConfigProblem>,
+    warnings: Vec<String>,
+    /// Resolved secret material, folded into the config hash so a rotated secret file shows.
+    secrets_digest: Vec<String>,
+}
+
+impl Validator {
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(ConfigProblem { key: key.to_string(), message: message.into() });
+    }
+
+    fn warn(&mut self, key: &str, message: impl fmt::Display) {
+        self.warnings.push(format!("{key}: {message}"));
+    }
+
+    fn unknown(&mut self, section: &str, unknown: &Unknown) {
+        for name in unknown.keys() {
+            let key = if section.is_empty() { name.clone() } else { format!("{section}.{name}") };
+            self.problem(&key, "unknown key (a typo is refused, never ignored)");
+        }
+    }
+
+    /// A positive duration such as `"5s"`; `allow_zero` for the one key where 0 is meaningful.
+    fn duration(&mut self, key: &str, value: Option<String>, default: Duration, allow_zero: bool) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.problem(key, "must be a positive duration");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(key, format!("{text:?} is not a duration like \"5s\", \"10m\" or \"24h\" ({e})"));
+                default
+            }
+        }
+    }
+
+    /// A count from 1 to 1,000,000 (connection limits).
+    fn count(&mut self, key: &str, value: Option<i64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem(key, format!("{n} must be between 1 and 1000000"));
+                default
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, value: Option<String>, default: &str) -> Option<SocketAddr> {
+        let text = value.unwrap_or_else(|| default.to_string());
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(key, format!("{text:?} is not an address like \"127.0.0.1:8080\""));
+                None
+            }
+        }
+    }
+
+    /// Resolves a secret: environment, then `*_file`, then the inline value.
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<String>,
+        env: &Env,
+        env_name: &str,
+    ) -> Option<Secret> {
+        if inline.is_some() && file.is_some() {
+            self.problem(&format!("{key}_file"), format!("set either {key} or {key}_file, not both"));
+        }
+        let value = if let Some(v) = env.get(env_name) {
+            Some(v.to_string())
+        } else if let Some(path) = file {
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Some(s.trim().to_string()),
+                Err(e) => {
+                    self.problem(&format!("{key}_file"), format!("cannot read {path}: {e}"));
+                    None
+                }
+            }
+        } else {
+            inline
+        };
+        let value = value.filter(|v| !v.trim().is_empty())?;
+        self.secrets_digest.push(value.clone());
+        Some(Secret::new(value))
+    }
+
+    fn http_url(&mut self, key: &str, text: &str) -> Option<http::Uri> {
+        match text.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some() => Some(u),
+            _ => {
+                self.problem(key, format!("{text:?} is not an http:// or https:// URL"));
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, raw: raw::RawServer) -> Option<ServerConfig> {
+        self.unknown("server", &raw.unknown);
+        if raw.tls_cert.is_some() || raw.tls_key.is_some() {
+            self.problem(
+                "server.tls_cert",
+                "TLS termination is not available in this build; terminate TLS in front of clerkgate",
+            );
+        }
+        let listen = self.socket_addr("server.listen", raw.listen, "0.0.0.0:8080");
+        let header_read_timeout =
+            self.duration("server.header_read_timeout", raw.header_read_timeout, Duration::from_secs(10), false);
+        let idle_timeout = self.duration("server.idle_timeout", raw.idle_timeout, Duration::from_secs(60), false);
+        let request_body_timeout =
+            self.duration("server.request_body_timeout", raw.request_body_timeout, Duration::from_secs(30), false);
+        let send_timeout = self.duration("server.send_timeout", raw.send_timeout, Duration::from_secs(60), false);
+        let max_connections = self.count("server.max_connections", raw.max_connections, 16_384);
+        let max_connections_per_client =
+            self.count("server.max_connections_per_client", raw.max_connections_per_client, 1_024);
+        if max_connections_per_client > max_connections {
+            self.warn("server.max_connections_per_client", "larger than server.max_connections, which caps it");
+        }
+        let shutdown_grace = self.duration("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30), false);
+        Some(ServerConfig {
+            listen: listen?,
+            header_read_timeout,
+            idle_timeout,
+            request_body_timeout,
+            send_timeout,
+            max_connections,
+            max_connections_per_client,
+            shutdown_grace,
+        })
+    }
+
+    fn upstream(&mut self, raw: raw::RawUpstream) -> Option<UpstreamConfig> {
+        self.unknown("upstream", &raw.unknown);
+        let text = raw.url.unwrap_or_else(|| "http://127.0.0.1:3000".to_string());
+        let connect_timeout =
+            self.duration("upstream.connect_timeout", raw.connect_timeout, Duration::from_secs(5), false);
+        let response_timeout =
+            self.duration("upstream.response_timeout", raw.response_timeout, Duration::from_secs(60), false);
+        let max_connections = self.count("upstream.max_connections", raw.max_connections, 1_024);
+        let headers = self.header_policy(raw.upgrade_protocols, raw.allow_routing_headers);
+        let uri = self.http_url("upstream.url", &text)?;
+        if uri.scheme_str() != Some("http") {
+            self.problem("upstream.url", "only http:// upstreams are supported (the upstream hop is plain HTTP)");
+            return None;
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            self.problem("upstream.url", "must not carry a path or query: requests keep their own path");
+            return None;
+        }
+        Some(UpstreamConfig {
+            url: uri.authority()?.clone(),
+            url_text: text,
+            connect_timeout,
+            response_timeout,
+            max_connections,
+            headers,
+        })
+    }
+
+    fn header_policy(&mut self, upgrades: Option<Vec<String>>, routing: Option<Vec<String>>) -> HeaderPolicy {
+        let mut policy = HeaderPolicy::default();
+        if let Some(entries) = upgrades {
+            match UpgradeProtocols::new(&entries) {
+                Ok(p) => policy.upgrade_protocols = p,
+                Err(problems) => problems.into_iter().for_each(|m| self.problem("upstream.upgrade_protocols", m)),
+            }
+        }
+        match HeaderPolicy::routing_headers(&routing.unwrap_or_default()) {
+            Ok(allowed) => policy.allow_routing_headers = allowed,
+            Err(problems) => problems.into_iter().for_each(|m| self.problem("upstream.allow_routing_headers", m)),
+        }
+        policy
+    }
+
+    fn clerk(&mut self, raw: raw::RawClerk, env: &Env) -> Option<ClerkConfig> {
+        self.unknown("clerk", &raw.unknown);
+        self.unknown("clerk.keys", &raw.keys.unknown);
+
+        let publishable_key =
+            env.get(vars::PUBLISHABLE_KEY).map(str::to_string).or(raw.publishable_key).and_then(|pk| {
+                match parse_publishable_key(pk.trim()) {
+                    Ok(pk) => Some(pk),
+                    Err(e) => {
+                        self.problem("clerk.publishable_key", e);
+                        None
+                    }
+                }
+            });
+        let secret_key = self.secret("clerk.secret_key", raw.secret_key, raw.secret_key_file, env, vars::SECRET_KEY);
+        let jwt_pem = self.secret("clerk.jwt_key", raw.jwt_key, raw.jwt_key_file, env, vars::JWT_KEY);
+        let jwt_key = jwt_pem.and_then(|pem| match VerifyingKey::from_pem(pem.expose(), None) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                self.problem("clerk.jwt_key", format!("not a usable RS256 public key: {e}"));
+                None
+            }
+        });
+        let webhook_signing_secret = self.secret(
+            "clerk.webhook_signing_secret",
+            raw.webhook_signing_secret,
+            raw.webhook_signing_secret_file,
+            env,
+            vars::WEBHOOK_SIGNING_SECRET,
+        );
+
+        let api_url = env
+            .get(vars::API_URL)
+            .map(str::to_string)
+            .or(raw.api_url)
+            .unwrap_or_else(|| "https://api.clerk.com".to_string());
+        let api_url = api_url.trim_end_matches('/').to_string();
+        self.http_url("clerk.api_url", &api_url);
+
+        let jwks = match (raw.jwks_url, &secret_key) {
+            (Some(url), bearer) => {
+                self.http_url("clerk.jwks_url", &url);
+                // The secret key goes only to the Backend API, never to another host.
+                let bearer = bearer.clone().filter(|_| url.starts_with(&format!("{api_url}/")));
+                Some(JwksSource { url, bearer })
+            }
+            (None, Some(sk)) => Some(JwksSource { url: format!("{api_url}/v1/jwks"), bearer: Some(sk.clone()) }),
+            (None, None) => None,
+        };
+        if jwt_key.is_none() && jwks.is_none() && !self.problems.iter().any(|p| p.key.starts_with("clerk.jwt_key")) {
+            self.problem(
+                "clerk",
+                "no key source: set jwt_key (networkless), secret_key (Backend API JWKS) or jwks_url",
+            );
+        }
+
+        let clock_skew = self.duration("clerk.clock_skew", raw.clock_skew, Duration::from_secs(5), true);
+        if clock_skew > Duration::from_secs(60) {
+            self.warn("clerk.clock_skew", "more than 60s widens every token's validity window; fix the clock instead");
+        }
+        let authorized_parties = raw.authorized_parties.unwrap_or_default();
+        for (i, p) in authorized_parties.iter().enumerate() {
+            if !p.is_empty() && !p.starts_with("http://") && !p.starts_with("https://") {
+                self.warn(
+                    &format!("clerk.authorized_parties[{i}]"),
+                    format!("{p:?} is not an origin like https://app.example.com; azp is compared exactly"),
+                );
+            }
+        }
+        let sign_in_url = raw.sign_in_url;
+        if let Some(u) = &sign_in_url {
+            self.http_url("clerk.sign_in_url", u);
+        }
+        let status_url = raw.status_url.unwrap_or_else(|| "https://status.clerk.com/api/v2/status.json".to_string());
+        self.http_url("clerk.status_url", &status_url);
+
+        let k = raw.keys;
+        let keys = KeysConfig {
+            refresh_interval: self.duration(
+                "clerk.keys.refresh_interval",
+                k.refresh_interval,
+                Duration::from_secs(300),
+                false,
+            ),
+            unknown_kid_cooldown: self.duration(
+                "clerk.keys.unknown_kid_cooldown",
+                k.unknown_kid_cooldown,
+                Duration::from_secs(10),
+                false,
+            ),
+            max_stale: self.duration("clerk.keys.max_stale", k.max_stale, Duration::from_secs(24 * 3600), false),
+            fetch_timeout: self.duration("clerk.keys.fetch_timeout", k.fetch_timeout, Duration::from_secs(5), false),
+        };
+        if keys.unknown_kid_cooldown < Duration::from_secs(1) {
+            self.warn("clerk.keys.unknown_kid_cooldown", "under 1s lets a flood of unknown kids reach the JWKS often");
+        }
+        if keys.max_stale < keys.refresh_interval {
+            self.warn("clerk.keys.max_stale", "shorter than refresh_interval: keys may go stale between refreshes");
+        }
+
+        let verdict_cache_entries = match raw.verdict_cache_entries {
+            None => DEFAULT_VERDICT_CACHE_ENTRIES,
+            Some(n) if (0..=10_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem("clerk.verdict_cache_entries", format!("{n} must be between 0 (disabled) and 10000000"));
+                0
+            }
+        };
+        Some(ClerkConfig {
+            verdict_cache_entries,
+            publishable_key,
+            secret_key,
+            jwt_key,
+            api_url,
+            jwks,
+            authorized_parties,
+            clock_skew,
+            issuer: raw.issuer.map(|i| i.trim_end_matches('/').to_string()),
+            reject_pending_sessions: raw.reject_pending_sessions.unwrap_or(true),
+            sign_in_url,
+            status_url,
+            webhook_signing_secret,
+            keys,
+        })
+    }
+
+    fn routes(&mut self, raw: raw::RawRoutes, clerk: Option<&ClerkConfig>) -> Option<RouteTable> {
+        self.unknown("routes", &raw.unknown);
+        let default = match raw.default.as_deref() {
+            None | Some("protected") => Access::Protected,
+            Some("public") => Access::Public,
+            Some(other) => {
+                self.problem("routes.default", format!("{other:?} must be \"protected\" or \"public\""));
+                Access::Protected
+            }
+        };
+        let public_raw = raw.public.unwrap_or_else(|| vec!["/".into(), "/sign-in(.*)".into(), "/sign-up(.*)".into()]);
+        let mut public = Vec::new();
+        for (i, p) in public_raw.iter().enumerate() {
+            match RoutePattern::parse(p) {
+                Ok(p) => public.push(p),
+                Err(e) => self.problem(&format!("routes.public[{i}]"), format!("{p:?}: {e}")),
+            }
+        }
+        let mut rules = Vec::new();
+        for (i, r) in raw.rule.into_iter().enumerate() {
+            let key = format!("routes.rule[{i}]");
+            self.unknown(&key, &r.unknown);
+            let pattern = match r.path.as_deref().map(RoutePattern::parse) {
+                None => {
+                    self.problem(&format!("{key}.path"), "is required");
+                    None
+                }
+                Some(Err(e)) => {
+                    self.problem(&format!("{key}.path"), e);
+                    None
+                }
+                Some(Ok(p)) => Some(p),
+            };
+            let methods = r.methods.map(|ms| {
+                ms.iter()
+                    .filter_map(|m| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.problem(&format!("{key}.methods"), format!("{m:?} is not an HTTP method"));
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let bypass_never = match r.bypass.as_deref() {
+                None | Some("allow") => false,
+                Some("never") => true,
+                Some(other) => {
+                    self.problem(&format!("{key}.bypass"), format!("{other:?} must be \"never\" or \"allow\""));
+                    false
+                }
+            };
+            let webhook = match r.webhook.as_deref() {
+                None => false,
+                Some("clerk") => true,
+                Some(other) => {
+                    self.problem(&format!("{key}.webhook"), format!("{other:?}: the only webhook kind is \"clerk\""));
+                    false
+                }
+            };
+            if webhook && (r.role.is_some() || r.permission.is_some()) {
+                self.problem(
+                    &key,
+                    "a webhook route is authenticated by its signature; it cannot also ask for a role or permission",
+                );
+            }
+            if webhook && clerk.is_some_and(|c| c.webhook_signing_secret.is_none()) {
+                self.problem(
+                    &format!("{key}.webhook"),
+                    "needs clerk.webhook_signing_secret (or CLERK_WEBHOOK_SIGNING_SECRET)",
+                );
+            }
+            for (name, value) in [("role", &r.role), ("permission", &r.permission)] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    self.problem(&format!("{key}.{name}"), "must not be empty");
+                }
+            }
+            if let Some(pattern) = pattern {
+                rules.push(RouteRule {
+                    pattern,
+                    methods,
+                    role: r.role,
+                    permission: r.permission,
+                    bypass_never,
+                    webhook,
+                });
+            }
+        }
+        Some(RouteTable { default, public, rules })
+    }
+
+    fn mode(&mut self, raw: raw::RawMode, env: &Env) -> Option<ModeConfig> {
+        self.unknown("mode", &raw.unknown);
+        let mode = match raw.mode.as_deref().map(str::parse::<Mode>) {
+            None => Mode::Enforce,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                self.problem("mode.mode", e);
+                Mode::Enforce
+            }
+        };
+        let reason = raw.reason.unwrap_or_default();
+        if mode == Mode::Bypass && reason.trim().is_empty() {
+            self.problem("mode.reason", "is required when mode is \"bypass\": bypass never starts without a reason");
+        }
+        let emergency_bypass_env = match env.get(vars::EMERGENCY_BYPASS) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+            Some(v) => {
+                self.problem(vars::EMERGENCY_BYPASS, format!("{v:?} must be true or false"));
+                false
+            }
+        };
+        Some(ModeConfig {
+            mode,
+            reason,
+            grace_max_expired: self.duration(
+                "mode.grace_max_expired",
+                raw.grace_max_expired,
+                Duration::from_secs(3600),
+                false,
+            ),
+            max_override_ttl: self.duration(
+                "mode.max_override_ttl",
+                raw.max_override_ttl,
+                Duration::from_secs(4 * 3600),
+                false,
+            ),
+            emergency_bypass_env,
+        })
+    }
+
+    fn admin(&mut self, raw: raw::RawAdmin, env: &Env) -> Option<AdminConfig> {
+        self.unknown("admin", &raw.unknown);
+        let listen = self.socket_addr("admin.listen", raw.listen, "127.0.0.1:9901");
+        let token = self.secret("admin.token", raw.token, raw.token_file, env, vars::ADMIN_TOKEN);
+        if let Some(listen) = listen {
+            if !listen.ip().is_loopback() {
+                self.warn(
+                    "admin.listen",
+                    format!("{listen} is not loopback: the admin API is reachable from the network"),
+                );
+            }
+        }
+        if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            self.warn("admin.token", "shorter than 16 characters");
+        }
+        Some(AdminConfig { listen: listen?, token })
+    }
+
+    fn state(&mut self, raw: raw::RawState) -> Option<StateConfig> {
+        self.unknown("state", &raw.unknown);
+        match raw.backend.as_deref() {
+            None | Some("file") => {}
+            Some("redis") => {
+                self.problem("state.backend", "\"redis\" is not available in this build yet; use \"file\"")
+            }
+            Some(other) => self.problem("state.backend", format!("{other:?} must be \"file\" or \"redis\"")),
+        }
+        if raw.redis_url.is_some() && raw.backend.as_deref() != Some("redis") {
+            self.problem("state.redis_url", "only applies with backend = \"redis\"");
+        }
+        let dir = PathBuf::from(raw.dir.unwrap_or_else(|| "./clerkgate-state".to_string()));
+        Some(StateConfig { dir, backend: StateBackend::File })
+    }
+
+    fn log(&mut self, raw: raw::RawLog) -> Option<LogConfig> {
+        self.unknown("log", &raw.unknown);
+        let format = match raw.format.as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                self.problem("log.format", format!("{other:?} must be \"json\" or \"pretty\""));
+                LogFormat::Json
+            }
+        };
+        let level = raw.level.unwrap_or_else(|| "info".to_string());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            self.problem("log.level", format!("{level:?} is not a log filter like \"info\" or \"clerkgate=debug\""));
+        }
+        Some(LogConfig { format, level })
+    }
+}
