@@ -1,6 +1,12 @@
 //! Why a request was refused: Clerk's reason strings, and ours.
 
-use http::StatusCode;
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+
+use crate::answer::{Answer, Fault};
+
+/// How many seconds a 503 `jwks-unavailable` asks the client to wait.
+pub const RETRY_AFTER_SECONDS: &str = "5";
 
 /// A reason, as sent in `X-Clerk-Auth-Reason` and the JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,6 +101,15 @@ impl Reason {
         }
     }
 
+    /// Whose fault a refusal for this reason is: Clerk's when no usable key is loaded, the
+    /// client's otherwise.
+    pub fn fault(self) -> Fault {
+        match self {
+            Reason::JwksUnavailable => Fault::Clerk,
+            _ => Fault::Client,
+        }
+    }
+
     /// Every reason, for tables and metrics.
     pub const ALL: [Reason; 22] = [
         Reason::TokenInvalid,
@@ -141,5 +156,26 @@ impl Failure {
     /// A failure with a message.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Failure { reason, message: message.into() }
+    }
+
+    /// The gateway's answer to a request refused for this failure. `token_presented` picks the
+    /// RFC 6750 form of `WWW-Authenticate` on a 401: `error="invalid_token"` only when there
+    /// was a token to be invalid.
+    pub fn answer(self, token_presented: bool) -> Answer {
+        let reason = self.reason;
+        let status = reason.status();
+        let answer = Answer::new(reason.fault(), status, reason.as_str(), self.message);
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = if token_presented {
+                HeaderValue::from_static("Bearer realm=\"clerkgate\", error=\"invalid_token\"")
+            } else {
+                HeaderValue::from_static("Bearer realm=\"clerkgate\"")
+            };
+            return answer.with_header(WWW_AUTHENTICATE, challenge);
+        }
+        if reason == Reason::JwksUnavailable {
+            return answer.with_header(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        answer
     }
 }

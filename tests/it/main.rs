@@ -14,6 +14,9 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
+/// Issue #9, the auth decision: the verdict cache survives mode changes; bypass under load
+/// is quiet in the log (real binary).
+mod foundations_decide;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
