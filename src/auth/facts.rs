@@ -5,11 +5,10 @@
 //!    check `Host`, normalise the path (rewriting it when it was not in normal form) and find
 //!    its route. A head refused here is answered whatever the mode.
 //! 2. [`RequestFacts::read`] — what the decision needs to know, borrowed from the head: the
-//!    route, the mode in force, the credential and where it came from, and whether the request
-//!    is a page load (a document) or an API call.
-//!
-//! The cookies Clerk's handshake reads ([`HandshakeCookies`]) are read only on request, for
-//! documents: an API call never pays for parsing them.
+//!    route, the mode in force, the credential and where it came from; and, asked for only
+//!    where they matter, whether the request is a page load (a document) or an API call
+//!    ([`RequestFacts::document`]) and the cookies Clerk's handshake reads
+//!    ([`RequestFacts::handshake_cookies`]) — so an API call never pays for parsing them.
 
 use http::header::{ACCEPT, HOST};
 use http::request::Parts;
@@ -73,8 +72,6 @@ pub struct RequestFacts<'a> {
     /// The session token and where it came from, none, or credentials that disagree. Not looked
     /// for on a webhook route, which is authenticated by its signature.
     pub credential: Found<'a>,
-    /// A page load (SPEC §8), which Clerk's handshake may redirect; otherwise an API call.
-    pub document: bool,
     /// A key refetch for this request's unknown `kid` has already happened: the `kid` is final.
     pub refetched: bool,
     headers: &'a HeaderMap,
@@ -101,7 +98,6 @@ impl<'a> RequestFacts<'a> {
             never_bypass: routed.never_bypass,
             mode,
             credential,
-            document: is_document(&parts.method, &parts.headers),
             refetched,
             headers: &parts.headers,
             publishable_key,
@@ -135,6 +131,12 @@ impl<'a> RequestFacts<'a> {
             Found::OwnedCookie(t) => Some((t.as_str(), Carrier::Cookie)),
             Found::None | Found::Conflict(_) => None,
         }
+    }
+
+    /// A page load (SPEC §8), which Clerk's handshake may redirect; otherwise an API call.
+    /// Read from the head on each call (two header lookups at most).
+    pub fn document(&self) -> bool {
+        is_document(self.method, self.headers)
     }
 
     /// The cookies Clerk's handshake reads; parsed on each call, so ask only for a document.
