@@ -1,18 +1,268 @@
-//! Every response the gateway writes itself is built here, and only here, so they all carry
-//! the same JSON body and headers (SPEC §3): `{"error","reason","message"}`,
-//! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, and `WWW-Authenticate` / `Retry-After`
-//! where they apply. Whose fault it was decides the status: the client's (400/401/403/405), the
-//! keys' (503), or the upstream's (502/504).
+//! The gateway's own answers, as values (linkerd2-proxy's `SyntheticHttpResponse`).
+//!
+//! Every response the gateway writes itself — an auth refusal, the 405 for `CONNECT`/`TRACE`,
+//! the proxy's 400/408/502/504, the 503 to a connection over a limit — is an [`Answer`] built
+//! by a constructor here (or, for auth refusals, by [`crate::auth::Failure::answer`]) and
+//! rendered by [`Answer::into_response`] or [`Answer::to_http1`], so they all carry the same
+//! JSON body and headers (SPEC §3): `{"error","message","reason"}`, `Cache-Control: no-store`,
+//! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, and whatever the constructor adds
+//! (`WWW-Authenticate`, `Retry-After`, `Location`, several `Set-Cookie`).
+//!
+//! Each answer says whose [`Fault`] it is (pingora's `ErrorSource`). The fault is the `fault`
+//! label of [`metric::ANSWERS`] and decides the log level: a client's fault is logged at DEBUG
+//! (a flood of bad tokens must not flood the log), anyone else's at WARN, at most once a second
+//! per fault with the number of lines held back.
+
+use std::borrow::Cow;
 
 use axum::body::Body;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::headers::names;
 use crate::reason::{Failure, Reason};
+use crate::telemetry::{names as metric, Throttle};
 
-/// How many seconds a 503 `jwks-unavailable` asks the client to wait.
-pub const RETRY_AFTER_SECONDS: &str = "5";
+/// Whose fault it is that the gateway answers instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client's request: no valid token, a missing role, a malformed head or body, a
+    /// refused method, too many connections from one address.
+    Client,
+    /// The upstream: unreachable, broken, too slow, or switching protocols unasked.
+    Upstream,
+    /// Clerk's side: no usable signing keys (the JWKS has not answered, or too long ago).
+    Clerk,
+    /// The gateway's own: out of connections, or a state it should never reach.
+    Gateway,
+}
+
+impl Fault {
+    /// The `fault` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Client => "client",
+            Fault::Upstream => "upstream",
+            Fault::Clerk => "clerk",
+            Fault::Gateway => "gateway",
+        }
+    }
+
+    /// Holds back WARN lines for one fault to one a second.
+    fn throttle(self) -> &'static Throttle {
+        static CLIENT: Throttle = Throttle::per_second();
+        static UPSTREAM: Throttle = Throttle::per_second();
+        static CLERK: Throttle = Throttle::per_second();
+        static GATEWAY: Throttle = Throttle::per_second();
+        match self {
+            Fault::Client => &CLIENT,
+            Fault::Upstream => &UPSTREAM,
+            Fault::Clerk => &CLERK,
+            Fault::Gateway => &GATEWAY,
+        }
+    }
+}
+
+/// The body of every answer that has one. Fields in this order, so the bytes are those of a
+/// sorted JSON object.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: &'a str,
+    reason: &'a str,
+}
+
+/// A response the gateway gives itself.
+#[derive(Debug)]
+#[must_use = "an answer does nothing until it is rendered"]
+pub struct Answer {
+    status: StatusCode,
+    fault: Fault,
+    reason: &'static str,
+    message: Cow<'static, str>,
+    /// `X-Clerk-Auth-Status`; `None` where no request was read.
+    auth_status: Option<&'static str>,
+    /// Added after the standard headers, in order; a name may repeat (`Set-Cookie`).
+    extra: Vec<(HeaderName, HeaderValue)>,
+    /// False for a redirect, whose body is empty.
+    json_body: bool,
+}
+
+impl Answer {
+    /// An answer with the JSON body, `X-Clerk-Auth-Status: signed-out` and nothing else added.
+    pub fn new(fault: Fault, status: StatusCode, reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Answer {
+            status,
+            fault,
+            reason,
+            message: message.into(),
+            auth_status: Some("signed-out"),
+            extra: Vec::new(),
+            json_body: true,
+        }
+    }
+
+    /// A `307` to `location` with `Cache-Control: no-store` (a cached redirect loops) and an
+    /// empty body, as Clerk's middleware answers a handshake.
+    pub fn redirect(reason: &'static str, location: HeaderValue) -> Self {
+        let mut a = Answer::new(Fault::Client, StatusCode::TEMPORARY_REDIRECT, reason, "");
+        a.json_body = false;
+        a.with_header(LOCATION, location)
+    }
+
+    /// The answer when the upstream hop fails: 502, or 504 for a timeout.
+    pub fn upstream(fault: UpstreamFault) -> Self {
+        let (status, message) = match fault {
+            UpstreamFault::Connect => {
+                (StatusCode::BAD_GATEWAY, "The upstream refused the connection or could not be reached.")
+            }
+            UpstreamFault::Broken => (StatusCode::BAD_GATEWAY, "The upstream closed the connection before answering."),
+            UpstreamFault::Timeout => {
+                (StatusCode::GATEWAY_TIMEOUT, "The upstream sent no response head within response_timeout.")
+            }
+            UpstreamFault::UnexpectedUpgrade => (
+                StatusCode::BAD_GATEWAY,
+                "The upstream switched protocols to something the gateway did not ask for; it is not passed on.",
+            ),
+        };
+        Answer::new(Fault::Upstream, status, fault.as_str(), message)
+    }
+
+    /// The answer when the client's request body failed: 400, or 408 for a stall. The
+    /// connection is closed after it: the body's remaining bytes cannot be trusted to frame the
+    /// next request.
+    pub fn client_body(fault: ClientFault) -> Self {
+        let (status, message) = match fault {
+            ClientFault::MalformedBody => (
+                StatusCode::BAD_REQUEST,
+                "The request body was malformed or ended early (a bad chunk, or fewer bytes than declared).",
+            ),
+            ClientFault::BodyTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, "The request body stalled longer than server.request_body_timeout.")
+            }
+        };
+        Answer::new(Fault::Client, status, fault.as_str(), message).closing()
+    }
+
+    /// The `503 too-many-connections` for a connection refused at accept, before any request
+    /// was read: no `X-Clerk-Auth-Status`, `Retry-After: 1`, then close. Over the per-client
+    /// limit it is the client's fault; over the total, the gateway's.
+    pub fn too_many_connections(fault: Fault, message: &'static str) -> Self {
+        let mut a = Answer::new(fault, StatusCode::SERVICE_UNAVAILABLE, "too-many-connections", message)
+            .with_header(RETRY_AFTER, HeaderValue::from_static("1"))
+            .closing();
+        a.auth_status = None;
+        a
+    }
+
+    /// Sets `X-Clerk-Auth-Status` (the proxy's answers report the request's auth status).
+    pub fn with_auth_status(mut self, status: &'static str) -> Self {
+        self.auth_status = Some(status);
+        self
+    }
+
+    /// Adds a header after the standard ones; a repeated name adds another line.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.extra.push((name, value));
+        self
+    }
+
+    /// Adds one `Set-Cookie` line.
+    pub fn with_cookie(self, cookie: HeaderValue) -> Self {
+        self.with_header(SET_COOKIE, cookie)
+    }
+
+    /// Adds `Connection: close`.
+    pub fn closing(self) -> Self {
+        self.with_header(CONNECTION, HeaderValue::from_static("close"))
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        self.fault
+    }
+
+    /// The reason (`X-Clerk-Auth-Reason`, the body's `reason`).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// The message for the operator reading the body.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Every header, in the order they are written, and the body.
+    fn render(&self) -> (HeaderMap, Vec<u8>) {
+        self.record();
+        let mut h = HeaderMap::with_capacity(5 + self.extra.len());
+        let body = if self.json_body {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let body = ErrorBody { error: error_word(self.status), message: &self.message, reason: self.reason };
+            serde_json::to_vec(&body).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(s) = self.auth_status {
+            h.insert(names::AUTH_STATUS, HeaderValue::from_static(s));
+        }
+        if let Ok(v) = HeaderValue::from_str(self.reason) {
+            h.insert(names::AUTH_REASON, v);
+        }
+        for (name, value) in &self.extra {
+            h.append(name, value.clone());
+        }
+        (h, body)
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Body> {
+        let (headers, body) = self.render();
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// The whole HTTP/1.1 response as bytes, for a connection the gateway answers before
+    /// handing it to the HTTP stack.
+    pub fn to_http1(&self) -> Vec<u8> {
+        let (headers, body) = self.render();
+        let mut out = Vec::with_capacity(256 + body.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Counts the answer and logs it at its fault's level.
+    fn record(&self) {
+        metrics::counter!(metric::ANSWERS, "fault" => self.fault.as_str(), "reason" => self.reason).increment(1);
+        let (status, reason, message) = (self.status.as_u16(), self.reason, &*self.message);
+        if self.fault == Fault::Client {
+            tracing::debug!(status, reason, message, "answered: the client's request");
+        } else if let Some(held_back) = self.fault.throttle().admit() {
+            let fault = self.fault.as_str();
+            tracing::warn!(fault, status, reason, message, held_back, "answered instead of the upstream");
+        }
+    }
+}
 
 fn error_word(status: StatusCode) -> &'static str {
     match status {
@@ -24,42 +274,9 @@ fn error_word(status: StatusCode) -> &'static str {
         StatusCode::BAD_GATEWAY => "bad_gateway",
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+        StatusCode::TEMPORARY_REDIRECT => "redirect",
         _ => "error",
     }
-}
-
-fn json_response(status: StatusCode, reason: &str, message: &str, auth_status: &'static str) -> Response<Body> {
-    let body = serde_json::json!({ "error": error_word(status), "reason": reason, "message": message });
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(names::AUTH_STATUS, HeaderValue::from_static(auth_status));
-    if let Ok(v) = HeaderValue::from_str(reason) {
-        h.insert(names::AUTH_REASON, v);
-    }
-    resp
-}
-
-/// The answer to a refused request. `token_presented` picks the RFC 6750 form of
-/// `WWW-Authenticate`: `error="invalid_token"` only when there was a token to be invalid.
-pub fn refusal(failure: &Failure, token_presented: bool) -> Response<Body> {
-    let status = failure.reason.status();
-    let mut resp = json_response(status, failure.reason.as_str(), &failure.message, "signed-out");
-    let h = resp.headers_mut();
-    if status == StatusCode::UNAUTHORIZED {
-        let v = if token_presented {
-            HeaderValue::from_static("Bearer realm=\"clerkgate\", error=\"invalid_token\"")
-        } else {
-            HeaderValue::from_static("Bearer realm=\"clerkgate\"")
-        };
-        h.insert(WWW_AUTHENTICATE, v);
-    }
-    if failure.reason == Reason::JwksUnavailable {
-        h.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-    }
-    resp
 }
 
 /// Why the upstream hop failed.
@@ -115,51 +332,101 @@ impl ClientFault {
     }
 }
 
-/// The answer when the client's request body failed: 400, or 408 for a stall. The connection
-/// is closed after it: the body's remaining bytes cannot be trusted to frame the next request.
-pub fn client_failure(fault: ClientFault, auth_status: &'static str) -> Response<Body> {
-    let (status, message) = match fault {
-        ClientFault::MalformedBody => (
-            StatusCode::BAD_REQUEST,
-            "The request body was malformed or ended early (a bad chunk, or fewer bytes than declared).",
-        ),
-        ClientFault::BodyTimeout => {
-            (StatusCode::REQUEST_TIMEOUT, "The request body stalled longer than server.request_body_timeout.")
+/// How many seconds a 503 `jwks-unavailable` asks the client to wait.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
+impl Reason {
+    /// Whose fault a refusal for this reason is: Clerk's when no usable key is loaded, the
+    /// client's otherwise.
+    pub fn fault(self) -> Fault {
+        match self {
+            Reason::JwksUnavailable => Fault::Clerk,
+            _ => Fault::Client,
         }
-    };
-    let mut resp = json_response(status, fault.as_str(), message, auth_status);
-    resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    resp
+    }
 }
 
-/// The answer when the upstream fails: 502, or 504 for a timeout.
-pub fn upstream_failure(fault: UpstreamFault, auth_status: &'static str) -> Response<Body> {
-    let (status, message) = match fault {
-        UpstreamFault::Connect => {
-            (StatusCode::BAD_GATEWAY, "The upstream refused the connection or could not be reached.")
+impl Failure {
+    /// The gateway's answer to a request refused for this failure. `token_presented` picks the
+    /// RFC 6750 form of `WWW-Authenticate` on a 401: `error="invalid_token"` only when there
+    /// was a token to be invalid.
+    pub fn answer(self, token_presented: bool) -> Answer {
+        let reason = self.reason;
+        let status = reason.status();
+        let answer = Answer::new(reason.fault(), status, reason.as_str(), self.message);
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = if token_presented {
+                HeaderValue::from_static("Bearer realm=\"clerkgate\", error=\"invalid_token\"")
+            } else {
+                HeaderValue::from_static("Bearer realm=\"clerkgate\"")
+            };
+            return answer.with_header(WWW_AUTHENTICATE, challenge);
         }
-        UpstreamFault::Broken => (StatusCode::BAD_GATEWAY, "The upstream closed the connection before answering."),
-        UpstreamFault::Timeout => {
-            (StatusCode::GATEWAY_TIMEOUT, "The upstream sent no response head within response_timeout.")
+        if reason == Reason::JwksUnavailable {
+            return answer.with_header(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
-        UpstreamFault::UnexpectedUpgrade => (
-            StatusCode::BAD_GATEWAY,
-            "The upstream switched protocols to something the gateway did not ask for; it is not passed on.",
-        ),
-    };
-    json_response(status, fault.as_str(), message, auth_status)
+        answer
+    }
 }
 
-/// The raw HTTP/1.1 answer written to a connection refused at accept, before any request was
-/// read: `503`, reason `too-many-connections`, the usual JSON body, then close.
-pub fn connection_refusal(message: &str) -> Vec<u8> {
-    let reason = "too-many-connections";
-    let body = serde_json::json!({ "error": error_word(StatusCode::SERVICE_UNAVAILABLE), "reason": reason, "message": message })
-        .to_string();
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
-         retry-after: 1\r\nx-clerk-auth-reason: {reason}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(a: &Answer) -> String {
+        String::from_utf8(a.to_http1()).unwrap()
+    }
+
+    #[test]
+    fn the_body_is_the_sorted_json_object_of_spec_3() {
+        let a = Answer::new(Fault::Client, StatusCode::UNAUTHORIZED, "token-expired", "JWT is expired.");
+        let t = text(&a);
+        assert!(t.ends_with(r#"{"error":"unauthorized","message":"JWT is expired.","reason":"token-expired"}"#), "{t}");
+        assert!(t.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{t}");
+        for line in [
+            "content-type: application/json",
+            "cache-control: no-store",
+            "x-clerk-auth-status: signed-out",
+            "x-clerk-auth-reason: token-expired",
+        ] {
+            assert!(t.contains(&format!("{line}\r\n")), "{line} missing:\n{t}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_carries_its_location_and_every_cookie_and_no_body() {
+        let a = Answer::redirect("session-token-expired", HeaderValue::from_static("https://clerk.example.com/v1/x"))
+            .with_auth_status("handshake")
+            .with_cookie(HeaderValue::from_static("__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2"))
+            .with_cookie(HeaderValue::from_static("__session=; Max-Age=0"));
+        let resp = a.into_response();
+        assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+        let h = resp.headers();
+        assert_eq!(h[LOCATION], "https://clerk.example.com/v1/x");
+        assert_eq!(h[CACHE_CONTROL], "no-store");
+        assert_eq!(h[names::AUTH_STATUS], "handshake");
+        assert_eq!(h.get_all(SET_COOKIE).iter().count(), 2);
+        assert!(h.get(CONTENT_TYPE).is_none());
+    }
+
+    #[test]
+    fn the_connection_refusal_is_a_whole_http1_response_without_auth_status() {
+        let t = text(&Answer::too_many_connections(Fault::Client, "try again"));
+        assert!(t.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{t}");
+        assert!(!t.contains("x-clerk-auth-status"), "{t}");
+        for line in ["retry-after: 1", "connection: close", "x-clerk-auth-reason: too-many-connections"] {
+            assert!(t.contains(&format!("{line}\r\n")), "{line} missing:\n{t}");
+        }
+        let (head, body) = t.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{t}");
+    }
+
+    #[test]
+    fn the_status_follows_the_fault_of_each_hop() {
+        assert_eq!(Answer::upstream(UpstreamFault::Timeout).status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(Answer::upstream(UpstreamFault::Connect).fault(), Fault::Upstream);
+        let a = Answer::client_body(ClientFault::MalformedBody);
+        assert_eq!((a.status(), a.fault()), (StatusCode::BAD_REQUEST, Fault::Client));
+        assert_eq!(Answer::client_body(ClientFault::BodyTimeout).status(), StatusCode::REQUEST_TIMEOUT);
+    }
 }

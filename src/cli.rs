@@ -293,7 +293,8 @@ async fn run(path: PathBuf, env: Env) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init_logging(&config.log);
+    // Held to the end of `run`: dropping it writes out every buffered log line.
+    let _log = crate::telemetry::init_logging(&config.log);
     let signals = match crate::control::signals::Signals::register() {
         Ok(s) => s,
         Err(e) => {

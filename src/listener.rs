@@ -45,6 +45,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::Service;
 
+use crate::answer::{Answer, Fault};
 use crate::config::ServerConfig;
 use crate::proxy::ConnInfo;
 use crate::telemetry::names as metric;
@@ -581,31 +582,25 @@ impl Drop for Slot {
 
 /// Answers a connection over a limit with a one-shot 503 and closes it. The write never
 /// waits: a fresh socket's send buffer takes these few hundred bytes, and a peer that cannot
-/// take them gets the close alone.
+/// take them gets the close alone. The answer logs itself: at DEBUG for a client over its own
+/// limit, at most once a second at WARN when the gateway is full.
 fn refuse(stream: &TcpStream, why: Refused) {
-    let (label, message) = match why {
-        Refused::Total => ("total", "The gateway has server.max_connections connections open; try again shortly."),
+    let (label, answer) = match why {
+        Refused::Total => (
+            "total",
+            Answer::too_many_connections(
+                Fault::Gateway,
+                "The gateway has server.max_connections connections open; try again shortly.",
+            ),
+        ),
         Refused::PerClient => (
             "per_client",
-            "This client address has server.max_connections_per_client connections open; reuse them or try again shortly.",
+            Answer::too_many_connections(
+                Fault::Client,
+                "This client address has server.max_connections_per_client connections open; reuse them or try again shortly.",
+            ),
         ),
     };
     metrics::counter!(metric::CONNECTIONS_REFUSED, "why" => label).increment(1);
-    let _ = stream.try_write(&crate::answer::connection_refusal(message));
-    refusal_log(label);
-}
-
-/// Logs refused connections at most once a second, with the count since the last line.
-fn refusal_log(why: &'static str) {
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let now = std::time::Instant::now();
-    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    *last = Some(now);
-    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
-    tracing::warn!(why, suppressed, "connection refused: over the connection limit");
+    let _ = stream.try_write(&answer.to_http1());
 }

@@ -2,10 +2,9 @@
 //! moment (`issued_before` — the one-call answer to a leaked secret key).
 //!
 //! The list is an immutable snapshot behind an atomic swap; the request path does one load and
-//! two hash lookups. Changes bump a generation that the verdict cache watches.
+//! two hash lookups. It is read on every request, cache hit or not, so a change applies at once.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -141,13 +140,12 @@ impl RevocationList {
 #[derive(Debug, Default)]
 pub struct Revocations {
     list: ArcSwap<RevocationList>,
-    generation: AtomicU64,
 }
 
 impl Revocations {
     /// Holds `list`.
     pub fn new(list: RevocationList) -> Self {
-        Revocations { list: ArcSwap::from_pointee(list), generation: AtomicU64::new(0) }
+        Revocations { list: ArcSwap::from_pointee(list) }
     }
 
     /// The current list (one atomic load).
@@ -156,16 +154,9 @@ impl Revocations {
         self.list.load()
     }
 
-    /// Changes on every replacement.
-    #[inline]
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
     /// Replaces the list.
     pub fn replace(&self, list: RevocationList) {
         self.list.store(Arc::new(list));
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

@@ -24,8 +24,6 @@ pub struct Runtime {
     pub env_mode: Option<ModeSetting>,
     /// The mode from the config file.
     pub file_mode: ModeSetting,
-    /// Bumped on every swap; part of the verdict cache's epoch.
-    pub generation: u64,
 }
 
 static ENFORCE_DEFAULT: std::sync::LazyLock<ModeSetting> = std::sync::LazyLock::new(ModeSetting::enforce_default);
@@ -74,7 +72,6 @@ impl Runtime {
             env_mode: Self::env_mode_for(&config, now_ms),
             admin_override: None,
             config,
-            generation: 0,
         }
     }
 
@@ -120,12 +117,10 @@ impl Shared {
         self.runtime.load_full()
     }
 
-    /// Replaces the snapshot with `f(current)`, bumping the generation. Only the control task calls this.
+    /// Replaces the snapshot with `f(current)`. Only the control task calls this.
     pub fn update(&self, f: impl Fn(&Runtime) -> Runtime) -> Arc<Runtime> {
         let current = self.runtime.load_full();
-        let mut next = f(&current);
-        next.generation = current.generation + 1;
-        let next = Arc::new(next);
+        let next = Arc::new(f(&current));
         self.runtime.store(next.clone());
         next
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::service::OutcomeCounts;
+use crate::auth::counters::OutcomeCounts;
 use crate::keys::KeyOrigin;
 use crate::mode::{Mode, ModeSource};
 use crate::revocation::Entry;

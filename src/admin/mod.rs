@@ -163,7 +163,7 @@ async fn metrics(State(ctx): State<Arc<AdminState>>) -> Response {
     if let Some(at) = set.fetched_at_ms {
         metrics::gauge!(crate::telemetry::names::JWKS_AGE).set((ctx.clock.now_ms() - at) as f64 / 1000.0);
     }
-    let body = crate::telemetry::metrics_handle().render();
+    let body = crate::telemetry::render_metrics();
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

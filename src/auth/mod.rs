@@ -1,10 +1,22 @@
 //! Authentication and authorisation of each request, the way Clerk's own SDK does it.
 //!
+//! Per request, in this order (SPEC §3), each step in its own file:
+//!
+//! - [`facts`] prepares the head (405 for `CONNECT`/`TRACE`, header hygiene, `Host`, path,
+//!   route) and reads the request's facts once: route, mode, credential, document or API call.
 //! - [`token`] finds the token (header, then `__session` cookie).
-//! - [`verify`] checks it, in two stages: signed (cacheable) and time (every request).
-//! - [`cache`] remembers signed verdicts by whole token.
+//! - [`decide`] is the decision, a function from facts and a snapshot to a [`Decision`]:
+//!   forward with this identity and these tags, or answer with this [`crate::answer::Answer`].
+//! - [`verify`] checks a token, in two stages: signed (cacheable) and time (every request).
+//! - [`cache`] remembers signed verdicts by whole token, across mode changes.
 //! - [`claims`] and [`has`] turn claims into an identity and answer role/permission questions.
-//! - [`service`] is the tower layer that puts it together per request, aware of the mode.
+//! - [`gate`] runs the steps and applies the decision to the request; [`counters`] and
+//!   [`bypass_log`] count and log it.
+//! - [`layer`] is the tower plumbing around the gate.
+//!
+//! The decision is synchronous and never awaits anything, with one exception: a token whose
+//! `kid` is not in the key set may wait for one single-flight refetch, bounded by
+//! `fetch_timeout` (see [`crate::keys`]). Only that path, and a webhook's body, box a future.
 //!
 //! # Ordering
 //!
@@ -12,10 +24,15 @@
 //! else reads its headers: it removes every client-supplied reserved header first, in every
 //! mode, so nothing downstream can mistake a client's `X-Clerk-User-Id` for the gateway's.
 
+pub mod bypass_log;
 pub mod cache;
 pub mod claims;
+pub mod counters;
+pub mod decide;
+pub mod facts;
+pub mod gate;
 pub mod has;
-pub mod service;
+pub mod layer;
 pub mod token;
 pub mod verify;
 pub mod webhook;
@@ -23,5 +40,8 @@ pub mod webhook;
 pub use crate::reason::{Failure, Reason};
 pub use cache::{Epoch, VerdictCache};
 pub use claims::{OrgContext, SessionClaims};
-pub use service::{Auth, AuthLayer, Gate};
+pub use decide::{decide, Decision, Forward};
+pub use facts::RequestFacts;
+pub use gate::Gate;
+pub use layer::{Auth, AuthLayer};
 pub use verify::{Carrier, TimeClaim, Verified};

@@ -116,6 +116,11 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cookie<'a>> {
     None
 }
 
+/// The value of cookie `name`, decoded as the session cookie is, owned.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie(headers, name).map(|c| c.as_str().to_owned())
+}
+
 fn session_cookie<'a>(headers: &'a HeaderMap, pk: Option<&PublishableKey>, now_s: i64) -> Option<Cookie<'a>> {
     let Some(pk) = pk else {
         return cookie(headers, "__session");

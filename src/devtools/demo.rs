@@ -110,7 +110,7 @@ async fn run_inner() -> Result<(), String> {
     std::fs::write(&config_path, &text).map_err(|e| e.to_string())?;
     let env = Env::default();
     let config = Config::load(&config_path, &env).map_err(|e| e.to_string())?;
-    crate::telemetry::init_logging(&config.log);
+    let _log = crate::telemetry::init_logging(&config.log);
     let signals = crate::control::signals::Signals::register().map_err(|e| e.to_string())?;
     let running = app::start(config, Options { clock: Clock::system(), config_path: Some(config_path.clone()), env })
         .await

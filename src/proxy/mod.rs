@@ -1,7 +1,8 @@
 //! The upstream hop: one pooled hyper-util client, bodies streamed both ways frame by frame
 //! (nothing is buffered, so a multi-gigabyte upload passes in flat memory), HTTP/1.1 upgrades to
 //! the protocols in `upstream.upgrade_protocols` (WebSocket by default, never h2c) spliced after
-//! auth, and failures mapped to 502/504.
+//! auth, and failures answered with [`Answer`]s: 502/504 the upstream's fault, 400/408 the
+//! client's.
 //!
 //! By the time a request gets here the auth layer has already cleaned its headers
 //! ([`crate::headers::sanitize_request`]) and set the identity headers. The proxy adds only the
@@ -29,7 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower::Service;
 
-use crate::answer::{self, ClientFault, UpstreamFault};
+use crate::answer::{Answer, ClientFault, UpstreamFault};
 use crate::headers::{self, names, AuthStatus, RequestedUpgrade};
 use crate::state::Shared;
 use crate::telemetry::names as metric;
@@ -128,7 +129,7 @@ impl Proxy {
         let uri = Uri::builder().scheme("http").authority(authority).path_and_query(path_and_query).build();
         match uri {
             Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return answer::upstream_failure(UpstreamFault::Connect, status.as_str()),
+            Err(_) => return upstream_failure(UpstreamFault::Connect, status),
         }
         *req.version_mut() = Version::HTTP_11;
 
@@ -163,7 +164,7 @@ impl Proxy {
             Err(_) => {
                 pending.abandon();
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "timeout").increment(1);
-                return answer::upstream_failure(UpstreamFault::Timeout, status.as_str());
+                return upstream_failure(UpstreamFault::Timeout, status);
             }
             Ok(Err(e)) => {
                 if let Some(fault) = body_fault.as_ref().and_then(|c| c.get().copied()) {
@@ -173,7 +174,7 @@ impl Proxy {
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => if e.is_connect() { "connect" } else { "broken" })
                     .increment(1);
                 tracing::debug!(error = %e, "upstream hop failed");
-                return answer::upstream_failure(fault, status.as_str());
+                return upstream_failure(fault, status);
             }
             Ok(Ok(resp)) => resp,
         };
@@ -215,7 +216,12 @@ fn client_body_failure(fault: body::BodyFault, status: AuthStatus) -> Response<B
         body::BodyFault::Stalled => ClientFault::BodyTimeout,
     };
     metrics::counter!(metric::CLIENT_BODY_ERRORS, "kind" => fault.label()).increment(1);
-    answer::client_failure(fault, status.as_str())
+    Answer::client_body(fault).with_auth_status(status.as_str()).into_response()
+}
+
+/// The gateway's answer when the upstream hop failed: 502 or 504, the upstream's fault.
+fn upstream_failure(fault: UpstreamFault, status: AuthStatus) -> Response<Body> {
+    Answer::upstream(fault).with_auth_status(status.as_str()).into_response()
 }
 
 /// Upstream requests left to finish after their client went away, at most this many at once.
@@ -289,18 +295,13 @@ impl Drop for FinishIfCancelled {
     }
 }
 
-/// The 502 for a `101` that is not spliced: counted, and logged at WARN once per process
-/// (a misbehaving upstream would otherwise flood the log), at DEBUG after that.
+/// The 502 for a `101` that is not spliced: counted; the answer logs itself (the upstream's
+/// fault: at most one WARN a second), and what the upstream switched to goes to DEBUG.
 fn unexpected_upgrade(response: &http::HeaderMap, status: AuthStatus) -> Response<Body> {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "upgrade").increment(1);
     let upgrade = response.get(UPGRADE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        tracing::debug!(?upgrade, "upstream switched protocols unasked; answered 502");
-    } else {
-        tracing::warn!(?upgrade, "upstream switched protocols unasked; answered 502 (logged once, then at debug)");
-    }
-    answer::upstream_failure(UpstreamFault::UnexpectedUpgrade, status.as_str())
+    tracing::debug!(?upgrade, "upstream switched protocols unasked; answered 502");
+    upstream_failure(UpstreamFault::UnexpectedUpgrade, status)
 }
 
 impl Service<Request<Body>> for Proxy {

@@ -22,6 +22,12 @@ pub const RELOADS: &str = "clerkgate_config_reloads_total";
 /// `101` the gateway did not ask for).
 pub const UPSTREAM_ERRORS: &str = "clerkgate_upstream_errors_total";
 
+/// Answers the gateway gave itself, by `fault` (`client`, `upstream`, `clerk`, `gateway`) and
+/// `reason`.
+pub const ANSWERS: &str = "clerkgate_answers_total";
+/// Log lines dropped because the log writer could not keep up (the request never waits for it).
+pub const LOG_LINES_DROPPED: &str = "clerkgate_log_lines_dropped_total";
+
 /// Client connections open now.
 pub const CONNECTIONS_OPEN: &str = "clerkgate_connections_open";
 /// Client connections refused at accept, by `why` (`total`, `per_client`).

@@ -17,6 +17,9 @@ mod demo;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;
+/// Issue #9, the auth decision: the verdict cache survives mode changes; bypass under load
+/// is quiet in the log (real binary).
+mod foundations_decide;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every

@@ -1,0 +1,296 @@
+//! The gate: what the auth layer reads and the steps it takes for each request.
+//!
+//! [`Gate::admit`] runs the steps in order — prepare the head ([`facts::prepare`]), read the
+//! facts ([`RequestFacts::read`]), [`decide`], then apply the decision to the head (identity
+//! headers and tags) and count and log it. Only the first and the last touch the request; the
+//! decision in between is a value.
+//!
+//! The gate is also the decision's [`Signatures`]: the verdict cache, then the keys, under an
+//! [`Epoch`] of exactly what the cached stage depends on.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::HeaderValue;
+
+use super::bypass_log::{BypassLog, Note, SUMMARY_EVERY_MS};
+use super::cache::{Epoch, VerdictCache, VerificationGenerations};
+use super::counters::{Counters, OutcomeCounts};
+use super::decide::{decide, AuthStatus, Decision, Forward, Signatures, Snapshot, Unsigned};
+use super::facts::{self, RequestFacts};
+use super::verify::{self, Carrier, Policy, Refusal, Verified};
+use crate::clock::{duration_ms, Clock};
+use crate::config::Config;
+use crate::headers::names;
+use crate::keys::KeyStore;
+use crate::mode::ModeSetting;
+use crate::reason::{Failure, Reason};
+use crate::revocation::Revocations;
+use crate::state::Shared;
+
+/// Marks a request whose Svix signature the gateway verified (`X-Clerk-Webhook-Verified: true`;
+/// the name is in the reserved `X-Clerk-` space, so no client can send it).
+pub const WEBHOOK_VERIFIED: http::HeaderName = http::HeaderName::from_static("x-clerk-webhook-verified");
+
+/// Everything the auth layer reads: runtime snapshot, keys, verdict cache, revocations, clock.
+pub struct Gate {
+    /// The runtime snapshot holder.
+    pub shared: Arc<Shared>,
+    /// The key store.
+    pub keys: Arc<KeyStore>,
+    /// The verdict cache.
+    pub cache: VerdictCache,
+    /// Revocations in force.
+    pub revocations: Arc<Revocations>,
+    /// The clock that decides token times and mode expiry.
+    pub clock: Clock,
+    verification: VerificationGenerations,
+    counters: Counters,
+    bypass_log: BypassLog,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// A gate over the given shared state.
+    pub fn new(shared: Arc<Shared>, keys: Arc<KeyStore>, revocations: Arc<Revocations>, clock: Clock) -> Self {
+        crate::telemetry::metrics_handle();
+        let config = shared.load().config.clone();
+        Gate {
+            cache: VerdictCache::new(config.clerk.verdict_cache_entries),
+            verification: VerificationGenerations::new(config),
+            shared,
+            keys,
+            revocations,
+            clock,
+            counters: Counters::new(),
+            bypass_log: BypassLog::default(),
+        }
+    }
+
+    /// Request outcomes counted since start.
+    pub fn outcome_counts(&self) -> OutcomeCounts {
+        self.counters.snapshot()
+    }
+
+    /// Decides for one request and applies the decision to its head: reserved headers
+    /// stripped, an allowed upgrade kept as a [`crate::headers::RequestedUpgrade`]
+    /// extension, the path normalised, identity headers and tags set. `refetched` is true on
+    /// the second pass after a key refetch, when an unknown `kid` is final.
+    pub fn admit(&self, parts: &mut Parts, refetched: bool) -> Decision {
+        let rt = self.shared.load();
+        let now_ms = self.clock.now_ms();
+        let mode = rt.mode_at(now_ms);
+        let decision = match facts::prepare(parts, &rt.config) {
+            Err(refused) => Decision::Answer(refused.answer(false)),
+            Ok(routed) => {
+                let facts = RequestFacts::read(parts, routed, mode, &rt.config, now_ms, refetched);
+                let signatures = self.signatures(&rt.config, now_ms);
+                let snapshot =
+                    Snapshot { config: &rt.config, now_ms, revocations: &self.revocations, signatures: &signatures };
+                decide(&facts, &snapshot)
+            }
+        };
+        self.apply(parts, &decision, mode, now_ms);
+        decision
+    }
+
+    /// The decision for a `webhook = "clerk"` route once its body is read (`None`: it could
+    /// not be, or was over the limit), applied to the head.
+    pub fn admit_webhook(&self, parts: &mut Parts, body: Option<&Bytes>) -> Decision {
+        let rt = self.shared.load();
+        let now_ms = self.clock.now_ms();
+        let verified = match body {
+            None => Err("The webhook body could not be read or is over 1 MiB.".to_string()),
+            Some(bytes) => {
+                let secret = rt.config.clerk.webhook_signing_secret.as_ref().map(|s| s.expose());
+                super::webhook::verify(secret, &parts.headers, bytes, now_ms.div_euclid(1000))
+                    .map_err(|message| format!("Unable to verify incoming webhook: {message}"))
+            }
+        };
+        let decision = match verified {
+            Ok(()) => {
+                parts.headers.insert(WEBHOOK_VERIFIED, HeaderValue::from_static("true"));
+                Decision::Forward(Forward { status: AuthStatus::SignedOut, identity: None })
+            }
+            Err(message) => Decision::Answer(Failure::new(Reason::WebhookInvalid, message).answer(false)),
+        };
+        self.apply(parts, &decision, rt.mode_at(now_ms), now_ms);
+        decision
+    }
+
+    /// The signed stage as the decision sees it: the verdict cache, then the keys, under
+    /// `config` at `now_ms`.
+    pub fn signatures<'a>(&'a self, config: &'a Arc<Config>, now_ms: i64) -> impl Signatures + 'a {
+        SignedStage { gate: self, config, now_ms }
+    }
+
+    /// Writes a decision into the head, counts it, and notes bypass in the log.
+    fn apply(&self, parts: &mut Parts, decision: &Decision, mode: &ModeSetting, now_ms: i64) {
+        match decision {
+            Decision::Forward(forward) => {
+                set_identity(parts, forward);
+                self.counters.forwarded(forward.status);
+                if forward.status == AuthStatus::Bypass {
+                    let note = self.bypass_log.forwarded(mode.since_ms, now_ms, forward.identity.is_some());
+                    log_bypassed(parts, forward, mode, note);
+                    return;
+                }
+            }
+            Decision::Answer(answer) => self.counters.rejected(answer.reason()),
+            Decision::NeedKid(_) | Decision::VerifyWebhook => return,
+        }
+        if let Some(note) = self.bypass_log.not_bypassed(now_ms) {
+            log_bypass_note(note, mode);
+        }
+    }
+
+    /// The signed stage without the cache.
+    fn verify_uncached(
+        &self,
+        token: &str,
+        carrier: Carrier,
+        config: &Config,
+        now_ms: i64,
+        refetched: bool,
+    ) -> Result<Verified, Unsigned> {
+        let clerk = &config.clerk;
+        let set = self.keys.current();
+        let remote = (clerk.jwks.is_some() && set.usable(now_ms, clerk.keys.max_stale)).then_some(&**set);
+        let policy = Policy {
+            authorized_parties: &clerk.authorized_parties,
+            issuer: clerk.issuer.as_deref(),
+            skew_ms: duration_ms(clerk.clock_skew),
+        };
+        match verify::verify_signed(token, carrier, remote, clerk.jwt_key.as_ref(), &policy) {
+            Ok(v) => Ok(v),
+            Err(Refusal::Failed(f)) => Err(Unsigned::Failed(f)),
+            Err(Refusal::UnknownKid(kid)) if !refetched => Err(Unsigned::NeedKid(kid)),
+            Err(Refusal::UnknownKid(kid)) => Err(Unsigned::Failed(verify::kid_mismatch(&kid, carrier))),
+            Err(Refusal::NoKeys) => Err(Unsigned::Failed(Failure::new(
+                Reason::JwksUnavailable,
+                "No usable signing keys are loaded: the JWKS has not answered yet, or the last good keys are older than clerk.keys.max_stale.",
+            ))),
+        }
+    }
+}
+
+/// The signed stage for one request: the verdict cache, else the keys.
+struct SignedStage<'a> {
+    gate: &'a Gate,
+    config: &'a Arc<Config>,
+    now_ms: i64,
+}
+
+impl Signatures for SignedStage<'_> {
+    fn verify(&self, token: &str, carrier: Carrier, refetched: bool) -> Result<Arc<Verified>, Unsigned> {
+        let Self { gate, config, now_ms } = *self;
+        let clerk = &config.clerk;
+        // A cached verdict stands only while the keys that produced it are still usable: past
+        // max_stale a fresh verification answers 503, and so must a cache hit.
+        let stale = clerk.jwks.is_some() && !gate.keys.current().usable(now_ms, clerk.keys.max_stale);
+        let epoch = Epoch { keys: gate.keys.generation(), verification: gate.verification.of(config) };
+        if let Some(v) = (!stale).then(|| gate.cache.get(token, epoch)).flatten() {
+            gate.counters.cache_hit.inc();
+            return Ok(v);
+        }
+        gate.counters.cache_miss.inc();
+        let v = Arc::new(gate.verify_uncached(token, carrier, config, now_ms, refetched)?);
+        // A verdict reached while the remote keys are stale (through the networkless key) is
+        // not remembered: once the keys are usable again a fresh check may differ.
+        if !stale {
+            gate.cache.insert(token, epoch, v.clone());
+        }
+        Ok(v)
+    }
+}
+
+/// Sets `X-Clerk-Auth-Status` (and the [`AuthStatus`] extension), the identity headers of a
+/// verified token, and the mode's tag.
+fn set_identity(parts: &mut Parts, forward: &Forward) {
+    let h = &mut parts.headers;
+    h.insert(names::AUTH_STATUS, HeaderValue::from_static(forward.status.as_str()));
+    parts.extensions.insert(forward.status);
+    match forward.status {
+        AuthStatus::Bypass => {
+            h.insert(names::AUTH_BYPASS, HeaderValue::from_static("true"));
+        }
+        AuthStatus::Grace => {
+            h.insert(names::AUTH_DEGRADED, HeaderValue::from_static("grace"));
+        }
+        AuthStatus::SignedIn | AuthStatus::SignedOut => {}
+    }
+    let Some(v) = &forward.identity else { return };
+    let id = &v.identity;
+    h.insert(names::USER_ID, id.user_id.clone());
+    for (name, value) in [
+        (names::SESSION_ID, &id.session_id),
+        (names::ORG_ID, &id.org_id),
+        (names::ORG_SLUG, &id.org_slug),
+        (names::ORG_ROLE, &id.org_role),
+        (names::ORG_PERMISSIONS, &id.org_permissions),
+        (names::ACTOR, &id.actor),
+    ] {
+        if let Some(value) = value {
+            h.insert(name, value.clone());
+        }
+    }
+}
+
+/// One bypassed request: at DEBUG always, and the bypass log's line when one is due.
+fn log_bypassed(parts: &Parts, forward: &Forward, mode: &ModeSetting, note: Option<Note>) {
+    let user_id = forward.identity.as_ref().map(|v| v.claims.user_id.as_str());
+    let (method, path) = (parts.method.as_str(), parts.uri.path());
+    tracing::debug!(target: "clerkgate::bypass", method, path, user_id, "request forwarded under bypass");
+    if let Some(Note::Started { earlier }) = note {
+        tracing::warn!(
+            target: "clerkgate::bypass",
+            source = ?mode.source,
+            reason = %mode.reason,
+            actor = %mode.actor,
+            expires_at_ms = mode.expires_at_ms,
+            method,
+            path,
+            user_id,
+            earlier,
+            "bypass in force: requests are forwarded without enforcement, starting with this one; \
+             a summary follows at most every {}s while it lasts",
+            SUMMARY_EVERY_MS / 1000
+        );
+    } else if let Some(note) = note {
+        log_bypass_note(note, mode);
+    }
+}
+
+fn log_bypass_note(note: Note, mode: &ModeSetting) {
+    let Note::Summary { forwarded, with_identity, over_ms, ended } = note else { return };
+    let seconds = over_ms / 1000;
+    if ended {
+        tracing::warn!(
+            target: "clerkgate::bypass",
+            forwarded,
+            with_identity,
+            seconds,
+            mode = %mode.mode,
+            "bypass over: requests forwarded under bypass since the last bypass line"
+        );
+    } else {
+        tracing::warn!(
+            target: "clerkgate::bypass",
+            forwarded,
+            with_identity,
+            seconds,
+            reason = %mode.reason,
+            "bypass continues: requests forwarded under bypass since the last bypass line"
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;
