@@ -1,9 +1,12 @@
 //! The effective configuration printed by `check-config`: every value in force, defaults
-//! included, as TOML that loads back to the same config; secrets redacted.
+//! included, as TOML that loads back to the same config; secrets redacted. A value the
+//! environment set carries a `# from VARIABLE` comment, and with `CLERK_EMERGENCY_BYPASS=true`
+//! the `[mode]` shown is the bypass that variable puts in force, not the file's mode.
 
 use std::time::Duration;
 
-use super::{Config, LogFormat, Secret};
+use super::{vars, Config, LogFormat, Secret};
+use crate::mode::Mode;
 use crate::routes::Access;
 
 impl Config {
@@ -121,8 +124,13 @@ impl Config {
         root.insert("routes".into(), Value::Table(routes));
 
         let mut mode = Table::new();
-        mode.insert("mode".into(), Value::String(self.mode.mode.as_str().into()));
-        mode.insert("reason".into(), Value::String(self.mode.reason.clone()));
+        // The environment's bypass wins over the file's mode until max_override_ttl runs out.
+        let (mode_in_force, reason) = match self.mode.emergency_bypass_env {
+            true => (Mode::Bypass, format!("{}=true", vars::EMERGENCY_BYPASS)),
+            false => (self.mode.mode, self.mode.reason.clone()),
+        };
+        mode.insert("mode".into(), Value::String(mode_in_force.as_str().into()));
+        mode.insert("reason".into(), Value::String(reason));
         mode.insert("grace_max_expired".into(), dur(self.mode.grace_max_expired));
         mode.insert("max_override_ttl".into(), dur(self.mode.max_override_ttl));
         root.insert("mode".into(), Value::Table(mode));
@@ -148,6 +156,42 @@ impl Config {
         log.insert("level".into(), Value::String(self.log.level.clone()));
         root.insert("log".into(), Value::Table(log));
 
-        toml::to_string(&root).unwrap_or_default()
+        let mut out = toml::to_string(&root).unwrap_or_default();
+        for (key, var) in &self.origin.from_env {
+            out = annotate(&out, key, &format!("from {var}"));
+        }
+        if self.mode.emergency_bypass_env {
+            let comment = format!(
+                "from {}, for max_override_ttl; then the file's \"{}\"",
+                vars::EMERGENCY_BYPASS,
+                self.mode.mode.as_str()
+            );
+            out = annotate(&out, "mode.mode", &comment);
+        }
+        out
     }
+}
+
+/// `toml` with `# comment` after the line of the dotted `key` (its table header, then
+/// `name = …` before the next header). Unchanged when the key is not shown.
+fn annotate(toml: &str, key: &str, comment: &str) -> String {
+    let Some((section, name)) = key.rsplit_once('.') else { return toml.to_string() };
+    let header = format!("[{section}]");
+    let assignment = format!("{name} = ");
+    let mut in_section = false;
+    let mut done = false;
+    let mut out = String::with_capacity(toml.len() + comment.len() + 4);
+    for line in toml.lines() {
+        if line.starts_with('[') {
+            in_section = line == header;
+        }
+        out.push_str(line);
+        if in_section && !done && line.starts_with(&assignment) {
+            out.push_str("  # ");
+            out.push_str(comment);
+            done = true;
+        }
+        out.push('\n');
+    }
+    out
 }

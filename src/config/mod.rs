@@ -11,9 +11,12 @@
 //! names), a `*_file` key, the inline key.
 //!
 //! One file per job: `types.rs` (the validated form), `raw.rs` (the serde mirror),
-//! `toml_recovery.rs` (reading past wrongly typed values), `validate.rs` (raw → validated),
-//! `publishable_key.rs`, `env.rs` and `secret.rs` (where values come from), `hygiene.rs` (the
-//! `[upstream]` header policy), `effective.rs` (what `check-config` prints).
+//! `toml_recovery.rs` (reading past wrongly typed values; syntax errors with line and column),
+//! `validate.rs` (raw → validated), `suggest.rs` ("did you mean" for an unknown key),
+//! `unwise.rs` (the durations that are warned about), `publishable_key.rs`, `env.rs`,
+//! `secret.rs` and `source.rs` (where values come from, and the name a problem with one is
+//! reported under), `hygiene.rs` (the `[upstream]` header policy), `effective.rs` (what
+//! `check-config` prints).
 
 mod effective;
 mod env;
@@ -21,8 +24,11 @@ mod hygiene;
 mod publishable_key;
 mod raw;
 mod secret;
+mod source;
+mod suggest;
 mod toml_recovery;
 mod types;
+mod unwise;
 mod validate;
 
 use std::path::Path;

@@ -11,6 +11,67 @@ use serde::Deserialize;
 /// Keys seen in a section that clerkgate does not know.
 pub(crate) type Unknown = BTreeMap<String, toml::Value>;
 
+/// Every key each section knows (`""` is the top level), for "did you mean" on an unknown
+/// key. Kept beside the structs it mirrors; a unit test checks the two agree.
+pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
+    ("", &["server", "upstream", "clerk", "routes", "mode", "admin", "state", "log"]),
+    (
+        "server",
+        &[
+            "listen",
+            "header_read_timeout",
+            "idle_timeout",
+            "request_body_timeout",
+            "send_timeout",
+            "max_connections",
+            "max_connections_per_client",
+            "shutdown_grace",
+            "tls_cert",
+            "tls_key",
+        ],
+    ),
+    (
+        "upstream",
+        &[
+            "url",
+            "connect_timeout",
+            "response_timeout",
+            "max_connections",
+            "upgrade_protocols",
+            "allow_routing_headers",
+        ],
+    ),
+    (
+        "clerk",
+        &[
+            "publishable_key",
+            "secret_key",
+            "secret_key_file",
+            "jwt_key",
+            "jwt_key_file",
+            "api_url",
+            "jwks_url",
+            "authorized_parties",
+            "clock_skew",
+            "issuer",
+            "reject_pending_sessions",
+            "sign_in_url",
+            "status_url",
+            "webhook_signing_secret",
+            "webhook_signing_secret_file",
+            "verdict_cache_entries",
+            "keys",
+        ],
+    ),
+    ("clerk.keys", &["refresh_interval", "unknown_kid_cooldown", "max_stale", "fetch_timeout"]),
+    ("routes", &["default", "public", "rule"]),
+    ("routes.rule", &["path", "methods", "role", "permission", "bypass", "webhook"]),
+    ("mode", &["mode", "reason", "grace_max_expired", "max_override_ttl"]),
+    ("admin", &["listen", "token", "token_file"]),
+    ("state", &["dir", "backend", "redis_url"]),
+    ("log", &["format", "level"]),
+];
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct RawConfig {

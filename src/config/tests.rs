@@ -570,11 +570,11 @@ fn webhook_secret_precedence() {
         Config::from_toml(&format!("{JWKS}webhook_signing_secret_file = {}\n", toml_string(&file)), &no_env()).unwrap();
     assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_file");
     let c = Config::from_toml(
-        &format!("{JWKS}webhook_signing_secret = \"whsec_inline\"\n"),
-        &env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_env")]),
+        &format!("{JWKS}webhook_signing_secret = \"whsec_aW5saW5l\"\n"),
+        &env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_ZW52")]),
     )
     .unwrap();
-    assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_env");
+    assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_ZW52");
 }
 
 // === Environment switches ===
@@ -698,8 +698,9 @@ fn publishable_key_from_file_or_env() {
     )
     .unwrap();
     assert!(c.clerk.publishable_key.as_ref().unwrap().production);
+    // A bad key from the environment is blamed on the variable, which is what needs fixing.
     let errors = problems(JWKS, &env(&[("CLERK_PUBLISHABLE_KEY", "pk_live_garbage")]));
-    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.publishable_key".to_string()]));
+    assert_eq!(keys_of(&errors), BTreeSet::from(["CLERK_PUBLISHABLE_KEY".to_string()]));
 }
 
 // === Redaction ===
@@ -710,7 +711,7 @@ fn effective_toml_never_shows_a_secret() {
     let admin_file = files.write("admin", "admin-secret-from-file-9876\n");
     let secrets = [
         "sk_live_inline_secret_123",
-        "whsec_inline_webhook_secret",
+        "whsec_aW5saW5lIHdlYmhvb2sgc2VjcmV0",
         "admin-secret-from-file-9876",
         "sk_live_env_secret_456",
     ];
@@ -769,6 +770,372 @@ fn the_hash_changes_with_a_secret_file() {
     assert_ne!(one, two);
     assert_eq!(one.len(), 16);
     assert!(!one.contains("sk_"));
+}
+
+// === Issue #10: every problem names the place to fix, and what to do ===
+
+/// Item 3: a syntax error names its line and column and shows the line with a caret under the
+/// place, as cargo does; the column counts characters (a tab or an `é` is one).
+#[test]
+fn a_toml_syntax_error_names_its_line_and_column() {
+    // (text, line, column, the line as shown, the caret line as shown)
+    let cases: &[(&str, usize, usize, &str, &str)] = &[
+        (
+            "[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\n\n[clerk.keys]\nmax_stale = 3650d\n",
+            5,
+            13,
+            "    5 | max_stale = 3650d",
+            "      |             ^^^^^",
+        ),
+        ("[mode]\nmode = \"bypass\nreason = \"x\"\n", 2, 15, "    2 | mode = \"bypass", "      |               ^"),
+        ("[server]\n\tlisten = \"a\" x\n", 2, 15, "    2 | \tlisten = \"a\" x", "      | \t             ^"),
+        ("a = \"é\" é\n", 1, 9, "    1 | a = \"é\" é", "      |         ^"),
+        ("[server\n", 1, 8, "    1 | [server", "      |        ^"),
+    ];
+    for (text, line, column, shown, caret) in cases {
+        let errors = problems(text, &no_env());
+        assert_eq!(keys_of(&errors), BTreeSet::from(["(file)".to_string()]), "{text:?}");
+        let message = &errors.0[0].message;
+        let mut lines = message.lines();
+        let first = lines.next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("not valid TOML at line {line}, column {column}: ")),
+            "{text:?}:\n{message}"
+        );
+        assert_eq!(lines.nth(1), Some(*shown), "{text:?}:\n{message}");
+        assert_eq!(lines.next(), Some(*caret), "{text:?}:\n{message}");
+    }
+}
+
+/// Item 3, the other half: a wrongly typed value names its line and its key, even inside a
+/// value spread over lines, and blanking it out to read on keeps the later lines' numbers.
+#[test]
+fn a_wrongly_typed_value_names_its_line() {
+    let text = "[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nauthorized_parties = [\n  1,\n  2,\n]\n\
+                clock_skew = 5\n[log]\nlevel = true\n";
+    let errors = problems(text, &no_env());
+    let lines: Vec<(&str, &str)> =
+        errors.0.iter().map(|p| (p.key.as_str(), p.message.split(':').next().unwrap_or_default())).collect();
+    assert_eq!(
+        lines,
+        [
+            ("clerk.authorized_parties", "line 4"),
+            ("clerk.authorized_parties", "line 5"),
+            ("clerk.clock_skew", "line 7"),
+            ("log.level", "line 9"),
+        ],
+        "{errors}"
+    );
+}
+
+const PRIVATE_KEY_HINT: &str = "this is a private key; give the public key: `openssl rsa -in key.pem -pubout`";
+
+/// Item 5: a bad networkless key is blamed on where it came from — the variable, the file (by
+/// name), or the inline key — and a private key gets the command that makes the public one.
+#[test]
+fn a_bad_jwt_key_is_blamed_on_its_source() {
+    let key = &signing_keys()[0];
+    let private = key.private_pem().to_string();
+    let pkcs1 = private.replace("PRIVATE KEY", "RSA PRIVATE KEY");
+    let garbage = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+    let files = Files::new();
+    let good_file = files.write("public.pem", &key.public_pem());
+    let private_file = files.write("key.pem", &private);
+    let garbage_file = files.write("garbage.pem", garbage);
+    let file_body = |path: &str| format!("[clerk]\njwt_key_file = {}\n", toml_string(path));
+    // (name, config, environment, expected key, the message starts with, and contains)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str, String, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "private key in a file",
+            file_body(&private_file),
+            vec![],
+            "clerk.jwt_key_file",
+            format!("{private_file}: "),
+            PRIVATE_KEY_HINT,
+        ),
+        (
+            "garbage in a file",
+            file_body(&garbage_file),
+            vec![],
+            "clerk.jwt_key_file",
+            format!("{garbage_file}: "),
+            "not a usable RS256 public key",
+        ),
+        (
+            "private key inline",
+            format!("[clerk]\njwt_key = {}\n", toml_string(&pkcs1)),
+            vec![],
+            "clerk.jwt_key",
+            String::new(),
+            PRIVATE_KEY_HINT,
+        ),
+        (
+            "garbage inline",
+            format!("[clerk]\njwt_key = {}\n", toml_string(garbage)),
+            vec![],
+            "clerk.jwt_key",
+            String::new(),
+            "not a usable RS256 public key",
+        ),
+        // The variable wins over a perfectly good file: the variable is what to fix.
+        (
+            "garbage in the environment",
+            file_body(&good_file),
+            vec![("CLERK_JWT_KEY", garbage)],
+            "CLERK_JWT_KEY",
+            String::new(),
+            "set in the environment, which wins over clerk.jwt_key",
+        ),
+        (
+            "private key in the environment",
+            String::new(),
+            vec![("CLERK_JWT_KEY", &pkcs1)],
+            "CLERK_JWT_KEY",
+            String::new(),
+            PRIVATE_KEY_HINT,
+        ),
+    ];
+    for (name, text, pairs, key, starts, contains) in cases {
+        let errors = problems(&text, &env(&pairs));
+        // Only that problem: no "no key source" on top of it.
+        assert_eq!(keys_of(&errors), BTreeSet::from([key.to_string()]), "{name}:\n{errors}");
+        let message = &errors.0[0].message;
+        assert!(message.starts_with(&starts), "{name}: {message}");
+        assert!(message.contains(contains), "{name}: {message}");
+        assert!(!message.contains("MII"), "{name}: the key material is never echoed: {message}");
+    }
+}
+
+/// Item 5, the other secrets: each problem is listed under the variable, the `*_file` key (with
+/// the file's name) or the inline key — whichever set the value.
+#[test]
+fn every_secret_problem_is_blamed_on_its_source() {
+    let files = Files::new();
+    let empty = files.write("empty", "\n");
+    let pk_file = files.write("sk", &format!("{PK_TEST}\n"));
+    let bad_webhook = files.write("wh", "whsec_not base64!\n");
+    let short_token = files.write("token", "x\n");
+    let q = |p: &str| toml_string(p);
+    let public_admin = "[admin]\nlisten = \"0.0.0.0:9901\"\n";
+    // (name, config, environment, expected key, the message contains)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str, String);
+    let cases: Vec<Case> = vec![
+        (
+            "empty secret file",
+            format!("[clerk]\nsecret_key_file = {}\n", q(&empty)),
+            vec![],
+            "clerk.secret_key_file",
+            format!("{empty} is empty"),
+        ),
+        (
+            "publishable key as secret key, file",
+            format!("[clerk]\nsecret_key_file = {}\n", q(&pk_file)),
+            vec![],
+            "clerk.secret_key_file",
+            format!("{pk_file}: this is a publishable key"),
+        ),
+        (
+            "publishable key as secret key, env",
+            format!("{JWKS}secret_key = \"sk_test_x\"\n"),
+            vec![("CLERK_SECRET_KEY", PK_TEST)],
+            "CLERK_SECRET_KEY",
+            "this is a publishable key".into(),
+        ),
+        (
+            "webhook secret, file",
+            format!("{JWKS}webhook_signing_secret_file = {}\n", q(&bad_webhook)),
+            vec![],
+            "clerk.webhook_signing_secret_file",
+            format!("{bad_webhook}: not a webhook signing secret"),
+        ),
+        (
+            "webhook secret, env",
+            JWKS.to_string(),
+            vec![("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_?")],
+            "CLERK_WEBHOOK_SIGNING_SECRET",
+            "not a webhook signing secret".into(),
+        ),
+        (
+            "webhook secret, inline",
+            format!("{JWKS}webhook_signing_secret = \"whsec_?\"\n"),
+            vec![],
+            "clerk.webhook_signing_secret",
+            "not a webhook signing secret".into(),
+        ),
+        (
+            "short admin token, file",
+            format!("{JWKS}{public_admin}token_file = {}\n", q(&short_token)),
+            vec![],
+            "admin.token_file",
+            format!("{short_token}: shorter than 16 characters"),
+        ),
+        (
+            "short admin token, env",
+            format!("{JWKS}{public_admin}token = \"a-long-enough-inline-token\"\n"),
+            vec![("CLERKGATE_ADMIN_TOKEN", "x")],
+            "CLERKGATE_ADMIN_TOKEN",
+            "shorter than 16 characters".into(),
+        ),
+        (
+            "short admin token, inline",
+            format!("{JWKS}{public_admin}token = \"x\"\n"),
+            vec![],
+            "admin.token",
+            "admin.listen (0.0.0.0:9901) is reachable from the network".into(),
+        ),
+        (
+            "publishable key, env",
+            JWKS.to_string(),
+            vec![("CLERK_PUBLISHABLE_KEY", "pk_live_garbage")],
+            "CLERK_PUBLISHABLE_KEY",
+            "set in the environment".into(),
+        ),
+        (
+            "api url, env",
+            "[clerk]\nsecret_key = \"sk_test_x\"\n".to_string(),
+            vec![("CLERK_API_URL", "api.clerk.com")],
+            "CLERK_API_URL",
+            "api.clerk.com".into(),
+        ),
+    ];
+    for (name, text, pairs, key, contains) in cases {
+        let errors = problems(&text, &env(&pairs));
+        assert_eq!(keys_of(&errors), BTreeSet::from([key.to_string()]), "{name}:\n{errors}");
+        assert!(errors.0[0].message.contains(&contains), "{name}: {}", errors.0[0].message);
+    }
+    // A refused secret that is no key source does not hide that there is none.
+    let errors = problems("[clerk]\nwebhook_signing_secret = \"whsec_?\"\n", &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk".to_string(), "clerk.webhook_signing_secret".to_string()]));
+}
+
+/// Item 6: the unwise values the issue found, and their neighbours, are warned about under
+/// their key; a default config warns about nothing.
+#[test]
+fn unwise_durations_are_warned_about_under_their_key() {
+    assert_eq!(load(JWKS).warnings, Vec::<String>::new());
+    // (section, key, value, the warning starts with)
+    let cases = [
+        ("clerk.keys", "max_stale", "3650d", "clerk.keys.max_stale: \"3650d\" is over 7d: "),
+        ("mode", "max_override_ttl", "365d", "mode.max_override_ttl: \"365d\" is over 24h: "),
+        ("mode", "grace_max_expired", "2d", "mode.grace_max_expired: \"2d\" is over 24h: "),
+        ("clerk.keys", "refresh_interval", "1ms", "clerk.keys.refresh_interval: \"1ms\" is under 10s: "),
+        ("clerk.keys", "unknown_kid_cooldown", "100ms", "clerk.keys.unknown_kid_cooldown: \"100ms\" is under 1s: "),
+        ("server", "header_read_timeout", "500ms", "server.header_read_timeout: \"500ms\" is under 1s: "),
+        ("server", "header_read_timeout", "1h", "server.header_read_timeout: \"1h\" is over 10m: "),
+        ("server", "idle_timeout", "11m", "server.idle_timeout: \"11m\" is over 10m: "),
+        ("server", "send_timeout", "10ms", "server.send_timeout: \"10ms\" is under 1s: "),
+        ("server", "request_body_timeout", "2h", "server.request_body_timeout: \"2h\" is over 10m: "),
+    ];
+    for (section, key, value, expected) in cases {
+        let c = load(&format!("{JWKS}[{section}]\n{key} = \"{value}\"\n"));
+        assert!(c.warnings.iter().any(|w| w.starts_with(expected)), "{section}.{key} = {value}: {:?}", c.warnings);
+    }
+    let c = load(&format!("{JWKS}clock_skew = \"2m\"\n"));
+    assert!(c.warnings.iter().any(|w| w.starts_with("clerk.clock_skew: \"2m\" is over 60s: ")), "{:?}", c.warnings);
+    // On the limit is not beyond it.
+    let c = load(&format!(
+        "{JWKS}[clerk.keys]\nmax_stale = \"7d\"\nrefresh_interval = \"10s\"\n[mode]\nmax_override_ttl = \"24h\"\n"
+    ));
+    assert_eq!(c.warnings, Vec::<String>::new());
+}
+
+/// Item 6: the README's configuration table says, for each key the validator warns about,
+/// exactly where the warning starts.
+#[test]
+fn the_readme_config_table_names_every_warning() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let row = |key: &str| {
+        readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("README has no row for `{key}`"))
+    };
+    for range in super::unwise::SENSIBLE_DURATIONS {
+        let cell = row(range.key).rsplit('|').nth(1).unwrap_or_default();
+        if let Some(l) = range.under {
+            assert!(cell.contains(&format!("under `{}`", l.text)), "`{}`: {cell}", range.key);
+        }
+        if let Some(l) = range.over {
+            assert!(cell.contains(&format!("over `{}`", l.text)), "`{}`: {cell}", range.key);
+        }
+    }
+    let token = readme.lines().find(|l| l.starts_with("| `admin.token`")).unwrap_or_default();
+    assert!(token.contains(&format!("under {} characters", super::validate::MIN_ADMIN_TOKEN_CHARS)), "{token}");
+}
+
+/// Item 6: a mistyped key is still refused, and the problem names the key that was meant.
+#[test]
+fn a_mistyped_key_gets_did_you_mean() {
+    let text = "[server]\nlisen = \"0.0.0.0:1\"\nconnect_timeout = \"1s\"\n\
+                [clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nsecret-key = \"sk_test_x\"\n\
+                [clerk.keys]\nmax_stael = \"1h\"\n[[routes.rule]]\npath = \"/x\"\nrol = \"org:admin\"\n\
+                [admn]\ntoken = \"x\"\n";
+    let errors = problems(text, &no_env());
+    let by_key = problems_by_key(&errors);
+    for (key, hint) in [
+        ("server.lisen", "did you mean `server.listen`?"),
+        ("server.connect_timeout", "did you mean `upstream.connect_timeout`? It belongs in [upstream]"),
+        ("clerk.secret-key", "did you mean `clerk.secret_key`?"),
+        ("clerk.keys.max_stael", "did you mean `clerk.keys.max_stale`?"),
+        ("routes.rule[0].rol", "did you mean `routes.rule.role`?"),
+        ("admn", "did you mean `admin`?"),
+    ] {
+        assert_eq!(by_key.get(key).copied(), Some(format!("unknown key; {hint}").as_str()), "{errors}");
+    }
+}
+
+/// Every key the validator knows is in the "did you mean" list, and every listed key is known.
+#[test]
+fn the_known_keys_list_matches_the_raw_mirror() {
+    use super::raw::{RawConfig, KNOWN_KEYS};
+    // Every listed key is accepted (a wrong type is a type problem, never "unknown key").
+    for (section, keys) in KNOWN_KEYS.iter().filter(|(s, _)| !s.is_empty()) {
+        for key in *keys {
+            let header = if *section == "routes.rule" { format!("[[{section}]]") } else { format!("[{section}]") };
+            let text = format!("{header}\n{key} = 1\n");
+            if let Err(errors) = Config::from_toml(&text, &no_env()) {
+                assert!(!errors.to_string().contains("unknown key"), "{section}.{key}:\n{errors}");
+            }
+        }
+    }
+    // Every field of the mirror is listed (its pretty Debug names every field, one per line).
+    let listed: BTreeSet<&str> = KNOWN_KEYS.iter().flat_map(|(_, keys)| keys.iter().copied()).collect();
+    let debug = format!(
+        "{:#?}",
+        RawConfig {
+            routes: super::raw::RawRoutes { rule: vec![Default::default()], ..Default::default() },
+            ..Default::default()
+        }
+    );
+    for line in debug.lines() {
+        let Some((field, _)) = line.trim().split_once(": ") else { continue };
+        if field != "unknown" && field.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            assert!(listed.contains(field), "raw field `{field}` is missing from KNOWN_KEYS");
+        }
+    }
+}
+
+/// Item 10: `CLERK_EMERGENCY_BYPASS=true` shows in the effective config as the bypass it puts
+/// in force, marked as coming from the variable; other values the environment set are marked
+/// too. The result still loads, and in bypass.
+#[test]
+fn the_effective_config_shows_what_the_environment_puts_in_force() {
+    let pairs = [("CLERK_EMERGENCY_BYPASS", "true"), ("CLERK_SECRET_KEY", "sk_test_from_env_0123")];
+    let c = Config::from_toml(&format!("{JWKS}[mode]\nmode = \"grace\"\nreason = \"file\"\n"), &env(&pairs)).unwrap();
+    let out = c.effective_toml();
+    let line = |key: &str| out.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_default().to_string();
+    assert_eq!(
+        line("mode"),
+        "mode = \"bypass\"  # from CLERK_EMERGENCY_BYPASS, for max_override_ttl; then the file's \"grace\""
+    );
+    assert_eq!(line("reason"), "reason = \"CLERK_EMERGENCY_BYPASS=true\"");
+    assert_eq!(line("secret_key"), "secret_key = \"[redacted]\"  # from CLERK_SECRET_KEY");
+    assert_eq!(load(&out).mode.mode, Mode::Bypass);
+    // Without the variable, the file's mode and no comments.
+    let c = load(&format!("{JWKS}[mode]\nmode = \"grace\"\nreason = \"file\"\n"));
+    assert!(!c.effective_toml().contains('#'));
+    assert!(c.effective_toml().contains("mode = \"grace\"\n"));
 }
 
 // === Never panics ===

@@ -47,6 +47,9 @@ pub struct Origin {
     pub loaded_at: SystemTime,
     /// A short SHA-256 over the file and every secret it resolved, so two loads can be compared.
     pub hash: String,
+    /// `(key, variable)` for every value the environment set over the file, e.g.
+    /// `("clerk.secret_key", "CLERK_SECRET_KEY")`; `check-config` shows them.
+    pub from_env: Vec<(&'static str, &'static str)>,
 }
 
 /// `[server]`: the data-plane listener.

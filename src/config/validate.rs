@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine;
+
 use super::publishable_key::parse_publishable_key;
 use super::raw::{self, RawConfig, Unknown};
+use super::source::Source;
+use super::{suggest, unwise};
 use super::{
     vars, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource, KeysConfig,
     LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, StateBackend, StateConfig, UpgradeProtocols,
@@ -21,6 +25,10 @@ use crate::verifying_key::VerifyingKey;
 
 /// `clerk.verdict_cache_entries` when unset: 64k tokens of about 1 KiB each.
 pub const DEFAULT_VERDICT_CACHE_ENTRIES: usize = 65_536;
+
+/// An admin token shorter than this is warned about on a loopback `admin.listen`, and refused
+/// on one reachable from the network, where it can be guessed.
+pub(super) const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 impl Config {
     /// Validates the raw mirror; `type_problems` are the wrongly typed values that
@@ -52,7 +60,7 @@ impl Config {
             }
         }
 
-        let Validator { problems, warnings, secrets_digest } = v;
+        let Validator { problems, warnings, secrets_digest, from_env } = v;
         match (server, upstream, clerk, routes, mode, admin, state, log) {
             (
                 Some(server),
@@ -64,7 +72,12 @@ impl Config {
                 Some(state),
                 Some(log),
             ) if problems.is_empty() => Ok(Config {
-                origin: Origin { path: None, loaded_at: SystemTime::now(), hash: config_hash(text, &secrets_digest) },
+                origin: Origin {
+                    path: None,
+                    loaded_at: SystemTime::now(),
+                    hash: config_hash(text, &secrets_digest),
+                    from_env,
+                },
                 server,
                 upstream,
                 clerk,
@@ -98,6 +111,8 @@ struct Validator {
     warnings: Vec<String>,
     /// Resolved secret material, folded into the config hash so a rotated secret file shows.
     secrets_digest: Vec<String>,
+    /// `(key, variable)` for each value the environment set.
+    from_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Validator {
@@ -110,13 +125,20 @@ impl Validator {
     }
 
     fn unknown(&mut self, section: &str, unknown: &Unknown) {
+        // Every `[[routes.rule]]` knows the same keys.
+        let known_as = section.split('[').next().unwrap_or(section);
         for name in unknown.keys() {
             let key = if section.is_empty() { name.clone() } else { format!("{section}.{name}") };
-            self.problem(&key, "unknown key (a typo is refused, never ignored)");
+            let message = match suggest::did_you_mean(known_as, name) {
+                Some(hint) => format!("unknown key; {hint}"),
+                None => "unknown key (a typo is refused, never ignored)".to_string(),
+            };
+            self.problem(&key, message);
         }
     }
 
     /// A positive duration such as `"5s"`; `allow_zero` for the one key where 0 is meaningful.
+    /// A value outside its sensible range ([`unwise`]) is accepted with a warning.
     fn duration(&mut self, key: &str, value: Option<String>, default: Duration, allow_zero: bool) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text.trim()) {
@@ -124,7 +146,12 @@ impl Validator {
                 self.problem(key, "must be a positive duration");
                 default
             }
-            Ok(d) => d,
+            Ok(d) => {
+                if let Some(w) = unwise::warning(key, &text, d) {
+                    self.warn(key, w);
+                }
+                d
+            }
             Err(e) => {
                 self.problem(key, format!("{text:?} is not a duration like \"5s\", \"10m\" or \"24h\" ({e})"));
                 default
@@ -155,34 +182,116 @@ impl Validator {
         }
     }
 
-    /// Resolves a secret: environment, then `*_file`, then the inline value.
+    /// Resolves a secret: environment, then `*_file`, then the inline value; with where it came
+    /// from, so that a problem with the value names that place. An empty inline value or
+    /// variable counts as unset; an empty file is a problem (it was meant to hold something).
     fn secret(
         &mut self,
-        key: &str,
+        key: &'static str,
         inline: Option<String>,
         file: Option<String>,
         env: &Env,
-        env_name: &str,
-    ) -> Option<Secret> {
+        var: &'static str,
+    ) -> Option<(Secret, Source)> {
+        let file_key = format!("{key}_file");
         if inline.is_some() && file.is_some() {
-            self.problem(&format!("{key}_file"), format!("set either {key} or {key}_file, not both"));
+            self.problem(&file_key, format!("set either {key} or {key}_file, not both"));
         }
-        let value = if let Some(v) = env.get(env_name) {
-            Some(v.to_string())
+        let (value, source) = if let Some(v) = env.get(var) {
+            (v.to_string(), Source::Env { var, key })
         } else if let Some(path) = file {
             match std::fs::read_to_string(&path) {
-                Ok(s) => Some(s.trim().to_string()),
+                Ok(s) if s.trim().is_empty() => {
+                    self.problem(&file_key, format!("{path} is empty"));
+                    return None;
+                }
+                Ok(s) => (s.trim().to_string(), Source::File { key: file_key, path }),
                 Err(e) => {
-                    self.problem(&format!("{key}_file"), format!("cannot read {path}: {e}"));
-                    None
+                    self.problem(&file_key, format!("cannot read {path}: {e}"));
+                    return None;
                 }
             }
         } else {
-            inline
+            (inline.filter(|v| !v.trim().is_empty())?, Source::Inline { key })
         };
-        let value = value.filter(|v| !v.trim().is_empty())?;
         self.secrets_digest.push(value.clone());
-        Some(Secret::new(value))
+        self.note_source(key, &source);
+        Some((Secret::new(value), source))
+    }
+
+    /// A plain value from the environment variable `var` or else the inline `key`.
+    fn env_or_inline(
+        &mut self,
+        key: &'static str,
+        inline: Option<String>,
+        env: &Env,
+        var: &'static str,
+    ) -> Option<(String, Source)> {
+        let (value, source) = match env.get(var) {
+            Some(v) => (v.to_string(), Source::Env { var, key }),
+            None => (inline?, Source::Inline { key }),
+        };
+        self.note_source(key, &source);
+        Some((value, source))
+    }
+
+    fn note_source(&mut self, key: &'static str, source: &Source) {
+        if let Some(var) = source.env_var() {
+            self.from_env.push((key, var));
+        }
+    }
+
+    /// The networkless key: an RS256 public key in PEM. A private key is refused with the
+    /// command that derives the public one.
+    fn jwt_key(&mut self, pem: &Secret, source: &Source) -> Option<Arc<VerifyingKey>> {
+        if pem.expose().contains("PRIVATE KEY-----") {
+            self.problem(
+                source.key(),
+                source.explain("this is a private key; give the public key: `openssl rsa -in key.pem -pubout`"),
+            );
+            return None;
+        }
+        match VerifyingKey::from_pem(pem.expose(), None) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                self.problem(source.key(), source.explain(format!("not a usable RS256 public key: {e}")));
+                None
+            }
+        }
+    }
+
+    /// The Backend API secret key: a publishable key in its place is refused, anything not
+    /// shaped like `sk_…` is warned about.
+    fn check_secret_key(&mut self, secret: &Secret, source: &Source) {
+        let value = secret.expose();
+        if value.starts_with("pk_") {
+            self.problem(
+                source.key(),
+                source.explain(
+                    "this is a publishable key; the secret key starts with sk_test_ or sk_live_ \
+                     (API keys page of the Clerk dashboard)",
+                ),
+            );
+        } else if !value.starts_with("sk_") {
+            self.warn(source.key(), source.explain("does not look like a Clerk secret key (sk_test_… or sk_live_…)"));
+        }
+    }
+
+    /// The Svix signing secret must decode (after an optional `whsec_`) to a non-empty key, or
+    /// every webhook delivery would be refused.
+    fn check_webhook_secret(&mut self, secret: &Secret, source: &Source) {
+        let value = secret.expose();
+        let encoded = value.strip_prefix("whsec_").unwrap_or(value);
+        let decodes = base64::engine::general_purpose::STANDARD.decode(encoded).is_ok_and(|k| !k.is_empty());
+        if !decodes {
+            self.problem(
+                source.key(),
+                source.explain(
+                    "not a webhook signing secret: after `whsec_` it must be base64 \
+                     (copy it from the webhook endpoint's page in the Clerk dashboard)",
+                ),
+            );
+        }
     }
 
     fn http_url(&mut self, key: &str, text: &str) -> Option<http::Uri> {
@@ -276,25 +385,24 @@ impl Validator {
         self.unknown("clerk", &raw.unknown);
         self.unknown("clerk.keys", &raw.keys.unknown);
 
-        let publishable_key =
-            env.get(vars::PUBLISHABLE_KEY).map(str::to_string).or(raw.publishable_key).and_then(|pk| {
-                match parse_publishable_key(pk.trim()) {
-                    Ok(pk) => Some(pk),
-                    Err(e) => {
-                        self.problem("clerk.publishable_key", e);
-                        None
-                    }
+        let publishable_key = self
+            .env_or_inline("clerk.publishable_key", raw.publishable_key, env, vars::PUBLISHABLE_KEY)
+            .and_then(|(pk, source)| match parse_publishable_key(pk.trim()) {
+                Ok(pk) => Some(pk),
+                Err(e) => {
+                    self.problem(source.key(), source.explain(e));
+                    None
                 }
             });
+        let key_problems = self.problems.len();
         let secret_key = self.secret("clerk.secret_key", raw.secret_key, raw.secret_key_file, env, vars::SECRET_KEY);
+        if let Some((sk, source)) = &secret_key {
+            self.check_secret_key(sk, source);
+        }
+        let secret_key = secret_key.map(|(sk, _)| sk);
         let jwt_pem = self.secret("clerk.jwt_key", raw.jwt_key, raw.jwt_key_file, env, vars::JWT_KEY);
-        let jwt_key = jwt_pem.and_then(|pem| match VerifyingKey::from_pem(pem.expose(), None) {
-            Ok(k) => Some(Arc::new(k)),
-            Err(e) => {
-                self.problem("clerk.jwt_key", format!("not a usable RS256 public key: {e}"));
-                None
-            }
-        });
+        let jwt_key = jwt_pem.and_then(|(pem, source)| self.jwt_key(&pem, &source));
+        let key_source_refused = self.problems.len() > key_problems;
         let webhook_signing_secret = self.secret(
             "clerk.webhook_signing_secret",
             raw.webhook_signing_secret,
@@ -302,14 +410,17 @@ impl Validator {
             env,
             vars::WEBHOOK_SIGNING_SECRET,
         );
+        if let Some((secret, source)) = &webhook_signing_secret {
+            self.check_webhook_secret(secret, source);
+        }
+        let webhook_signing_secret = webhook_signing_secret.map(|(secret, _)| secret);
 
-        let api_url = env
-            .get(vars::API_URL)
-            .map(str::to_string)
-            .or(raw.api_url)
-            .unwrap_or_else(|| "https://api.clerk.com".to_string());
+        let (api_url, api_url_key) = match self.env_or_inline("clerk.api_url", raw.api_url, env, vars::API_URL) {
+            Some((url, source)) => (url, source.key().to_string()),
+            None => ("https://api.clerk.com".to_string(), "clerk.api_url".to_string()),
+        };
         let api_url = api_url.trim_end_matches('/').to_string();
-        self.http_url("clerk.api_url", &api_url);
+        self.http_url(&api_url_key, &api_url);
 
         let jwks = match (raw.jwks_url, &secret_key) {
             (Some(url), bearer) => {
@@ -321,7 +432,9 @@ impl Validator {
             (None, Some(sk)) => Some(JwksSource { url: format!("{api_url}/v1/jwks"), bearer: Some(sk.clone()) }),
             (None, None) => None,
         };
-        if jwt_key.is_none() && jwks.is_none() && !self.problems.iter().any(|p| p.key.starts_with("clerk.jwt_key")) {
+        // A key source that was given but refused has its own problem; "no key source" on top
+        // would send the operator looking for the wrong thing.
+        if jwt_key.is_none() && jwks.is_none() && !key_source_refused {
             self.problem(
                 "clerk",
                 "no key source: set jwt_key (networkless), secret_key (Backend API JWKS) or jwks_url",
@@ -329,9 +442,6 @@ impl Validator {
         }
 
         let clock_skew = self.duration("clerk.clock_skew", raw.clock_skew, Duration::from_secs(5), true);
-        if clock_skew > Duration::from_secs(60) {
-            self.warn("clerk.clock_skew", "more than 60s widens every token's validity window; fix the clock instead");
-        }
         let authorized_parties = raw.authorized_parties.unwrap_or_default();
         for (i, p) in authorized_parties.iter().enumerate() {
             if !p.is_empty() && !p.starts_with("http://") && !p.starts_with("https://") {
@@ -365,9 +475,6 @@ impl Validator {
             max_stale: self.duration("clerk.keys.max_stale", k.max_stale, Duration::from_secs(24 * 3600), false),
             fetch_timeout: self.duration("clerk.keys.fetch_timeout", k.fetch_timeout, Duration::from_secs(5), false),
         };
-        if keys.unknown_kid_cooldown < Duration::from_secs(1) {
-            self.warn("clerk.keys.unknown_kid_cooldown", "under 1s lets a flood of unknown kids reach the JWKS often");
-        }
         if keys.max_stale < keys.refresh_interval {
             self.warn("clerk.keys.max_stale", "shorter than refresh_interval: keys may go stale between refreshes");
         }
@@ -535,18 +642,26 @@ impl Validator {
         self.unknown("admin", &raw.unknown);
         let listen = self.socket_addr("admin.listen", raw.listen, "127.0.0.1:9901");
         let token = self.secret("admin.token", raw.token, raw.token_file, env, vars::ADMIN_TOKEN);
-        if let Some(listen) = listen {
-            if !listen.ip().is_loopback() {
-                self.warn(
-                    "admin.listen",
-                    format!("{listen} is not loopback: the admin API is reachable from the network"),
-                );
+        let exposed = listen.filter(|l| !l.ip().is_loopback());
+        if let Some(listen) = exposed {
+            self.warn("admin.listen", format!("{listen} is not loopback: the admin API is reachable from the network"));
+        }
+        if let Some((token, source)) = &token {
+            if token.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS {
+                let short = format!("shorter than {MIN_ADMIN_TOKEN_CHARS} characters");
+                match exposed {
+                    Some(listen) => self.problem(
+                        source.key(),
+                        source.explain(format!(
+                            "{short}, and admin.listen ({listen}) is reachable from the network, where a short \
+                             token can be guessed; use a long random one, e.g. `openssl rand -hex 32`"
+                        )),
+                    ),
+                    None => self.warn(source.key(), source.explain(short)),
+                }
             }
         }
-        if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            self.warn("admin.token", "shorter than 16 characters");
-        }
-        Some(AdminConfig { listen: listen?, token })
+        Some(AdminConfig { listen: listen?, token: token.map(|(t, _)| t) })
     }
 
     fn state(&mut self, raw: raw::RawState) -> Option<StateConfig> {

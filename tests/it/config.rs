@@ -24,23 +24,23 @@ const ENV_SECRET: &str = "sk_test_from_the_environment_2718281828";
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ADMIN_TOKEN: &str = "admin-token-that-must-not-leak-1234";
 
-struct Dir(tempfile::TempDir);
+pub(super) struct Dir(tempfile::TempDir);
 
 impl Dir {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Dir(tempfile::tempdir().expect("tempdir"))
     }
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.0.path()
     }
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub(super) fn write(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.path().join(name);
         std::fs::write(&p, contents).expect("write");
         p
     }
 }
 
-fn check_config(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
+pub(super) fn check_config(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("check-config").args(args).current_dir(cwd);
     for v in CONFIG_VARS {
@@ -52,7 +52,7 @@ fn check_config(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
     cmd.output().expect("run clerkgate")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -25,6 +25,9 @@ mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every
 /// `crate::` path goes down the layer table (the picture in src/lib.rs).
 mod layers;
+/// Issue #10 items 3, 5, 6 and 10 through `check-config`: syntax errors with line and column,
+/// key problems blamed on their source, unwise values and typos, the bypass in force.
+mod operators_config;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
