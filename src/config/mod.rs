@@ -13,8 +13,10 @@
 //! One file per job: `types.rs` (the validated form), `raw.rs` (the serde mirror),
 //! `toml_recovery.rs` (reading past wrongly typed values), `validate.rs` (raw → validated),
 //! `publishable_key.rs`, `env.rs` and `secret.rs` (where values come from), `hygiene.rs` (the
-//! `[upstream]` header policy), `effective.rs` (what `check-config` prints).
+//! `[upstream]` header policy), `effective.rs` (what `check-config` prints), `admin_access.rs`
+//! (`[admin]` alone, for the CLI to reach a running gateway).
 
+mod admin_access;
 mod effective;
 mod env;
 mod hygiene;
@@ -27,6 +29,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use admin_access::AdminAccess;
 pub use env::{vars, Env};
 pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};
 pub use publishable_key::{cookie_suffix, parse_publishable_key, PublishableKey};
