@@ -22,6 +22,10 @@ mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every
 /// `crate::` path goes down the layer table (the picture in src/lib.rs).
 mod layers;
+/// Issue #10, the operator's side: the CLI's admin address and token sources, `audit`,
+/// `revocations`, `revoke --lift`, `status` by key source, bind errors that name their key,
+/// and the README's incident section run as printed.
+mod operators_cli;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
