@@ -125,8 +125,8 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
     }
     let shared = Arc::new(Shared::new(runtime));
     let gate = Arc::new(Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()));
-    let data = TcpListener::bind(config.server.listen).await?;
-    let admin = TcpListener::bind(config.admin.listen).await?;
+    let data = bind(config.server.listen, "server.listen").await?;
+    let admin = bind(config.admin.listen, "admin.listen").await?;
     let data_addr = data.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let (control, control_rx) = control::channel();
@@ -181,4 +181,23 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
     }));
     tracing::info!(%data_addr, %admin_addr, upstream = %config.upstream.url_text, "clerkgate listening");
     Ok(Running { data_addr, admin_addr, ctx, shutdown: tx, tasks })
+}
+
+/// Binds `addr`, the value of the config key `key`; a failure names both, and for an address
+/// in use, how to find the process that holds it.
+async fn bind(addr: SocketAddr, key: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "another process holds it (see which: ss -ltnp 'sport = :{}'); stop it, or change {key}",
+                addr.port()
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("ports below 1024 need privileges (CAP_NET_BIND_SERVICE); or change {key}")
+            }
+            std::io::ErrorKind::AddrNotAvailable => format!("no interface of this host has that address; change {key}"),
+            _ => format!("change {key}"),
+        };
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({key}): {e}; {fix}"))
+    })
 }

@@ -58,8 +58,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Revoke sessions at the gateway: one session, every session of a user, or every token issued before a moment.
+    /// Revoke sessions at the gateway: one session, every session of a user, or every token issued before a moment; or lift a revocation.
     Revoke(RevokeArgs),
+    /// List the revocations in force, with the ids that lift them (`revoke --lift ID`).
+    Revocations(AdminArgs),
+    /// Show the audit log: when, who, what changed and why, one line per event, oldest first.
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,27 +74,62 @@ enum KeysCommand {
 
 #[derive(Debug, Args, Clone)]
 struct AdminArgs {
-    /// Admin API base URL.
-    #[arg(long, default_value = "http://127.0.0.1:9901", env = "CLERKGATE_ADMIN_URL")]
-    admin: String,
+    /// The admin API: host:port as in admin.listen (127.0.0.1:9901, [::1]:9901) or a URL
+    /// (http://127.0.0.1:9901) [default: admin.listen in --config, else $CLERKGATE_ADMIN_URL,
+    /// else admin.listen in the default config, else 127.0.0.1:9901]
+    #[arg(long, value_name = "ADDRESS")]
+    admin: Option<String>,
+    /// A file holding the admin token. Without it, the token is admin.token_file or admin.token
+    /// in --config, else $CLERKGATE_ADMIN_TOKEN, else admin.token_file or admin.token in the
+    /// default config.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// The gateway's config file, of which only [admin] listen, token_file and token are read;
+    /// they come before the environment's. Without it, the default config ($CLERKGATE_CONFIG,
+    /// else ./clerkgate.toml, when that file exists) is read, after the environment.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print the raw JSON answer.
     #[arg(long)]
     json: bool,
 }
 
 impl AdminArgs {
-    /// Makes one admin API call with `body` and prints its answer with `show` (or raw with `--json`).
+    /// Makes one admin API call to the endpoint at `segments` and prints its answer with
+    /// `show` (or raw with `--json`). Exit 2 when the address or token cannot be found.
     fn call<T: serde::de::DeserializeOwned>(
         &self,
         env: &Env,
         method: http::Method,
-        path: &str,
+        segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<&impl serde::Serialize>,
-        show: fn(&T) -> String,
+        show: impl Fn(&T) -> String,
     ) -> ExitCode {
+        let sources = client::Sources {
+            admin: self.admin.clone(),
+            token_file: self.admin_token_file.clone(),
+            config: self.config.clone(),
+        };
+        let target = match client::Target::resolve(&sources, env) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("clerkgate: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let body = body.and_then(|b| serde_json::to_value(b).ok());
-        runtime().block_on(client::call(&self.admin, env, method, path, body, self.json, show))
+        runtime().block_on(client::call(&target, method, segments, query, body, self.json, show))
     }
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Only events since this RFC 3339 time, or this long ago (1h, 30m).
+    #[arg(long, value_name = "1h|TIME")]
+    since: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +158,9 @@ struct RevokeTarget {
     /// Every token issued before this RFC 3339 time, or `now`.
     #[arg(long, group = "what")]
     issued_before: Option<String>,
+    /// Lift one revocation: a session id, a user id, or `issued_before` (as `clerkgate revocations` lists them).
+    #[arg(long, group = "what", value_name = "ID")]
+    lift: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -126,7 +168,7 @@ struct RevokeArgs {
     #[command(flatten)]
     target: RevokeTarget,
     /// Why (recorded in the audit log).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", conflicts_with = "lift")]
     reason: String,
     /// Also revoke at Clerk's Backend API (not available in this build).
     #[arg(long)]
@@ -186,29 +228,42 @@ pub fn main() -> ExitCode {
         Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
             let body = api::ModeRequest { mode: m.mode, reason: m.reason, ttl: m.ttl };
-            m.admin.call(&env, http::Method::PUT, "/mode", Some(&body), client::show_mode)
+            m.admin.call(&env, http::Method::PUT, &["mode"], &[], Some(&body), client::show_mode)
         }
-        Command::Status(a) => a.call(&env, http::Method::GET, "/status", None::<&()>, client::show_status),
-        Command::Reload(a) => a.call(&env, http::Method::POST, "/reload", None::<&()>, client::show_reload),
+        Command::Status(a) => a.call(&env, http::Method::GET, &["status"], &[], None::<&()>, client::show_status),
+        Command::Reload(a) => a.call(&env, http::Method::POST, &["reload"], &[], None::<&()>, client::show_reload),
         Command::Keys { command: KeysCommand::Refresh(a) } => {
-            a.call(&env, http::Method::POST, "/keys/refresh", None::<&()>, client::show_keys)
+            a.call(&env, http::Method::POST, &["keys", "refresh"], &[], None::<&()>, client::show_keys)
         }
-        Command::Revoke(r) => {
-            if r.remote {
-                eprintln!("clerkgate: --remote (revocation at Clerk's Backend API) is not available in this build; the local revocation was not made either");
-                return ExitCode::from(2);
-            }
-            let t = r.target;
-            let reason = r.reason;
-            let body = match (t.session, t.user, t.issued_before) {
-                (Some(s), _, _) => api::RevokeRequest { session_id: Some(s), reason, ..Default::default() },
-                (_, Some(u), _) => api::RevokeRequest { user_id: Some(u), reason, ..Default::default() },
-                (_, _, Some(at)) => api::RevokeRequest { issued_before: Some(at), reason, ..Default::default() },
-                _ => return ExitCode::from(2),
-            };
-            r.admin.call(&env, http::Method::POST, "/revocations", Some(&body), client::show_revocations)
+        Command::Revocations(a) => {
+            a.call(&env, http::Method::GET, &["revocations"], &[], None::<&()>, client::show_revocation_list)
         }
+        Command::Audit(a) => {
+            let query: Vec<(&str, &str)> = a.since.as_deref().map(|s| ("since", s)).into_iter().collect();
+            a.admin.call(&env, http::Method::GET, &["audit"], &query, None::<&()>, client::show_audit)
+        }
+        Command::Revoke(r) => revoke(r, &env),
     }
+}
+
+fn revoke(r: RevokeArgs, env: &Env) -> ExitCode {
+    if r.remote {
+        eprintln!("clerkgate: --remote (revocation at Clerk's Backend API) is not available in this build; the local revocation was not made either");
+        return ExitCode::from(2);
+    }
+    let t = r.target;
+    let reason = r.reason;
+    let body = match (t.session, t.user, t.issued_before, t.lift) {
+        (Some(s), ..) => api::RevokeRequest { session_id: Some(s), reason, ..Default::default() },
+        (_, Some(u), ..) => api::RevokeRequest { user_id: Some(u), reason, ..Default::default() },
+        (_, _, Some(at), _) => api::RevokeRequest { issued_before: Some(at), reason, ..Default::default() },
+        (.., Some(id)) => {
+            let show = |v: &api::Revocations| format!("lifted {id}; {}", client::show_revocations(v));
+            return r.admin.call(env, http::Method::DELETE, &["revocations", &id], &[], None::<&()>, show);
+        }
+        _ => return ExitCode::from(2),
+    };
+    r.admin.call(env, http::Method::POST, &["revocations"], &[], Some(&body), client::show_revocations)
 }
 
 /// One worker thread per core the process may run on. On a single core (a pinned sidecar, a

@@ -12,6 +12,7 @@ use crate::auth::counters::OutcomeCounts;
 use crate::keys::KeyOrigin;
 use crate::mode::{Mode, ModeSource};
 use crate::revocation::Entry;
+use crate::store::AuditEvent;
 
 /// Every admin error: a machine-readable `error` code, a sentence for the operator, and for a
 /// config that did not validate, every problem with its key.
@@ -218,7 +219,8 @@ pub struct Revocations {
     pub issued_before: Option<String>,
 }
 
-/// `POST /revocations`: exactly one of `session_id`, `user_id`, `issued_before`.
+/// `POST /revocations`: exactly one of `session_id`, `user_id`, `issued_before`. The id that
+/// lifts the entry (`DELETE /revocations/{id}`) is the session or user id, or `issued_before`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -234,6 +236,13 @@ pub struct RevokeRequest {
     /// Why (recorded in the audit log).
     #[serde(default)]
     pub reason: String,
+}
+
+/// `GET /audit`: the events since the asked moment, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// The events, as written to `audit.jsonl`.
+    pub events: Vec<AuditEvent>,
 }
 
 #[cfg(test)]

@@ -1,40 +1,212 @@
-//! The CLI side of the admin API: `clerkgate mode|status|reload|keys refresh|revoke`.
-//! Human output by default, the raw JSON with `--json`, and errors that say what to do. Answers
-//! are read into the same types the router writes ([`super::api`]).
+//! The CLI side of the admin API: `clerkgate mode|status|reload|keys refresh|revoke|revocations|audit`.
+//! [`Target`] finds the gateway and its token, each with where it came from so that an error
+//! can name it; [`call`] makes one call and prints the answer, human by default and the raw
+//! JSON with `--json`. Answers are read into the same types the router writes ([`super::api`]).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use reqwest::Url;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{ApiError, KeysLoaded, ModeView, Reloaded, Revocations, Status};
-use crate::config::{vars, Env};
+use super::api::{ApiError, AuditLog, KeysLoaded, KeysView, ModeView, Reloaded, Revocations, Status};
+use crate::config::{vars, AdminAccess, Env, Secret};
 use crate::mode::ModeSource;
 
-/// Calls the admin API and prints the answer, read as a `T`, with `show`. Exit 0 on success, 1
-/// when the call failed.
+/// The admin address when nothing names one: `admin.listen`'s default.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+/// The variable that names the admin address when neither `--admin` nor a config does.
+pub const ADMIN_URL_VAR: &str = "CLERKGATE_ADMIN_URL";
+
+/// Where the CLI was told to look for the admin address and token.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--admin`.
+    pub admin: Option<String>,
+    /// `--admin-token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `--config`.
+    pub config: Option<PathBuf>,
+}
+
+/// A gateway's admin API and the token to call it with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    base: Url,
+    /// Where the address came from, e.g. `--admin` or `admin.listen in clerkgate.toml`.
+    base_from: String,
+    /// The token and where it came from.
+    token: Option<(Secret, String)>,
+    /// The sources below the chosen one that hold a token too (named in a 401's hint).
+    unused_tokens: Vec<String>,
+}
+
+/// The sources of the token, highest first, as the CLI's errors say them.
+pub const TOKEN_SOURCES: &str = "--admin-token-file FILE, else admin.token_file or admin.token in --config FILE, \
+     else $CLERKGATE_ADMIN_TOKEN, else admin.token_file or admin.token in $CLERKGATE_CONFIG or ./clerkgate.toml";
+
+impl Target {
+    /// Finds the admin address and the token. Highest first: the flag (`--admin`,
+    /// `--admin-token-file`); the config named by `--config`; the environment
+    /// (`$CLERKGATE_ADMIN_URL`, `$CLERKGATE_ADMIN_TOKEN`); the default config
+    /// (`$CLERKGATE_CONFIG`, else `./clerkgate.toml`, when it exists); `127.0.0.1:9901`.
+    ///
+    /// A config named on the command line is the operator's choice and beats the environment.
+    /// A default config is only found, so a variable set in the shell beats it — and inside the
+    /// gateway's own container, where both are set, the CLI sends what the gateway reads first
+    /// (the gateway takes `CLERKGATE_ADMIN_TOKEN` before `admin.token_file`).
+    pub fn resolve(sources: &Sources, env: &Env) -> Result<Target, String> {
+        let flag_token = match &sources.token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--admin-token-file: cannot read {}: {e}", path.display()))?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(format!("--admin-token-file: {} is empty", path.display()));
+                }
+                Some((Secret::new(token), format!("--admin-token-file ({})", path.display())))
+            }
+        };
+        let explicit = sources.config.is_some();
+        let config = if sources.admin.is_some() && flag_token.is_some() { None } else { config_access(sources, env)? };
+        let (listen, config_token, config_name) = match config {
+            Some((name, access)) => (access.listen, access.token, name),
+            None => (None, None, String::new()),
+        };
+
+        // Each source of the address, as (URL, where it came from); a bad value fails only
+        // when it is the one that would be used.
+        let from =
+            |text: &str, name: &str| admin_url(text).map(|u| (u, name.to_string())).map_err(|e| format!("{name}: {e}"));
+        let flag_url = sources.admin.as_deref().map(|t| from(t, "--admin"));
+        let config_url = listen.map(|l| url_of_listen(l).map(|u| (u, format!("admin.listen in {config_name}"))));
+        let env_url = env.get(ADMIN_URL_VAR).map(|t| from(t, ADMIN_URL_VAR));
+        let (first, second) = if explicit { (config_url, env_url) } else { (env_url, config_url) };
+        let default = || admin_url(DEFAULT_ADMIN).map(|u| (u, format!("the default {DEFAULT_ADMIN}")));
+        let (base, base_from) = flag_url.or(first).or(second).unwrap_or_else(default)?;
+
+        let config_token = config_token.map(|(t, key)| (t, format!("{key} in {config_name}")));
+        let env_token = env.get(vars::ADMIN_TOKEN).map(|t| (Secret::new(t), vars::ADMIN_TOKEN.to_string()));
+        let (first, second) = if explicit { (config_token, env_token) } else { (env_token, config_token) };
+        let mut found = [flag_token, first, second].into_iter().flatten();
+        let token = found.next();
+        let unused_tokens = found.map(|(_, from)| from).collect();
+        Ok(Target { base, base_from, token, unused_tokens })
+    }
+
+    /// The URL of the endpoint at `segments` (each percent-encoded) with `query`.
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+}
+
+/// The config the admin commands read, with the name errors give it: `--config` (which must
+/// be readable), else the default file when it exists (a broken one is skipped with a warning,
+/// so the other sources still work).
+fn config_access(sources: &Sources, env: &Env) -> Result<Option<(String, AdminAccess)>, String> {
+    let (path, explicit) = match &sources.config {
+        Some(path) => (path.clone(), true),
+        None => (env.get(vars::CONFIG).map_or_else(|| PathBuf::from("clerkgate.toml"), PathBuf::from), false),
+    };
+    if !explicit && !path.exists() {
+        return Ok(None);
+    }
+    let name = path.display().to_string();
+    match AdminAccess::load(&path) {
+        Ok(access) => Ok(Some((name, access))),
+        Err(errors) => {
+            let list: Vec<String> = errors.0.iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+            let what = format!("{name}: {}", list.join("; "));
+            if explicit {
+                return Err(what);
+            }
+            eprintln!("clerkgate: warning: skipping the default config {what}");
+            Ok(None)
+        }
+    }
+}
+
+/// An admin address as `--admin` or `$CLERKGATE_ADMIN_URL` give it: `host:port` as in
+/// `admin.listen` (`127.0.0.1:9901`, `[::1]:9901`, `localhost:9901`) or an `http://` or
+/// `https://` URL.
+pub fn admin_url(text: &str) -> Result<Url, String> {
+    let text = text.trim();
+    let bad = |why: &str| {
+        format!(
+            "{text:?} is not an admin address ({why}): give host:port as in admin.listen (127.0.0.1:9901, [::1]:9901) or a URL (http://127.0.0.1:9901)"
+        )
+    };
+    let has_scheme = text.contains("://");
+    let url = if has_scheme { Url::parse(text) } else { Url::parse(&format!("http://{text}")) }
+        .map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host().is_none() || (!has_scheme && url.port().is_none()) {
+        return Err(bad("no port"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("a user, query or fragment has no place here"));
+    }
+    Ok(url)
+}
+
+/// The URL that reaches a gateway listening on `listen`: an unspecified address
+/// (`0.0.0.0`, `[::]`) is reached on the loopback of its family.
+fn url_of_listen(listen: std::net::SocketAddr) -> Result<Url, String> {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    admin_url(&std::net::SocketAddr::new(ip, listen.port()).to_string())
+}
+
+/// An error and every error under it, so "error sending request" also says "Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Calls the endpoint at `segments` with `query` and `body`, and prints the answer, read as a
+/// `T`, with `show` (or raw with `json`). Exit 0 on success, 1 when the call failed.
 pub async fn call<T: DeserializeOwned>(
-    base: &str,
-    env: &Env,
+    target: &Target,
     method: http::Method,
-    path: &str,
+    segments: &[&str],
+    query: &[(&str, &str)],
     body: Option<Value>,
     json: bool,
-    show: fn(&T) -> String,
+    show: impl Fn(&T) -> String,
 ) -> ExitCode {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let url = target.url(segments, query);
     let client = match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("clerkgate: {e}");
+            eprintln!("clerkgate: {}", chain(&e));
             return ExitCode::from(1);
         }
     };
-    let mut req = client.request(method, &url);
-    match env.get(vars::ADMIN_TOKEN) {
-        Some(token) => req = req.bearer_auth(token),
-        None => eprintln!("clerkgate: warning: {} is not set; the admin API will refuse the call", vars::ADMIN_TOKEN),
+    let mut req = client.request(method, url.clone());
+    match &target.token {
+        Some((token, _)) => req = req.bearer_auth(token.expose()),
+        None => eprintln!("clerkgate: warning: no admin token ({TOKEN_SOURCES}); the admin API will refuse the call"),
     }
     if let Some(body) = body {
         req = req.json(&body);
@@ -42,8 +214,13 @@ pub async fn call<T: DeserializeOwned>(
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("clerkgate: cannot reach the admin API at {url}: {e}");
-            eprintln!("  Is clerkgate running, and is --admin (or CLERKGATE_ADMIN_URL) its [admin] listen address?");
+            // reqwest's own words only repeat the URL; what went wrong is in its sources.
+            let why = std::error::Error::source(&e).map_or_else(|| chain(&e), chain);
+            eprintln!("clerkgate: cannot reach the admin API at {url}: {why}");
+            eprintln!(
+                "  The address came from {}. Is clerkgate running, and is that its admin.listen? (--admin takes host:port or a URL)",
+                target.base_from
+            );
             return ExitCode::from(1);
         }
     };
@@ -69,12 +246,20 @@ pub async fn call<T: DeserializeOwned>(
     }
     let error = ApiError::deserialize(&value).ok();
     let message = error.as_ref().map_or("", |e| e.message.as_str());
-    match status.as_u16() {
-        401 => eprintln!(
-            "clerkgate: the admin API refused the token: set {} to the gateway's admin token",
-            vars::ADMIN_TOKEN
-        ),
-        403 => eprintln!("clerkgate: the admin API refused the call: {message}"),
+    match (status.as_u16(), &target.token) {
+        (401, Some((_, from))) => {
+            eprintln!(
+                "clerkgate: the admin API refused the token from {from}: it must be the gateway's admin token (its admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)"
+            );
+            if !target.unused_tokens.is_empty() {
+                eprintln!(
+                    "  Also set, not sent: {}. A gateway reads CLERKGATE_ADMIN_TOKEN before its admin.token_file; name the right one with --admin-token-file FILE.",
+                    target.unused_tokens.join(", ")
+                );
+            }
+        }
+        (401, None) => eprintln!("clerkgate: the admin API needs a token: give {TOKEN_SOURCES}"),
+        (403, _) => eprintln!("clerkgate: the admin API refused the call: {message}"),
         _ => eprintln!("clerkgate: {} {}: {message}", status.as_u16(), status.canonical_reason().unwrap_or("")),
     }
     for p in error.iter().flat_map(|e| &e.problems) {
@@ -109,19 +294,13 @@ pub fn show_status(v: &Status) -> String {
     out.push(format!("ready        {}", v.ready));
     out.push(format!("mode         {}", show_mode(&v.mode).trim_start_matches("mode ")));
     let c = &v.config;
-    out.push(format!("config       {}  hash {}  loaded {}", c.path.as_deref().unwrap_or("-"), c.hash, c.loaded_at));
-    let k = &v.keys;
     out.push(format!(
-        "keys         source {}  networkless {}  kids [{}]  age {}s{}",
-        k.source.as_deref().unwrap_or("-"),
-        k.networkless_key,
-        k.kids.join(", "),
-        k.age_seconds.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-        if k.stale { "  STALE" } else { "" }
+        "config       {}  hash {}  loaded {}",
+        c.path.as_deref().unwrap_or("(no file)"),
+        c.hash,
+        c.loaded_at
     ));
-    if let Some(e) = &k.last_error {
-        out.push(format!("             last error: {e}"));
-    }
+    out.extend(show_keys_status(&v.keys));
     let r = &v.revocations;
     out.push(format!(
         "revocations  sessions {}  users {}  issued_before {}",
@@ -141,6 +320,27 @@ pub fn show_status(v: &Status) -> String {
     out.join("\n")
 }
 
+/// The `keys` lines of `status`: only what applies to the key sources configured (a networkless
+/// key has no kids, age or fetch errors).
+fn show_keys_status(k: &KeysView) -> Vec<String> {
+    const NETWORKLESS: &str = "networkless PEM key (clerk.jwt_key)";
+    let Some(url) = &k.source else {
+        return vec![format!("keys         {}", if k.networkless_key { NETWORKLESS } else { "no key source" })];
+    };
+    let set = match k.age_seconds {
+        Some(age) => format!("kids [{}]  age {}s{}", k.kids.join(", "), age, if k.stale { "  STALE" } else { "" }),
+        None => "no key set fetched yet".to_string(),
+    };
+    let mut out = vec![format!("keys         {url}  {set}")];
+    if k.networkless_key {
+        out.push(format!("             and a {NETWORKLESS} for any other kid"));
+    }
+    if let Some(e) = &k.last_error {
+        out.push(format!("             last error: {e}"));
+    }
+    out
+}
+
 /// `reload`.
 pub fn show_reload(v: &Reloaded) -> String {
     format!("reloaded: config hash {}{}", v.hash, if v.changed { "" } else { " (unchanged)" })
@@ -151,7 +351,7 @@ pub fn show_keys(v: &KeysLoaded) -> String {
     format!("keys loaded: {}", v.kids.join(", "))
 }
 
-/// `revoke`.
+/// `revoke`: the counts now in force.
 pub fn show_revocations(v: &Revocations) -> String {
     format!(
         "revocations now: {} session(s), {} user(s), issued_before {}",
@@ -161,11 +361,92 @@ pub fn show_revocations(v: &Revocations) -> String {
     )
 }
 
+/// `revocations`: every entry with the id that lifts it.
+pub fn show_revocation_list(v: &Revocations) -> String {
+    const ISSUED_BEFORE: &str = "issued_before";
+    let entries = v.sessions.iter().map(|e| ("session", e)).chain(v.users.iter().map(|e| ("user", e)));
+    let width =
+        v.sessions.keys().chain(v.users.keys()).map(String::len).chain([ISSUED_BEFORE.len()]).max().unwrap_or(0);
+    let mut out: Vec<String> = entries
+        .map(|(kind, (id, e))| {
+            let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
+            format!("{id:<width$}  {kind:<7}  since {} by {}{reason}", super::rfc3339(e.added_at_ms), e.actor)
+        })
+        .collect();
+    if let Some(at) = &v.issued_before {
+        out.push(format!("{ISSUED_BEFORE:<width$}  every token issued before {at}"));
+    }
+    if out.is_empty() {
+        return "no revocations in force".into();
+    }
+    out.push("lift one with: clerkgate revoke --lift ID".into());
+    out.join("\n")
+}
+
+/// `audit`: one line per event — time, actor, action, what it changed, why.
+pub fn show_audit(log: &AuditLog) -> String {
+    if log.events.is_empty() {
+        return "no audit events".into();
+    }
+    let lines: Vec<String> = log
+        .events
+        .iter()
+        .map(|e| {
+            let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
+            format!(
+                "{}  {}  {}  {} → {}{reason}",
+                super::rfc3339(e.time_ms),
+                e.actor,
+                e.action.as_str(),
+                summary(&e.before),
+                summary(&e.after)
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// One side of an audit event in a few words: a mode (and until when), a config hash, the
+/// problems of a refused reload, a revocation, a list of kids; anything else as compact JSON.
+fn summary(v: &Value) -> String {
+    let field = |name: &str| v.get(name).filter(|f| !f.is_null());
+    let text = |f: &Value| f.as_str().map_or_else(|| f.to_string(), str::to_string);
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!("[{}]", items.iter().map(summary).collect::<Vec<_>>().join(", ")),
+        _ => {
+            if let Some(mode) = field("mode") {
+                let until = field("expires_at_ms").and_then(Value::as_i64).map(super::rfc3339);
+                until.map_or_else(|| text(mode), |at| format!("{} until {at}", text(mode)))
+            } else if let Some(hash) = field("hash") {
+                format!("hash {}", text(hash))
+            } else if let Some(problems) = field("problems").and_then(Value::as_array) {
+                let keys: Vec<String> = problems.iter().map(|p| p.get("key").map(text).unwrap_or_default()).collect();
+                format!("{} problem(s): {}", problems.len(), keys.join(", "))
+            } else if let Some(id) = field("session_id") {
+                format!("session {}", text(id))
+            } else if let Some(id) = field("user_id") {
+                format!("user {}", text(id))
+            } else if let Some(at) = field("issued_before") {
+                format!("issued before {}", text(at))
+            } else if let Some(ms) = field("issued_before_ms").and_then(Value::as_i64) {
+                format!("issued before {}", super::rfc3339(ms))
+            } else {
+                v.to_string()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::admin::api::tests::mode_view;
     use crate::mode::Mode;
+    use crate::store::{Action, AuditEvent};
 
     #[test]
     fn show_mode_says_who_why_and_until_when() {
@@ -184,5 +465,111 @@ mod tests {
             ..m
         };
         assert_eq!(show_mode(&m), "mode enforce (source file)");
+    }
+
+    #[test]
+    fn admin_addresses_in_both_forms() {
+        let cases = [
+            ("127.0.0.1:19901", "http://127.0.0.1:19901/"),
+            ("http://127.0.0.1:19901", "http://127.0.0.1:19901/"),
+            ("https://10.0.0.1:9901/", "https://10.0.0.1:9901/"),
+            ("[::1]:9901", "http://[::1]:9901/"),
+            ("http://[::1]:9901", "http://[::1]:9901/"),
+            ("localhost:9901", "http://localhost:9901/"),
+            (" 127.0.0.1:9901 ", "http://127.0.0.1:9901/"),
+        ];
+        for (text, url) in cases {
+            assert_eq!(admin_url(text).map(|u| u.to_string()), Ok(url.to_string()), "{text}");
+        }
+        for bad in ["9901", "127.0.0.1", "ftp://127.0.0.1:9901", "not an address", "http://u:p@127.0.0.1:9901", ""] {
+            let e = admin_url(bad).unwrap_err();
+            assert!(e.contains("host:port as in admin.listen"), "{bad}: {e}");
+        }
+        let listen = |text: &str| url_of_listen(text.parse().unwrap()).unwrap().to_string();
+        assert_eq!(listen("0.0.0.0:9901"), "http://127.0.0.1:9901/");
+        assert_eq!(listen("[::]:9901"), "http://[::1]:9901/");
+        assert_eq!(listen("10.1.2.3:9901"), "http://10.1.2.3:9901/");
+    }
+
+    #[test]
+    fn endpoint_urls_encode_ids_and_queries() {
+        let target = Target {
+            base: admin_url("127.0.0.1:9901").unwrap(),
+            base_from: String::new(),
+            token: None,
+            unused_tokens: vec![],
+        };
+        assert_eq!(target.url(&["revocations", "a/b c"], &[]).as_str(), "http://127.0.0.1:9901/revocations/a%2Fb%20c");
+        assert_eq!(
+            target.url(&["audit"], &[("since", "2026-01-01T00:00:00+01:00")]).as_str(),
+            "http://127.0.0.1:9901/audit?since=2026-01-01T00%3A00%3A00%2B01%3A00"
+        );
+    }
+
+    #[test]
+    fn audit_lines_summarise_each_change() {
+        let event =
+            |action, before, after, reason: &str| AuditEvent::new(0, "admin:0123abcd", action, before, after, reason);
+        let log = AuditLog {
+            events: vec![
+                event(
+                    Action::ModeSet,
+                    json!({"mode": "enforce", "source": "file", "expires_at_ms": null}),
+                    json!({"mode": "grace", "source": "admin", "expires_at_ms": 3_600_000}),
+                    "INC-1",
+                ),
+                event(Action::ConfigReload, json!({"hash": "aa"}), json!({"hash": "bb"}), ""),
+                event(
+                    Action::ConfigReloadFailed,
+                    json!({"hash": "bb"}),
+                    json!({"problems": [{"key": "clerk.jwt_key", "message": "m"}]}),
+                    "",
+                ),
+                event(Action::KeysChanged, json!([]), json!(["ins_1"]), ""),
+                event(Action::RevocationAdd, Value::Null, json!({"user_id": "user_1"}), "takeover"),
+                event(Action::RevocationRemove, json!({"issued_before_ms": 0}), Value::Null, ""),
+            ],
+        };
+        assert_eq!(
+            show_audit(&log),
+            [
+                "1970-01-01T00:00:00Z  admin:0123abcd  mode.set  enforce → grace until 1970-01-01T01:00:00Z  \"INC-1\"",
+                "1970-01-01T00:00:00Z  admin:0123abcd  config.reload  hash aa → hash bb",
+                "1970-01-01T00:00:00Z  admin:0123abcd  config.reload_failed  hash bb → 1 problem(s): clerk.jwt_key",
+                "1970-01-01T00:00:00Z  admin:0123abcd  keys.changed  [] → [ins_1]",
+                "1970-01-01T00:00:00Z  admin:0123abcd  revocation.add  - → user user_1  \"takeover\"",
+                "1970-01-01T00:00:00Z  admin:0123abcd  revocation.remove  issued before 1970-01-01T00:00:00Z → -",
+            ]
+            .join("\n")
+        );
+        assert_eq!(show_audit(&AuditLog { events: vec![] }), "no audit events");
+    }
+
+    #[test]
+    fn status_keys_say_only_what_applies_to_the_source() {
+        let keys = KeysView {
+            source: None,
+            networkless_key: true,
+            origin: crate::keys::KeyOrigin::None,
+            kids: vec![],
+            fetched_at: None,
+            age_seconds: None,
+            stale: false,
+            last_attempt: None,
+            last_error: None,
+            secret_key_rejected: false,
+            fetches: 0,
+        };
+        assert_eq!(show_keys_status(&keys), ["keys         networkless PEM key (clerk.jwt_key)"]);
+        let jwks = KeysView { source: Some("https://api.clerk.com/v1/jwks".into()), networkless_key: false, ..keys };
+        assert_eq!(show_keys_status(&jwks), ["keys         https://api.clerk.com/v1/jwks  no key set fetched yet"]);
+        let fetched = KeysView { kids: vec!["ins_1".into()], age_seconds: Some(4), networkless_key: true, ..jwks };
+        assert_eq!(
+            show_keys_status(&fetched),
+            [
+                "keys         https://api.clerk.com/v1/jwks  kids [ins_1]  age 4s",
+                "             and a networkless PEM key (clerk.jwt_key) for any other kid"
+            ]
+        );
     }
 }

@@ -10,9 +10,9 @@
 //! | `GET /mode`, `PUT /mode` | token | `{"mode":"bypass","reason":"…","ttl":"30m"}`; `{"mode":"enforce"}` clears the override |
 //! | `POST /reload` | token | same as SIGHUP: 200 with the new hash, or 422 with every problem |
 //! | `POST /keys/refresh` | token | fetch the JWKS now; answers the kids loaded |
-//! | `GET /revocations`, `POST /revocations` | token | `{"session_id"}`, `{"user_id"}` or `{"issued_before": RFC 3339 \| "now"}` |
+//! | `GET /revocations`, `POST /revocations` | token | `{"session_id"}`, `{"user_id"}` or `{"issued_before": RFC 3339 \| "now"}`, each with an optional `"reason"` |
 //! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
-//! | `GET /audit?since=<RFC 3339>` | token | audit events, oldest first |
+//! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
 //!
 //! Every guarded endpoint goes through [`guard`]: DNS-rebinding defence first (the `Host` must
 //! be an IP literal or `localhost`; a cross-site `Origin` or `Sec-Fetch-Site` is refused), then
@@ -297,9 +297,27 @@ pub fn parse_moment(text: &str, now_ms: i64) -> Result<i64, String> {
     if text == "now" {
         return Ok(now_ms);
     }
-    humantime::parse_rfc3339_weak(text)
-        .map(crate::clock::system_ms)
+    let (stamp, offset_ms) = split_offset(text);
+    humantime::parse_rfc3339_weak(&stamp)
+        .map(|t| crate::clock::system_ms(t).saturating_sub(offset_ms))
         .map_err(|e| format!("{text:?} is not \"now\" or an RFC 3339 time ({e})"))
+}
+
+/// An RFC 3339 time with a numeric offset (`+01:00`, as `date -Iseconds` prints) as the same
+/// time in UTC without the offset, and the offset in ms; humantime reads only `Z`.
+fn split_offset(text: &str) -> (String, i64) {
+    let b = text.as_bytes();
+    // The offset follows at least a full date and time: `2026-01-01T00:00:00+01:00`.
+    if b.len() >= 25 && b.is_ascii() && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
+        let digits = [b.len() - 5, b.len() - 4, b.len() - 2, b.len() - 1];
+        if digits.iter().all(|&i| b[i].is_ascii_digit()) {
+            let n = |i: usize| i64::from(b[i] - b'0');
+            let minutes = (n(digits[0]) * 10 + n(digits[1])) * 60 + n(digits[2]) * 10 + n(digits[3]);
+            let sign = if b[b.len() - 6] == b'+' { 1 } else { -1 };
+            return (format!("{}Z", &text[..b.len() - 6]), sign * minutes * 60_000);
+        }
+    }
+    (text.to_string(), 0)
 }
 
 async fn add_revocation(
@@ -343,19 +361,59 @@ async fn remove_revocation(
     }
 }
 
+/// `GET /audit?since=`: an RFC 3339 time (or `now`), or a duration back from now (`1h`, `30m`).
+pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(back) = humantime::parse_duration(text) {
+        return Ok(now_ms.saturating_sub(i64::try_from(back.as_millis()).unwrap_or(i64::MAX)));
+    }
+    parse_moment(text, now_ms).map_err(|_| {
+        format!(
+            "since: {text:?} is neither a duration back from now (1h, 30m) nor an RFC 3339 time (2026-01-01T00:00:00Z)"
+        )
+    })
+}
+
 #[derive(Debug, Deserialize)]
 struct AuditQuery {
     since: Option<String>,
 }
 
 async fn audit(State(ctx): State<Arc<AdminState>>, Query(q): Query<AuditQuery>) -> Response {
-    let since = match q.since.as_deref().map(|s| parse_moment(s, ctx.clock.now_ms())) {
+    let since = match q.since.as_deref().map(|s| parse_since(s, ctx.clock.now_ms())) {
         None => i64::MIN,
         Some(Ok(ms)) => ms,
         Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
     };
     match ctx.store.read_audit(since).await {
-        Ok(events) => Json(json!({"events": events})).into_response(),
+        Ok(events) => Json(api::AuditLog { events }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_time_or_a_duration_back_from_now() {
+        let now = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let cases = [
+            ("1h", Ok(now - 3_600_000)),
+            ("30m", Ok(now - 1_800_000)),
+            ("1h 30m", Ok(now - 5_400_000)),
+            ("2026-01-01T00:00:00Z", Ok(now)),
+            ("2026-01-01T01:00:00+01:00", Ok(now)),
+            ("2025-12-31T19:30:00-04:30", Ok(now)),
+            ("2026-01-01T00:00:00+00:00", Ok(now)),
+            ("now", Ok(now)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_since(text, now), expected, "{text}");
+        }
+        let e = parse_since("yesterday", now).unwrap_err();
+        assert_eq!(
+            e,
+            "since: \"yesterday\" is neither a duration back from now (1h, 30m) nor an RFC 3339 time (2026-01-01T00:00:00Z)"
+        );
     }
 }

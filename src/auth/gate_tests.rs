@@ -310,12 +310,7 @@ fn build_config(spec: ConfigSpec) -> Arc<Config> {
 
 /// The runtime snapshot for `config`, its file mode taking effect at `since_ms`.
 fn runtime(config: Arc<Config>, since_ms: i64) -> Runtime {
-    Runtime {
-        file_mode: Runtime::file_mode_for(&config, since_ms),
-        env_mode: None,
-        admin_override: None,
-        config,
-    }
+    Runtime { file_mode: Runtime::file_mode_for(&config, since_ms), env_mode: None, admin_override: None, config }
 }
 
 // === World changes ===

@@ -16,8 +16,10 @@
 //! `unwise.rs` (the durations that are warned about), `publishable_key.rs`, `env.rs`,
 //! `secret.rs` and `source.rs` (where values come from, and the name a problem with one is
 //! reported under), `hygiene.rs` (the `[upstream]` header policy), `effective.rs` (what
-//! `check-config` prints).
+//! `check-config` prints), `admin_access.rs` (`[admin]` alone, for the CLI to reach a running
+//! gateway).
 
+mod admin_access;
 mod effective;
 mod env;
 mod hygiene;
@@ -33,6 +35,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use admin_access::AdminAccess;
 pub use env::{vars, Env};
 pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};
 pub use publishable_key::{cookie_suffix, parse_publishable_key, PublishableKey};

@@ -532,7 +532,9 @@ impl Task {
         let (which, removed) = {
             let list = self.h.revocations.current();
             let Some(which) = list.find(id) else {
-                return Err(ControlError::NotFound(format!("no revocation with id {id:?}")));
+                return Err(ControlError::NotFound(format!(
+                    "no revocation with id {id:?}; an id is a revoked session or user id, or issued_before (GET /revocations lists them)"
+                )));
             };
             let removed = match &which {
                 RevocationId::IssuedBefore => json!({"issued_before_ms": list.issued_before_ms}),

@@ -25,6 +25,10 @@ mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every
 /// `crate::` path goes down the layer table (the picture in src/lib.rs).
 mod layers;
+/// Issue #10, the operator's side: the CLI's admin address and token sources, `audit`,
+/// `revocations`, `revoke --lift`, `status` by key source, bind errors that name their key,
+/// and the README's incident section run as printed.
+mod operators_cli;
 /// Issue #10 items 3, 5, 6 and 10 through `check-config`: syntax errors with line and column,
 /// key problems blamed on their source, unwise values and typos, the bypass in force.
 mod operators_config;
