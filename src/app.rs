@@ -20,7 +20,8 @@ use crate::keys::KeyStore;
 use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
-use crate::store::{ControlStore, FileStore, Snapshot};
+use crate::store::file::StateProblems;
+use crate::store::{ControlStore, FileStore, StoreError};
 
 /// Everything the running gateway shares, for the code that started it (the binary, the demo,
 /// tests). No module imports it: the admin API and the control task get their own narrow
@@ -52,6 +53,30 @@ pub struct Options {
     pub config_path: Option<PathBuf>,
     /// The environment.
     pub env: Env,
+    /// Set aside state files that cannot be read or are not valid, audited, instead of
+    /// refusing to start (`clerkgate run --discard-state`).
+    pub discard_state: bool,
+}
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The state directory, or a file in it, is not usable; each problem says what to do.
+    /// `check-config` reports the same problems.
+    #[error(transparent)]
+    State(#[from] StateProblems),
+    /// The state store could not be read, or does not take writes.
+    #[error("the state store: {0}")]
+    Store(String),
+    /// A listener could not be bound, or another I/O failure.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        StartError::Store(e.to_string())
+    }
 }
 
 /// A started gateway.
@@ -82,14 +107,24 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 }
 
 /// Builds the shared state, binds both listeners and starts serving, with the file store in
-/// `state.dir`.
-pub async fn start(config: Config, opts: Options) -> std::io::Result<Running> {
-    let store = Arc::new(FileStore::new(config.state.dir.clone()));
-    start_with_store(config, opts, store).await
+/// `state.dir` — once the directory takes writes and every file in it is valid (see
+/// [`FileStore::open`]; `opts.discard_state` sets bad files aside instead).
+pub async fn start(config: Config, opts: Options) -> Result<Running, StartError> {
+    let (dir, discard, now) = (config.state.dir.clone(), opts.discard_state, opts.clock.now_ms());
+    let store = tokio::task::spawn_blocking(move || FileStore::open(dir, discard, now))
+        .await
+        .map_err(|e| StartError::Store(format!("the state check stopped: {e}")))??;
+    start_with_store(config, opts, Arc::new(store)).await
 }
 
-/// Like [`start`], with control state kept in `store`.
-pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn ControlStore>) -> std::io::Result<Running> {
+/// Like [`start`], with control state kept in `store`. A store that cannot be read or does not
+/// take writes stops the start: the gateway never serves on an empty state in place of one it
+/// could not read.
+pub async fn start_with_store(
+    config: Config,
+    opts: Options,
+    store: Arc<dyn ControlStore>,
+) -> Result<Running, StartError> {
     let clock = opts.clock.clone();
     let config = Arc::new(config);
     for w in &config.warnings {
@@ -100,10 +135,7 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
             "no admin token is configured: every admin endpoint but /healthz, /readyz and /metrics answers 403"
         );
     }
-    let snapshot = store.snapshot().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "the state store is unreadable; starting with no override, no revocations and no saved keys");
-        Snapshot::default()
-    });
+    let snapshot = store.snapshot().await?;
     let now = clock.now_ms();
     let keys = Arc::new(KeyStore::restore(&config, clock.clone(), snapshot.keys));
     let revocations = Arc::new(Revocations::new(snapshot.state.revocations));
@@ -130,6 +162,7 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
     let data_addr = data.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let (control, control_rx) = control::channel();
+    let report = Arc::new(control::Report::default());
     control::export_mode(start_mode.mode);
     let handles = control::Handles {
         shared: shared.clone(),
@@ -139,10 +172,11 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
         clock: clock.clone(),
         config_path: opts.config_path,
         env: opts.env,
+        report: report.clone(),
     };
     let control_task = control::start(handles, control_rx, snapshot.epoch)
         .await
-        .map_err(|e| std::io::Error::other(format!("cannot record how the gateway starts: {e}")))?;
+        .map_err(|e| StartError::Store(format!("cannot record how the gateway starts: {e}")))?;
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         keys: keys.clone(),
@@ -167,6 +201,7 @@ pub async fn start_with_store(config: Config, opts: Options, store: Arc<dyn Cont
         clock: ctx.clock.clone(),
         control: ctx.control.clone(),
         store: store.clone(),
+        report,
     }));
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! The command line: parses arguments and calls the library. Exit codes: 0 success, 1 runtime
-//! failure, 2 invalid configuration or usage.
+//! failure, 2 invalid configuration or usage — including a state directory that `check-config`
+//! reports (`run` refuses it with 2), and a reload the gateway refused as invalid (422).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{api, client};
-use crate::config::{vars, Config, Env};
+use crate::config::{vars, Config, ConfigErrors, ConfigProblem, Env};
 use crate::devtools::mint::{SigningKey, TokenSpec};
 
 /// clerkgate: a reverse-proxy auth gateway for applications that sign their users in with Clerk.
@@ -40,7 +41,7 @@ impl ConfigArg {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve: verify every request and forward it to the upstream.
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Parse and validate the config; print it with secrets redacted (exit 0), or every problem (exit 2).
     CheckConfig(ConfigArg),
     /// Run a self-contained demo: echo upstream, dev signing key, gateway, admin API. Needs no network.
@@ -130,6 +131,17 @@ struct AuditArgs {
     since: Option<String>,
     #[command(flatten)]
     admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Start even when a state file (state.json, keys.json, audit.jsonl) cannot be read or is
+    /// not valid: each is kept beside as <name>.discarded-<time>, the gateway starts without it,
+    /// and the audit log says which and why. Without it, such a file stops the start (exit 2).
+    #[arg(long)]
+    discard_state: bool,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +236,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig(c) => check_config(&c.path(&env), &env),
         Command::Token(t) => token(t),
-        Command::Run(c) => runtime().block_on(run(c.path(&env), env)),
+        Command::Run(r) => runtime().block_on(run(r.config.path(&env), env, r.discard_state)),
         Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
             let body = api::ModeRequest { mode: m.mode, reason: m.reason, ttl: m.ttl };
@@ -292,20 +304,27 @@ fn print_problems(path: &std::path::Path, errors: &crate::config::ConfigErrors) 
     }
 }
 
+/// Validates the config, then checks its state directory as a start would (changing nothing):
+/// what would stop `run` is reported here, under `state.dir`.
 fn check_config(path: &std::path::Path, env: &Env) -> ExitCode {
-    match Config::load(path, env) {
-        Ok(config) => {
-            for w in &config.warnings {
-                eprintln!("warning: {w}");
-            }
-            print!("{}", config.effective_toml());
-            ExitCode::SUCCESS
-        }
+    let config = match Config::load(path, env) {
+        Ok(config) => config,
         Err(errors) => {
             print_problems(path, &errors);
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
     }
+    let state = crate::store::file::check_state_dir(&config.state.dir);
+    if !state.is_empty() {
+        let problems = state.iter().map(|p| ConfigProblem { key: "state.dir".into(), message: p.to_string() });
+        print_problems(path, &ConfigErrors(problems.collect()));
+        return ExitCode::from(2);
+    }
+    print!("{}", config.effective_toml());
+    ExitCode::SUCCESS
 }
 
 fn token(t: TokenArgs) -> ExitCode {
@@ -340,7 +359,7 @@ fn token(t: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(path: PathBuf, env: Env) -> ExitCode {
+async fn run(path: PathBuf, env: Env, discard_state: bool) -> ExitCode {
     let config = match Config::load(&path, &env) {
         Ok(c) => c,
         Err(errors) => {
@@ -357,13 +376,16 @@ async fn run(path: PathBuf, env: Env) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts = crate::app::Options { clock: crate::clock::Clock::system(), config_path: Some(path), env };
+    let opts =
+        crate::app::Options { clock: crate::clock::Clock::system(), config_path: Some(path), env, discard_state };
     let running = match crate::app::start(config, opts).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("clerkgate: cannot start: {e}");
-            return ExitCode::from(1);
+            // What `check-config` reports is exit 2, as a config problem; the rest is 1.
+            let bad_state = matches!(e, crate::app::StartError::State(_));
+            return ExitCode::from(if bad_state { 2 } else { 1 });
         }
     };
     signals.run(running.ctx.control.clone()).await;

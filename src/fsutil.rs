@@ -57,6 +57,24 @@ impl Drop for Staged {
     }
 }
 
+/// Proves that `dir` takes a durable write now: writes a small probe file in it, fsyncs it and
+/// removes it. Answers the probe file's path with the error, so a message can name it.
+pub fn probe_writable(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    let probe = dir.join(format!(".clerkgate-probe-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&probe)?;
+        f.write_all(b"clerkgate checks that this directory can be written\n")?;
+        f.sync_all()
+    };
+    let written = write();
+    let removed = std::fs::remove_file(&probe);
+    match (written, removed) {
+        (Err(e), _) => Err((probe, e)),
+        (Ok(()), Err(e)) => Err((probe, e)),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
@@ -77,5 +95,14 @@ mod tests {
         Staged::prepare(&path, b"new").expect("prepare").publish().expect("publish");
         assert_eq!(std::fs::read(&path).expect("read"), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn a_probe_leaves_nothing_behind_and_names_the_file_it_could_not_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        probe_writable(dir.path()).expect("a writable dir");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+        let (path, _) = probe_writable(&dir.path().join("missing")).expect_err("no such dir");
+        assert!(path.starts_with(dir.path().join("missing")), "{}", path.display());
     }
 }

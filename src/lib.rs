@@ -55,6 +55,8 @@
 //!    does not happen, and a state write never stalls a request.
 //! 7. A signed-in request carries its user id exactly; an identity a header cannot carry is
 //!    refused, never shortened.
+//! 8. A state file that cannot be read is never replaced by an empty state: the start refuses
+//!    it, and only `run --discard-state` sets it aside — kept, and audited.
 
 pub mod admin;
 pub mod answer;

@@ -36,6 +36,12 @@ pub struct Problem {
     pub message: String,
 }
 
+impl From<crate::config::ConfigProblem> for Problem {
+    fn from(p: crate::config::ConfigProblem) -> Self {
+        Problem { key: p.key, message: p.message }
+    }
+}
+
 /// `GET /readyz`: whether tokens can be verified, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
@@ -51,6 +57,42 @@ pub struct Readiness {
     pub stale: bool,
     /// The last JWKS fetch error, cleared by a success.
     pub last_error: Option<String>,
+    /// Whether changes can be recorded. A state store that does not take writes leaves the
+    /// gateway ready (requests are served as before) but says so here.
+    #[serde(default)]
+    pub state: StateView,
+}
+
+/// `state` in `/readyz` and `/status`: whether the state store takes writes, which every change
+/// (mode, revocation, reload, key set) needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateView {
+    /// The state directory.
+    pub dir: String,
+    /// The last write or probe (every 5 s) of the store worked.
+    pub writable: bool,
+    /// What failed, with the path and the OS error.
+    pub problem: Option<String>,
+    /// Since when it has failed.
+    pub since: Option<String>,
+    /// When the store was last written or probed.
+    pub checked_at: Option<String>,
+}
+
+/// `last_reload` in `/status`: the last reload attempt (SIGHUP or `POST /reload`), good or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadView {
+    /// When.
+    pub at: String,
+    /// Who asked: `signal`, or an admin token id.
+    pub actor: String,
+    /// It went through. When false, the config in force is the one loaded before (see
+    /// `config` in `/status`) and the file on disk would not start a gateway.
+    pub ok: bool,
+    /// The hash of the config it put in force, when it went through.
+    pub hash: Option<String>,
+    /// Why it was refused, each under its key.
+    pub problems: Vec<Problem>,
 }
 
 /// `GET /mode`, `PUT /mode` (the answer), and `mode` in `/status`: the mode in force.
@@ -98,6 +140,12 @@ pub struct Status {
     pub mode: ModeView,
     /// The config in force.
     pub config: ConfigView,
+    /// The last reload attempt, when there was one since start.
+    #[serde(default)]
+    pub last_reload: Option<ReloadView>,
+    /// Whether changes can be recorded.
+    #[serde(default)]
+    pub state: StateView,
     /// The keys in force and the last fetches.
     pub keys: KeysView,
     /// How many revocations are in force.
@@ -312,6 +360,14 @@ pub(super) mod tests {
             ready: true,
             mode: mode_view(),
             config: ConfigView { path: None, loaded_at: "t".into(), hash: "h".into(), upstream: "u".into() },
+            last_reload: Some(ReloadView {
+                at: "t".into(),
+                actor: "signal".into(),
+                ok: false,
+                hash: None,
+                problems: vec![Problem { key: "server.listen".into(), message: "m".into() }],
+            }),
+            state: StateView { dir: "/s".into(), writable: false, problem: Some("p".into()), ..StateView::default() },
             keys: KeysView {
                 source: Some("https://api.clerk.com/v1/jwks".into()),
                 networkless_key: false,

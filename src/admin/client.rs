@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{ApiError, AuditLog, KeysLoaded, KeysView, ModeView, Reloaded, Revocations, Status};
+use super::api::{ApiError, AuditLog, KeysLoaded, KeysView, ModeView, ReloadView, Reloaded, Revocations, Status};
 use crate::config::{vars, AdminAccess, Env, Secret};
 use crate::mode::ModeSource;
 
@@ -185,7 +185,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Calls the endpoint at `segments` with `query` and `body`, and prints the answer, read as a
-/// `T`, with `show` (or raw with `json`). Exit 0 on success, 1 when the call failed.
+/// `T`, with `show` (or raw with `json`). Exit 0 on success, 2 when the gateway refused the
+/// request as invalid (422: a bad config on reload, a missing reason), 1 when the call failed
+/// otherwise.
 pub async fn call<T: DeserializeOwned>(
     target: &Target,
     method: http::Method,
@@ -229,7 +231,7 @@ pub async fn call<T: DeserializeOwned>(
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
-        return if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        return exit_code(status);
     }
     if status.is_success() {
         match T::deserialize(&value) {
@@ -265,7 +267,17 @@ pub async fn call<T: DeserializeOwned>(
     for p in error.iter().flat_map(|e| &e.problems) {
         eprintln!("  {}: {}", p.key, p.message);
     }
-    ExitCode::from(1)
+    exit_code(status)
+}
+
+/// 0 for success; 2 for a request refused as invalid (422), like a bad config or bad usage at
+/// the command line; 1 for every other failure.
+fn exit_code(status: http::StatusCode) -> ExitCode {
+    match status.as_u16() {
+        200..=299 => ExitCode::SUCCESS,
+        422 => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
 }
 
 /// `mode`: one line with the mode in force.
@@ -300,6 +312,20 @@ pub fn show_status(v: &Status) -> String {
         c.hash,
         c.loaded_at
     ));
+    if let Some(r) = &v.last_reload {
+        out.push(show_last_reload(r, &c.hash));
+    }
+    let s = &v.state;
+    match &s.problem {
+        // An older gateway does not report its state store.
+        None if s.dir.is_empty() => {}
+        None => out.push(format!("state        {}  writable", s.dir)),
+        Some(problem) => {
+            out.push(format!("state        {}  NOT WRITABLE since {}", s.dir, s.since.as_deref().unwrap_or("-")));
+            out.push(format!("             {problem}"));
+            out.push("             every change (mode, revocation, reload) fails until it is writable again".into());
+        }
+    }
     out.extend(show_keys_status(&v.keys));
     let r = &v.revocations;
     out.push(format!(
@@ -339,6 +365,20 @@ fn show_keys_status(k: &KeysView) -> Vec<String> {
         out.push(format!("             last error: {e}"));
     }
     out
+}
+
+/// The `reload` line of `status`, with each problem of a refused reload below it.
+fn show_last_reload(r: &ReloadView, hash_in_force: &str) -> String {
+    if r.ok {
+        return format!("reload       ok at {} by {} (hash {})", r.at, r.actor, r.hash.as_deref().unwrap_or("-"));
+    }
+    let mut lines = vec![format!(
+        "reload       REFUSED at {} by {}: the config in force is the older one (hash {hash_in_force}); \
+         the file on disk would not start a gateway",
+        r.at, r.actor
+    )];
+    lines.extend(r.problems.iter().map(|p| format!("               {}: {}", p.key, p.message)));
+    lines.join("\n")
 }
 
 /// `reload`.

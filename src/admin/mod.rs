@@ -4,9 +4,9 @@
 //! | Endpoint | Auth | |
 //! | --- | --- | --- |
 //! | `GET /healthz` | open | the process is alive |
-//! | `GET /readyz` | open | 200 when a usable key set is loaded (or a networkless key is configured), else 503 with why |
+//! | `GET /readyz` | open | 200 when a usable key set is loaded (or a networkless key is configured), else 503 with why; `state` says whether changes can be recorded |
 //! | `GET /metrics` | open | Prometheus text |
-//! | `GET /status` | token | mode, config, keys, revocations, outcome counters |
+//! | `GET /status` | token | mode, config and the last reload attempt, state store, keys, revocations, outcome counters |
 //! | `GET /mode`, `PUT /mode` | token | `{"mode":"bypass","reason":"…","ttl":"30m"}`; `{"mode":"enforce"}` clears the override |
 //! | `POST /reload` | token | same as SIGHUP: 200 with the new hash, or 422 with every problem |
 //! | `POST /keys/refresh` | token | fetch the JWKS now; answers the kids loaded |
@@ -35,7 +35,7 @@ use serde_json::json;
 
 use crate::auth::Gate;
 use crate::clock::{from_ms, Clock};
-use crate::control::{ControlError, ControlHandle, Revocation};
+use crate::control::{ControlError, ControlHandle, Report, Revocation};
 use crate::keys::{FetchError, InstallError, KeyStore, Trigger};
 use crate::mode::Mode;
 use crate::revocation::Revocations;
@@ -61,6 +61,8 @@ pub struct AdminState {
     pub control: ControlHandle,
     /// The audit log, for `GET /audit`.
     pub store: Arc<dyn ControlStore>,
+    /// What the control task reports: whether the store takes writes, the last reload.
+    pub report: Arc<Report>,
 }
 
 /// Largest admin request body accepted.
@@ -100,7 +102,7 @@ fn control_error(e: ControlError) -> Response {
             let body = ApiError {
                 error: "invalid_config".into(),
                 message: "the config file has problems; the running config stays".into(),
-                problems: errors.0.into_iter().map(|p| Problem { key: p.key, message: p.message }).collect(),
+                problems: errors.0.into_iter().map(Problem::from).collect(),
             };
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
@@ -147,6 +149,31 @@ pub fn readiness(ctx: &AdminState) -> api::Readiness {
         remote_keys: set.kids(),
         stale: clerk.jwks.is_some() && !remote_usable && set.fetched_at_ms.is_some(),
         last_error: status.last_error,
+        state: state_view(ctx),
+    }
+}
+
+/// Whether the state store takes writes. Readiness does not depend on it: requests are served
+/// as before, only changes fail, and pulling every gateway out of its load balancer over a
+/// disk would turn a problem with the emergency switch into an outage.
+fn state_view(ctx: &AdminState) -> api::StateView {
+    let check = ctx.report.store();
+    api::StateView {
+        dir: ctx.store.location(),
+        writable: check.problem.is_none(),
+        problem: check.problem,
+        since: check.since_ms.map(rfc3339),
+        checked_at: check.checked_at_ms.map(rfc3339),
+    }
+}
+
+fn reload_view(attempt: crate::control::ReloadAttempt) -> api::ReloadView {
+    api::ReloadView {
+        at: rfc3339(attempt.at_ms),
+        actor: attempt.actor.clone(),
+        ok: attempt.ok(),
+        hash: attempt.hash,
+        problems: attempt.problems.into_iter().map(Problem::from).collect(),
     }
 }
 
@@ -201,6 +228,8 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
             hash: rt.config.origin.hash.clone(),
             upstream: rt.config.upstream.url_text.clone(),
         },
+        last_reload: ctx.report.last_reload().map(reload_view),
+        state: state_view(&ctx),
         keys: api::KeysView {
             source: clerk.jwks.as_ref().map(|j| j.url.clone()),
             networkless_key: clerk.jwt_key.is_some(),

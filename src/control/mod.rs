@@ -20,7 +20,10 @@
 //!   if they cannot be written. The one exception is a set fetched because a request named an
 //!   unknown `kid`: that request is waiting, so the set goes in force at once and is recorded
 //!   right after (a failure is logged).
+//! - **Watched.** Every write, and a probe every [`PROBE_INTERVAL`], tells the [`Report`]
+//!   whether the store takes writes; the admin API shows it, with the last reload attempt.
 
+pub mod report;
 pub mod signals;
 
 use std::path::PathBuf;
@@ -41,6 +44,7 @@ use crate::revocation::{Entry, RevocationId, RevocationList, Revocations};
 use crate::state::{Runtime, Shared};
 use crate::store::{Action, AuditEvent, BoxFuture, Change, ControlState, ControlStore, StoreEvent};
 use crate::telemetry::names as metric;
+pub use report::{ReloadAttempt, Report, StoreCheck, PROBE_INTERVAL};
 
 /// Who asked for a change (recorded in the audit log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +218,8 @@ pub struct Handles {
     pub config_path: Option<PathBuf>,
     /// The environment the config is resolved with.
     pub env: Env,
+    /// Where the task reports on its store and its reloads.
+    pub report: Arc<Report>,
 }
 
 /// How often the expiry timer looks (bounds drift of the injectable clock against tokio's timer).
@@ -222,22 +228,28 @@ const TIMER_TICK: Duration = Duration::from_millis(200);
 /// How long the timer waits before trying again to record an expiry the store refused.
 const EXPIRY_RETRY_MS: i64 = 5_000;
 
-/// Starts the control task on `handles`, whose state the store had at `epoch`. First records
-/// how the gateway starts — a bypass from the environment is audited before anything is
-/// served, and the gateway does not start if it cannot be — then runs until `rx` closes.
+/// Starts the control task on `handles`, whose state the store had at `epoch`. First proves
+/// the store takes writes and records how the gateway starts — a bypass from the environment
+/// is audited before anything is served, and the gateway does not start if it cannot be —
+/// then runs until `rx` closes.
 pub async fn start(handles: Handles, rx: mpsc::Receiver<Control>, epoch: u64) -> Result<JoinHandle<()>, ControlError> {
     let (install_tx, installs) = mpsc::channel(16);
     handles.keys.send_fetched_sets_to(install_tx);
     let changes = handles.store.changes();
     let (saves, to_save) = mpsc::unbounded_channel();
     let (saved_tx, saved) = mpsc::unbounded_channel();
-    tokio::spawn(save_key_sets(handles.store.clone(), to_save, saved_tx));
+    let saver = KeySaver { store: handles.store.clone(), report: handles.report.clone(), clock: handles.clock.clone() };
+    tokio::spawn(saver.run(to_save, saved_tx));
     let task = Arc::new(Task {
         h: handles,
         applied: AtomicU64::new(epoch),
         announced: Mutex::new(Vec::new()),
         expiry_retry_at_ms: AtomicI64::new(i64::MIN),
     });
+    task.clone().probe().await;
+    if let Some(problem) = task.h.report.store().problem {
+        return Err(ControlError::Storage(problem));
+    }
     task.record_start().await?;
     Ok(tokio::spawn(task.run(rx, Keys { installs, saves, saved }, changes)))
 }
@@ -272,12 +284,17 @@ impl Task {
         mut changes: broadcast::Receiver<StoreEvent>,
     ) {
         let mut in_hand: Option<InHand> = None;
+        let mut probing: Option<InHand> = None;
         let mut following = true;
         let mut tick = tokio::time::interval(TIMER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe_tick = tokio::time::interval(PROBE_INTERVAL);
+        probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = finish(&mut in_hand) => in_hand = None,
+                () = finish(&mut probing) => probing = None,
+                _ = probe_tick.tick(), if probing.is_none() => probing = Some(Box::pin(self.clone().probe())),
                 Some(install) = keys.installs.recv() => self.take_keys(install, &keys.saves),
                 Some(saved) = keys.saved.recv() => self.keys_saved(saved),
                 msg = rx.recv(), if in_hand.is_none() => match msg {
@@ -316,6 +333,12 @@ impl Task {
         }
     }
 
+    /// Asks the store whether it takes writes now, and reports the answer.
+    async fn probe(self: Arc<Self>) {
+        let outcome = self.h.store.probe().await;
+        self.h.report.store_checked(self.h.clock.now_ms(), outcome.as_ref().map(drop));
+    }
+
     fn event(&self, actor: &Actor, action: Action, before: Value, after: Value, reason: &str) -> AuditEvent {
         AuditEvent::new(self.h.clock.now_ms(), &actor.name(), action, before, after, reason)
     }
@@ -324,9 +347,13 @@ impl Task {
     /// the audit line is durable, and nothing changes if it cannot be written.
     async fn commit(&self, change: Change, event: AuditEvent) -> Result<(), ControlError> {
         let action = event.action;
-        let epoch = self.h.store.apply(change.clone(), Some(event)).await.map_err(|e| {
+        let written = self.h.store.apply(change.clone(), Some(event)).await;
+        self.h.report.store_checked(self.h.clock.now_ms(), written.as_ref().map(drop));
+        let epoch = written.map_err(|e| {
             tracing::error!(error = %e, %action, "could not record a change; nothing changed");
-            ControlError::Storage(format!("{e}; nothing changed"))
+            ControlError::Storage(format!(
+                "{e}; nothing changed: every change needs a state store that takes writes (make it writable, then retry)"
+            ))
         })?;
         self.show(&change);
         let applied = self.applied.load(Ordering::Acquire);
@@ -551,6 +578,24 @@ impl Task {
     /// Re-reads and validates the config; records the reload, then swaps it in — only when
     /// valid. A refused reload is recorded too.
     async fn reload(&self, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
+        let outcome = self.try_reload(actor).await;
+        let problems = match &outcome {
+            Ok(_) => Vec::new(),
+            Err(ControlError::Config(errors)) => errors.0.clone(),
+            // A valid file whose reload could not be recorded.
+            Err(ControlError::Storage(m)) => vec![ConfigProblem { key: "state.dir".into(), message: m.clone() }],
+            Err(e) => vec![ConfigProblem { key: "(gateway)".into(), message: e.to_string() }],
+        };
+        self.h.report.reload_attempted(ReloadAttempt {
+            at_ms: self.h.clock.now_ms(),
+            actor: actor.name(),
+            hash: outcome.as_ref().ok().map(|o| o.hash.clone()),
+            problems,
+        });
+        outcome
+    }
+
+    async fn try_reload(&self, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
         let Some(path) = self.h.config_path.clone() else {
             return Err(config_problem("this gateway was not started from a config file".into()));
         };
@@ -684,18 +729,24 @@ struct KeySaved {
 
 /// Records key sets in order, one at a time. It changes nothing in force: sets waiting to go
 /// in force go back to the control task.
-async fn save_key_sets(
+struct KeySaver {
     store: Arc<dyn ControlStore>,
-    mut to_save: mpsc::UnboundedReceiver<KeySave>,
-    saved: mpsc::UnboundedSender<KeySaved>,
-) {
-    while let Some(save) = to_save.recv().await {
-        let result = store.apply(save.change, save.audit).await.map(drop).map_err(|e| {
-            tracing::error!(error = %e, "could not record a key set");
-            e.to_string()
-        });
-        if let Some((set, reply)) = save.then {
-            let _ = saved.send(KeySaved { result, set, reply });
+    report: Arc<Report>,
+    clock: Clock,
+}
+
+impl KeySaver {
+    async fn run(self, mut to_save: mpsc::UnboundedReceiver<KeySave>, saved: mpsc::UnboundedSender<KeySaved>) {
+        while let Some(save) = to_save.recv().await {
+            let written = self.store.apply(save.change, save.audit).await.map(drop);
+            self.report.store_checked(self.clock.now_ms(), written.as_ref().map(drop));
+            let result = written.map_err(|e| {
+                tracing::error!(error = %e, "could not record a key set");
+                e.to_string()
+            });
+            if let Some((set, reply)) = save.then {
+                let _ = saved.send(KeySaved { result, set, reply });
+            }
         }
     }
 }

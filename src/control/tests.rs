@@ -37,6 +37,14 @@ impl ControlStore for TwoWriters {
     fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>> {
         self.files.read_audit(since_ms)
     }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.files.probe()
+    }
+
+    fn location(&self) -> String {
+        self.files.location()
+    }
 }
 
 struct World {
@@ -65,6 +73,7 @@ async fn world() -> World {
         clock,
         config_path: None,
         env: Env::default(),
+        report: Arc::default(),
     };
     let (control, rx) = channel();
     start(handles, rx, snapshot.epoch).await.expect("start");

@@ -112,9 +112,12 @@ async fn run_inner() -> Result<(), String> {
     let config = Config::load(&config_path, &env).map_err(|e| e.to_string())?;
     let _log = crate::telemetry::init_logging(&config.log);
     let signals = crate::control::signals::Signals::register().map_err(|e| e.to_string())?;
-    let running = app::start(config, Options { clock: Clock::system(), config_path: Some(config_path.clone()), env })
-        .await
-        .map_err(|e| e.to_string())?;
+    let running = app::start(
+        config,
+        Options { clock: Clock::system(), config_path: Some(config_path.clone()), env, discard_state: false },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
     let now = Clock::system().now_ms() / 1000;
     let user = TokenSpec { ttl_s: 3600, ..TokenSpec::default() };

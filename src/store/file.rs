@@ -13,6 +13,14 @@
 //! Commits are serialised by one lock, so audit lines never interleave and each prepared
 //! state builds on the last. The process is the only writer of its state dir, so the store
 //! never reports changes by others.
+//!
+//! A file that cannot be read or is not valid is an error, never an empty state: the start
+//! refuses it ([`startup`]: the directory and every file are checked before the gateway serves,
+//! and `run --discard-state` is the only way past a bad file), and a commit never builds on it.
+
+mod startup;
+
+pub use startup::{check_state_dir, Discarded, StateFile, StateProblem, StateProblems};
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -43,9 +51,16 @@ struct Inner {
 }
 
 impl FileStore {
-    /// A store in `dir` (created on the first write).
+    /// A store in `dir` (created on the first write), made absolute so that every message names
+    /// the file wherever the gateway was started. [`FileStore::open`] checks the directory first.
     pub fn new(dir: PathBuf) -> Self {
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         FileStore { dir, inner: Arc::default(), others: broadcast::channel(1).0 }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// `state.json`: the mode override and the revocations.
@@ -67,23 +82,50 @@ impl FileStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads the state dir (blocking).
-    pub fn load(&self) -> Snapshot {
+    /// Reads the state dir (blocking). A file that cannot be read or is not valid is an error.
+    pub fn load(&self) -> Result<Snapshot, StoreError> {
         let mut inner = self.lock();
-        let state = self.read_state();
+        let state = self.read_state()?;
+        let keys = self.read_keys()?;
         inner.state = Some(state.clone());
-        Snapshot { epoch: inner.epoch, state, keys: self.read_keys() }
+        Ok(Snapshot { epoch: inner.epoch, state, keys })
+    }
+
+    /// Proves the store takes a write now, changing nothing (blocking): a probe file written,
+    /// fsynced and removed in the directory (made first, as a write would), and the audit log
+    /// opened for appending.
+    pub fn probe_now(&self) -> Result<(), StoreError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io {
+            doing: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        crate::fsutil::probe_writable(&self.dir).map_err(|(path, source)| StoreError::Io {
+            doing: "write",
+            path,
+            source,
+        })?;
+        let path = self.audit_path();
+        match std::fs::OpenOptions::new().append(true).open(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { doing: "append to the audit log", path, source }),
+        }
     }
 
     /// Commits one change and its audit line (blocking): see the module docs for the steps.
     pub fn commit(&self, change: &Change, audit: Option<&AuditEvent>) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let current = inner.state.get_or_insert_with(|| self.read_state());
         let (staged, next) = match change {
             Change::Note => (None, None),
             Change::KeySet(keys) => (Some(stage(&self.keys_path(), keys)?), None),
             _ => {
-                let mut next = current.clone();
+                // Builds on the state read at start, or reads it now: never on a file that could
+                // not be read, which would replace it.
+                let mut next = match &inner.state {
+                    Some(state) => state.clone(),
+                    None => self.read_state()?,
+                };
                 next.apply(change);
                 (Some(stage(&self.state_path(), &next)?), Some(next))
             }
@@ -136,35 +178,28 @@ impl FileStore {
         append().map_err(|source| StoreError::Io { doing: "append to the audit log", path: path.clone(), source })
     }
 
-    /// `state.json`, or nothing when there is none. An unreadable file is reported and
-    /// treated as empty: the gateway starts, and the next change replaces the file.
-    fn read_state(&self) -> ControlState {
-        let path = self.state_path();
-        match std::fs::read(&path).map(|bytes| serde_json::from_slice(&bytes)) {
-            Ok(Ok(state)) => state,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ControlState::default(),
-            Ok(Err(e)) => unreadable(&path, &e),
-            Err(e) => unreadable(&path, &e),
-        }
+    /// `state.json`, or the empty state when there is none.
+    fn read_state(&self) -> Result<ControlState, StoreError> {
+        Ok(read_json(&self.state_path())?.unwrap_or_default())
     }
 
-    /// `keys.json`, or nothing when there is none or it is unreadable.
-    fn read_keys(&self) -> Option<StoredKeys> {
-        let path = self.keys_path();
-        let bytes = std::fs::read(&path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(keys) => Some(keys),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable keys.json");
-                None
-            }
-        }
+    /// `keys.json`, or nothing when there is none.
+    fn read_keys(&self) -> Result<Option<StoredKeys>, StoreError> {
+        read_json(&self.keys_path())
     }
 }
 
-fn unreadable(path: &Path, error: &dyn std::fmt::Display) -> ControlState {
-    tracing::error!(path = %path.display(), error = %error, "state.json is unreadable; starting with no override and no revocations");
-    ControlState::default()
+/// The JSON file at `path`, or `None` when there is none; an error when it cannot be read or
+/// does not hold a `T`.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Io { doing: "read", path: path.to_path_buf(), source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Writes the new version of `path` beside it, fsynced, not yet in place.
@@ -185,7 +220,16 @@ async fn off_runtime<T: Send + 'static>(
 impl ControlStore for FileStore {
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, StoreError>> {
         let store = self.clone();
-        Box::pin(off_runtime(move || Ok(store.load())))
+        Box::pin(off_runtime(move || store.load()))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || store.probe_now()))
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
     }
 
     fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -224,14 +268,14 @@ mod tests {
     fn a_commit_is_durable_and_counted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::new(dir.path().join("state"));
-        assert_eq!(store.load(), Snapshot::default());
+        assert_eq!(store.load().expect("load"), Snapshot::default());
         assert_eq!(store.commit(&revoke("s1"), Some(&note(Action::RevocationAdd))).expect("commit"), 1);
         assert_eq!(
             store.commit(&Change::Note, Some(&note(Action::ConfigReload))).expect("note"),
             1,
             "a note is no change"
         );
-        let again = FileStore::new(dir.path().join("state")).load();
+        let again = FileStore::new(dir.path().join("state")).load().expect("load");
         assert!(again.state.revocations.sessions.contains_key("s1"), "{again:?}");
         let actions: Vec<Action> = store.read_audit_since(0).expect("read").iter().map(|e| e.action).collect();
         assert_eq!(actions, [Action::RevocationAdd, Action::ConfigReload]);
@@ -257,5 +301,32 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 2, "no temporary file is left behind: {names:?}");
         assert_eq!(store.commit(&Change::Note, None).expect("epoch"), 1, "the failed change was not counted");
+    }
+
+    /// Finding 1 of issue #10: a state.json that cannot be read is an error, never the empty
+    /// state, and a change never replaces it.
+    #[test]
+    fn a_bad_state_json_is_an_error_and_no_change_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(dir.path().to_path_buf());
+        std::fs::write(store.state_path(), b"{\"revocations\": ").expect("write");
+        let err = store.load().expect_err("not valid");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("state.json"), "{err}");
+        store.commit(&revoke("s1"), Some(&note(Action::RevocationAdd))).expect_err("no change builds on it");
+        assert_eq!(std::fs::read(store.state_path()).expect("read"), b"{\"revocations\": ");
+        std::fs::write(store.keys_path(), b"[]").expect("write");
+        std::fs::write(store.state_path(), b"{}").expect("write");
+        assert!(store.load().expect_err("keys.json").to_string().contains("keys.json"));
+    }
+
+    #[test]
+    fn a_probe_names_the_file_it_could_not_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(dir.path().to_path_buf());
+        store.probe_now().expect("a writable dir");
+        std::fs::create_dir(store.audit_path()).expect("audit.jsonl as a directory");
+        let err = store.probe_now().expect_err("the audit log cannot be appended to");
+        assert!(err.to_string().contains("audit.jsonl") && err.to_string().contains("os error"), "{err}");
     }
 }

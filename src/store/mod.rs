@@ -60,6 +60,15 @@ pub trait ControlStore: Send + Sync + fmt::Debug + 'static {
 
     /// Audit events at or after `since_ms`, oldest first.
     fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>>;
+
+    /// Proves that the store takes a write now, changing nothing (the file store writes, fsyncs
+    /// and removes a probe file, and opens the audit log for appending). The control task calls
+    /// it every few seconds, so a store that stopped taking writes shows in `/readyz` and
+    /// `/status` before a change needs it. The error names what could not be written.
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Where the store keeps its state, for operators (the file store: its directory).
+    fn location(&self) -> String;
 }
 
 /// The part of the control state that survives a restart and that a fleet shares.
@@ -199,6 +208,9 @@ pub enum Action {
     /// A revocation was lifted.
     #[serde(rename = "revocation.remove")]
     RevocationRemove,
+    /// State files that could not be read were set aside at start (`run --discard-state`).
+    #[serde(rename = "state.discarded")]
+    StateDiscarded,
 }
 
 impl Action {
@@ -213,6 +225,7 @@ impl Action {
             Action::KeysChanged => "keys.changed",
             Action::RevocationAdd => "revocation.add",
             Action::RevocationRemove => "revocation.remove",
+            Action::StateDiscarded => "state.discarded",
         }
     }
 }
@@ -230,7 +243,7 @@ pub struct AuditEvent {
     pub time: String,
     /// Milliseconds since the epoch (for filtering).
     pub time_ms: i64,
-    /// Who: an admin token id, `signal`, `env`, `timer`, `keys`.
+    /// Who: an admin token id, `signal`, `env`, `timer`, `keys`, `cli` (a start flag).
     pub actor: String,
     /// What.
     pub action: Action,
@@ -282,6 +295,7 @@ mod tests {
             Action::KeysChanged,
             Action::RevocationAdd,
             Action::RevocationRemove,
+            Action::StateDiscarded,
         ];
         for action in all {
             let json = serde_json::to_value(action).expect("serialise");

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clerkgate::mint::TokenSpec;
 use serde_json::{json, Value};
@@ -36,20 +36,13 @@ async fn start(cfg: impl FnOnce(BinaryConfig) -> BinaryConfig) -> BinaryGateway 
     BinaryGateway::start(&cfg(binary_config(up)).text(), &[])
 }
 
-/// Polls `check` every 50 ms until it yields `Some`, failing with `what` after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it yields `Some`, failing with `what` after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out after {DEADLINE:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::eventually(what, DEADLINE, check).await
 }
 
 /// Events with this action in `audit.jsonl`.

@@ -622,7 +622,9 @@ async fn upstream_without_a_head_within_response_timeout_is_504() {
     let env = Env::from_pairs(Vec::<(String, String)>::new());
     let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let running =
-        app::start(config, Options { clock: Clock::system(), config_path: Some(path), env }).await.expect("start");
+        app::start(config, Options { clock: Clock::system(), config_path: Some(path), env, discard_state: false })
+            .await
+            .expect("start");
     let url = format!("http://{}", running.data_addr);
     let send = |path: &str| support::client().get(format!("{url}{path}")).bearer_auth(support::token()).send();
     let r = Reply::from(send("/slow/5000").await.expect("request")).await;

@@ -146,6 +146,14 @@ impl ControlStore for SlowStore {
     fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>> {
         self.inner.read_audit(since_ms)
     }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.probe()
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
 }
 
 /// `#[tokio::test]` runs on a current-thread runtime: the gateway, the client and the admin

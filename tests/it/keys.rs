@@ -8,7 +8,6 @@
 //! poll a condition with a deadline; where wall-clock time decides an outcome inside the
 //! gateway (`max_stale`) a manual clock is advanced instead of sleeping.
 
-use std::future::Future;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +20,7 @@ use clerkgate::clock::Clock;
 use clerkgate::mint::{SigningKey, TokenSpec};
 use serde_json::{json, Value};
 
-use crate::support::{self, gateway, JwksReply, JwksServer, Reply, TestGateway, KID};
+use crate::support::{self, eventually, gateway, JwksReply, JwksServer, Reply, TestGateway, KID};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -128,22 +127,6 @@ fn kids_of(v: &Value) -> Vec<String> {
 /// `/readyz`.
 async fn readyz(gw: &TestGateway) -> Reply {
     http_get(&support::client(), &gw.admin_url("/readyz"), None).await
-}
-
-/// Polls `probe` until it yields a value or `within` passes (then panics naming `what`).
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until the gateway reports ready (a usable key set is loaded).

@@ -32,6 +32,11 @@ mod operators_cli;
 /// Issue #10 items 3, 5, 6 and 10 through `check-config`: syntax errors with line and column,
 /// key problems blamed on their source, unwise values and typos, the bypass in force.
 mod operators_config;
+/// Issue #10, the state directory and refused reloads (real binary): a state dir that cannot be
+/// written or a bad state file stops the start (`check-config` says so too), `--discard-state`
+/// is audited, a dir made read-only while running shows in `/readyz` and `/status`, and a
+/// refused reload shows in `status`.
+mod operators_state;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that

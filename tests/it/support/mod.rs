@@ -6,7 +6,7 @@ pub mod jwks;
 pub mod raw;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use clerkgate::app::{self, Options, Running};
@@ -374,7 +374,7 @@ impl GatewayBuilder {
         std::fs::write(&path, &text).expect("write config");
         let env = Env::from_pairs(self.env.clone());
         let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
-        let opts = Options { clock: self.clock.clone(), config_path: Some(path.clone()), env };
+        let opts = Options { clock: self.clock.clone(), config_path: Some(path.clone()), env, discard_state: false };
         let running = match self.store {
             Some(make) => app::start_with_store(config, opts, make(state_dir)).await,
             None => app::start(config, opts).await,
@@ -481,19 +481,26 @@ impl BinaryGateway {
 
     /// Like [`BinaryGateway::start`], in an existing directory (a restart keeps `state/`).
     pub fn start_in(dir: Arc<tempfile::TempDir>, config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
-        Self::launch(dir, config_text, env, None)
+        Self::launch(dir, config_text, env, &[], None)
+    }
+
+    /// Like [`BinaryGateway::start_in`], with more arguments after `run --config FILE` (such as
+    /// `--discard-state`).
+    pub fn start_in_with_args(dir: Arc<tempfile::TempDir>, config_text: &str, args: &[&str]) -> BinaryGateway {
+        Self::launch(dir, config_text, &[], args, None)
     }
 
     /// Like [`BinaryGateway::start`], with the soft open-descriptor limit lowered to
     /// `soft_nofile` before the binary starts (through `sh -c 'ulimit -S -n …; exec …'`).
     pub fn start_with_soft_nofile(config_text: &str, soft_nofile: u64) -> BinaryGateway {
-        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], Some(soft_nofile))
+        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], &[], Some(soft_nofile))
     }
 
     fn launch(
         dir: Arc<tempfile::TempDir>,
         config_text: &str,
         env: &[(&str, &str)],
+        args: &[&str],
         soft_nofile: Option<u64>,
     ) -> BinaryGateway {
         use std::io::BufRead;
@@ -513,6 +520,7 @@ impl BinaryGateway {
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -665,6 +673,33 @@ impl Drop for BinaryGateway {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Polls `check` every 50 ms until it yields a value, failing with `what` after `within`. Tests
+/// wait this way, never by sleeping a fixed time.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs the real CLI binary in `cwd` with only `PATH` and the given variables, and waits for it.
+pub fn cli_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clerkgate"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).current_dir(cwd).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the clerkgate CLI")
 }
 
 /// The data and admin addresses from a JSON "clerkgate listening" log line.
