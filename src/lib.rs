@@ -35,6 +35,8 @@ pub mod control;
 pub mod demo;
 pub mod echo;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod mint;
 pub mod proxy;

@@ -14,6 +14,8 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
+/// Fuzz findings and seeds, replayed through the fuzz targets' bodies (`fuzz/`).
+mod fuzz_regressions;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
