@@ -356,7 +356,13 @@ pub enum TimeVerdict {
 }
 
 fn date(ms: i64) -> String {
-    httpdate::fmt_http_date(from_ms(ms))
+    // `httpdate` panics outside 1970..=9999, and every time claim is the token's to choose.
+    const LAST_MS: i64 = 253_402_300_799_999;
+    if (0..=LAST_MS).contains(&ms) {
+        httpdate::fmt_http_date(from_ms(ms))
+    } else {
+        "Invalid Date".into()
+    }
 }
 
 /// Stage two: `exp`, `nbf`, `iat` against `now_ms` with the skew, in Clerk's order.
