@@ -302,7 +302,7 @@ pub fn headers(data: &[u8]) {
     for name in response.keys() {
         let kept_pair = switching && (name == header::CONNECTION || name == header::UPGRADE);
         assert!(kept_pair || !is_hop_by_hop(name), "hop-by-hop header {name} passed back");
-        assert!(!listed.contains(name) || kept_pair || !original.contains_key(name), "{name} passed back");
+        assert!(kept_pair || !listed.contains(name), "Connection-listed header {name} passed back");
     }
 }
 
@@ -373,7 +373,12 @@ pub fn svix(data: &[u8]) {
     let signed = [format!("msg_fuzz.{NOW_S}.").as_bytes(), body].concat();
     let good = format!("v1,{}", b64.encode(aws_lc_rs::hmac::sign(&mac, &signed)));
     let list = [String::from_utf8_lossy(sig).trim(), &good].join(" ");
+    // The verifier reads a header that is not visible ASCII as missing (fail closed), so the
+    // fuzzed entries only share the header when they are.
     let Ok(list) = HeaderValue::from_str(&list) else { return };
+    if list.to_str().is_err() {
+        return;
+    }
     let mut headers = HeaderMap::new();
     headers.insert("svix-id", HeaderValue::from_static("msg_fuzz"));
     headers.insert("svix-timestamp", HeaderValue::from(NOW_S));
