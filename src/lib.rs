@@ -29,6 +29,7 @@
 //!
 //! ```text
 //!  entry                         cli (main.rs calls it)
+//!  fuzz targets                  fuzzing (the bodies fuzz/ calls)
 //!  development tools             devtools: demo, echo upstream, token minting
 //!  wiring                        app: builds everything from a config, binds the listeners
 //!  edges                         listener (data plane)        admin (API, guard, CLI client)
@@ -68,6 +69,8 @@ pub mod config;
 pub mod control;
 pub mod devtools;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 pub mod keys;
 pub mod listener;

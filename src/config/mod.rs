@@ -44,7 +44,7 @@ pub use types::{
     problems_by_key, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, JwksSource, KeysConfig, LogConfig,
     LogFormat, ModeConfig, Origin, ServerConfig, StateBackend, StateConfig, UpstreamConfig,
 };
-pub use validate::DEFAULT_VERDICT_CACHE_ENTRIES;
+pub use validate::{log_filter, DEFAULT_VERDICT_CACHE_ENTRIES};
 
 impl Config {
     /// Reads and validates the file at `path` with the given environment.

@@ -334,6 +334,15 @@ fn single_problem_table() {
     }
 }
 
+/// Found by the config fuzzer: as a regular expression this field value takes about two minutes
+/// and 2 GB to compile (release build), so loading the config stalled until killed. Field values
+/// now match literally, and the same filter loads at once.
+#[test]
+fn a_log_filter_field_value_is_literal_text_not_a_regex() {
+    let c = load(&format!("{JWKS}\n[log]\nlevel = \"clerkgate[request{{path=2....................}}]=debug\"\n"));
+    assert_eq!(c.log.level, "clerkgate[request{path=2....................}]=debug");
+}
+
 #[test]
 fn the_emergency_bypass_variable_must_be_a_boolean() {
     let errors = problems(JWKS, &env(&[("CLERK_EMERGENCY_BYPASS", "maybe")]));

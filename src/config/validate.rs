@@ -691,9 +691,18 @@ impl Validator {
             }
         };
         let level = raw.level.unwrap_or_else(|| "info".to_string());
-        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        if log_filter(&level).is_err() {
             self.problem("log.level", format!("{level:?} is not a log filter like \"info\" or \"clerkgate=debug\""));
         }
         Some(LogConfig { format, level })
     }
+}
+
+/// Parses `log.level` into the filter the binary installs. Field values in a filter
+/// (`[span{field=value}]`) match literally, not as tracing-subscriber's default regular
+/// expressions: compiling those can take minutes and gigabytes for a 20-character value
+/// (`[x{f=2....................}]`, found by the config fuzzer), so one config line could stall
+/// `check-config`, a reload or the start until the process is killed.
+pub fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::builder().with_regex(false).parse(level).map_err(|e| e.to_string())
 }

@@ -151,6 +151,11 @@ const HOP_BY_HOP: [HeaderName; 10] = [
 
 const PROXY: HeaderName = HeaderName::from_static("proxy");
 
+/// True for a header that never crosses the gateway in either direction (see [`HOP_BY_HOP`]).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || *name == PROXY
+}
+
 /// Removes every header named in `Connection`, then every hop-by-hop header. Returns whether
 /// `Connection` listed `upgrade`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
@@ -172,7 +177,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     }
     // One pass over the names present instead of a hashed removal per hop-by-hop name: the
     // common request carries none of them, and then nothing is hashed or removed at all.
-    let hop: Vec<HeaderName> = headers.keys().filter(|n| HOP_BY_HOP.contains(n) || **n == PROXY).cloned().collect();
+    let hop: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
     for name in hop {
         headers.remove(name);
     }

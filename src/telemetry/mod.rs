@@ -17,7 +17,7 @@ use std::time::Instant;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{log_filter, LogConfig, LogFormat};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -61,8 +61,7 @@ pub struct LogGuard {
 /// Installs the tracing subscriber for the binary, writing to stderr through the non-blocking
 /// writer. Tests may skip it; when a subscriber is already installed this one is not.
 pub fn init_logging(log: &LogConfig) -> LogGuard {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(&log.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(LOG_BUFFER_LINES)

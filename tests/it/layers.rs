@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 /// The layers, top to bottom: (name, modules).
 const LAYERS: &[(&str, &[&str])] = &[
     ("entry", &["cli"]),
+    ("fuzz targets", &["fuzzing"]),
     ("development tools", &["devtools"]),
     ("wiring", &["app"]),
     ("edges: data-plane listener, admin API", &["listener", "admin"]),

@@ -20,6 +20,8 @@ mod foundations_control;
 /// Issue #9, the auth decision: the verdict cache survives mode changes; bypass under load
 /// is quiet in the log (real binary).
 mod foundations_decide;
+/// Fuzz findings and seeds, replayed through the fuzz targets' bodies (`fuzz/`).
+mod fuzz_regressions;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every
