@@ -155,6 +155,12 @@ impl Answer {
         a
     }
 
+    /// Replaces the message (a constructor's default says what; this says which and where).
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// Sets `X-Clerk-Auth-Status` (the proxy's answers report the request's auth status).
     pub fn with_auth_status(mut self, status: &'static str) -> Self {
         self.auth_status = Some(status);

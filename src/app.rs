@@ -125,6 +125,8 @@ pub async fn start_with_store(
     opts: Options,
     store: Arc<dyn ControlStore>,
 ) -> Result<Running, StartError> {
+    // Metrics first, so that whatever is set while starting (the key-set gauge) is recorded.
+    crate::telemetry::metrics_handle();
     let clock = opts.clock.clone();
     let config = Arc::new(config);
     for w in &config.warnings {

@@ -179,7 +179,8 @@ fn check_token(token: &str, carrier: Carrier, facts: &RequestFacts<'_>, snap: &S
 fn authorised(v: Arc<Verified>, status: AuthStatus, facts: &RequestFacts<'_>) -> Decision {
     if let Some(rule) = facts.rule() {
         if let Some(f) = authorise(&v, rule.role.as_deref(), rule.permission.as_deref()) {
-            return refuse(f, true);
+            // The user is who the token says, only not allowed here: the answer says so.
+            return Decision::Answer(f.answer(true).with_auth_status(status.as_str()));
         }
     }
     forward(status, Some(v))

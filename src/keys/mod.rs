@@ -262,6 +262,8 @@ impl KeyStore {
             (Some(saved), Some(source)) => saved.restore(&source.url).unwrap_or_default(),
             _ => KeySet::default(),
         };
+        // Present from the start, networkless key or not, so a dashboard never sees it missing.
+        metrics::gauge!(names::JWKS_KEYS).set(set.keys.len() as f64);
         let client = reqwest::Client::builder()
             .user_agent(concat!("clerkgate/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::limited(3))

@@ -173,8 +173,19 @@ impl Proxy {
                 let fault = if e.is_connect() { UpstreamFault::Connect } else { UpstreamFault::Broken };
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => if e.is_connect() { "connect" } else { "broken" })
                     .increment(1);
-                tracing::debug!(error = %e, "upstream hop failed");
-                return upstream_failure(fault, status);
+                // The answer says which of the usual causes it was, so the log line (written by
+                // the answer, at most once a second) tells an operator what to fix.
+                let rt = self.shared.load();
+                let upstream_text = &rt.config.upstream.url_text;
+                let answer = Answer::upstream(fault).with_auth_status(status.as_str());
+                let answer = match fault {
+                    UpstreamFault::Connect => answer.with_message(connect_failure(&e, upstream_text)),
+                    _ => answer.with_message(format!(
+                        "The upstream {upstream_text} (upstream.url) closed the connection before answering: {}",
+                        error_chain(&e)
+                    )),
+                };
+                return answer.into_response();
             }
             Ok(Ok(resp)) => resp,
         };
@@ -199,6 +210,11 @@ impl Proxy {
             });
         }
         headers::sanitize_response(resp.headers_mut(), switching);
+        // The client's connection keeps its own version: an HTTP/1.0 upstream must not turn the
+        // gateway's answer into HTTP/1.0 and end the client's keep-alive.
+        if resp.version() == Version::HTTP_10 {
+            *resp.version_mut() = Version::HTTP_11;
+        }
         resp.map(Body::new)
     }
 }
@@ -220,6 +236,48 @@ fn client_body_failure(fault: body::BodyFault, status: AuthStatus) -> Response<B
 }
 
 /// The gateway's answer when the upstream hop failed: 502 or 504, the upstream's fault.
+/// What went wrong connecting to the upstream, in words an operator can act on.
+fn connect_failure(e: &hyper_util::client::legacy::Error, upstream: &str) -> String {
+    use std::error::Error as _;
+    let mut source = e.source();
+    let mut kind = None;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+        }
+        source = s.source();
+    }
+    format!("The upstream {upstream} (upstream.url) {}.", connect_cause(kind, &error_chain(e)))
+}
+
+/// The cause of a failed upstream connection, from the innermost I/O error kind and the
+/// error chain's text (hyper-util reports a failed name lookup only as text).
+fn connect_cause(kind: Option<std::io::ErrorKind>, chain: &str) -> String {
+    if kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        "refused the connection: nothing listens there (is the app running, on that port?)".into()
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        "could not be resolved: the host name has no address here (check the name and the DNS)".into()
+    } else if kind == Some(std::io::ErrorKind::TimedOut) || chain.contains("timed out") {
+        "did not accept the connection within upstream.connect_timeout".into()
+    } else if chain.contains("upstream.max_connections") {
+        "has upstream.max_connections connections open and none was free within upstream.connect_timeout".into()
+    } else {
+        format!("could not be reached ({chain})")
+    }
+}
+
+/// An error and every error under it, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn upstream_failure(fault: UpstreamFault, status: AuthStatus) -> Response<Body> {
     Answer::upstream(fault).with_auth_status(status.as_str()).into_response()
 }
@@ -316,5 +374,47 @@ impl Service<Request<Body>> for Proxy {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.forward(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::connect_cause;
+
+    #[test]
+    fn a_failed_connection_names_its_cause() {
+        let table = [
+            (
+                Some(ErrorKind::ConnectionRefused),
+                "client error (Connect): tcp connect error: Connection refused",
+                "refused the connection",
+            ),
+            (
+                None,
+                "client error (Connect): dns error: failed to lookup address information: Name or service not known",
+                "could not be resolved",
+            ),
+            (
+                Some(ErrorKind::TimedOut),
+                "client error (Connect): tcp connect error: timed out",
+                "within upstream.connect_timeout",
+            ),
+            (
+                None,
+                "client error (Connect): upstream.max_connections connections to the upstream are open",
+                "upstream.max_connections",
+            ),
+            (
+                Some(ErrorKind::PermissionDenied),
+                "client error (Connect): Permission denied",
+                "could not be reached (client error",
+            ),
+        ];
+        for (kind, chain, expected) in table {
+            let cause = connect_cause(kind, chain);
+            assert!(cause.contains(expected), "{chain:?} → {cause:?}, expected {expected:?}");
+        }
     }
 }

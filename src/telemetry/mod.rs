@@ -35,10 +35,56 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // A recorder may already be installed (another gateway in the same test process);
             // then this handle renders an empty registry, which is acceptable for tests.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                describe();
+            }
             handle
         })
         .clone()
+}
+
+/// Gives every metric its `# HELP` line (and unit) in `/metrics`.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    describe_counter!(names::REQUESTS, "Requests forwarded or answered, by outcome and refusal reason.");
+    describe_counter!(names::BYPASSED, "Requests forwarded only because of bypass mode.");
+    describe_counter!(names::GRACE_ACCEPTED, "Requests whose expired token was accepted only because of grace mode.");
+    describe_gauge!(names::MODE, "The mode in force: 1 for the active mode label, 0 for the others.");
+    describe_counter!(
+        names::VERDICT_CACHE,
+        "Verdict cache lookups, by result (hit, miss); hit / (hit + miss) is the hit ratio."
+    );
+    describe_counter!(names::JWKS_FETCHES, "JWKS fetches, by result and trigger (only with a JWKS source).");
+    describe_gauge!(
+        names::JWKS_AGE,
+        Unit::Seconds,
+        "Seconds since the last successful JWKS fetch (only with a JWKS source)."
+    );
+    describe_gauge!(names::JWKS_KEYS, "Keys in the remote key set (0 with only a networkless key).");
+    describe_counter!(names::RELOADS, "Config reloads, by result (ok, error).");
+    describe_counter!(
+        names::UPSTREAM_ERRORS,
+        "Failures of the upstream hop, by kind (connect, timeout, broken, upgrade)."
+    );
+    describe_counter!(
+        names::ANSWERS,
+        "Responses the gateway wrote itself, by fault (client, upstream, clerk, gateway) and reason."
+    );
+    describe_counter!(names::LOG_LINES_DROPPED, "Log lines dropped because the log writer fell behind.");
+    describe_gauge!(names::CONNECTIONS_OPEN, "Client connections open now.");
+    describe_counter!(names::CONNECTIONS_REFUSED, "Client connections refused at accept, by why (total, per_client).");
+    describe_counter!(
+        names::CONNECTIONS_CLOSED,
+        "Client connections closed by the watchdog, by why (no_request, idle, send_stalled)."
+    );
+    describe_counter!(
+        names::CLIENT_BODY_ERRORS,
+        "Requests answered because of the client's body, by kind (malformed, timeout)."
+    );
+    describe_counter!(
+        names::CANCELLED_UPSTREAM,
+        "Upstream requests left to finish after their client went away, by result."
+    );
 }
 
 /// Renders every metric for `GET /metrics`, after bringing the ones read at scrape time up to
@@ -71,7 +117,10 @@ pub fn init_logging(log: &LogConfig) -> LogGuard {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let installed = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        // Colour only on a terminal: escape codes in a log file or a collector are noise.
+        LogFormat::Pretty => {
+            builder.compact().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+        }
     };
     if installed.is_ok() {
         let _ = DROPPED_LINES.set(dropped);

@@ -34,6 +34,9 @@ mod operators_cli;
 /// Issue #10 items 3, 5, 6 and 10 through `check-config`: syntax errors with line and column,
 /// key problems blamed on their source, unwise values and typos, the bypass in force.
 mod operators_config;
+/// Issue #10 items 9 and 10: upstream failures say which and where, a 403 says signed-in, no
+/// colour codes in piped logs, `/metrics` HELP text, an HTTP/1.0 upstream keeps keep-alive.
+mod operators_misc;
 /// Issue #10, the state directory and refused reloads (real binary): a state dir that cannot be
 /// written or a bad state file stops the start (`check-config` says so too), `--discard-state`
 /// is audited, a dir made read-only while running shows in `/readyz` and `/status`, and a

@@ -707,7 +707,13 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     if !line.contains("clerkgate listening") {
         return None;
     }
-    let v: Value = serde_json::from_str(line).ok()?;
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        // `log.format = "pretty"`: `… data_addr=127.0.0.1:1 admin_addr=127.0.0.1:2 …`.
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse::<SocketAddr>().ok())
+        };
+        return Some((field("data_addr")?, field("admin_addr")?));
+    };
     let field = |name: &str| {
         v.get(name)
             .or_else(|| v.get("fields").and_then(|f| f.get(name)))
