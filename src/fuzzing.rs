@@ -317,7 +317,9 @@ pub fn headers(data: &[u8]) {
     if let Some(u) = upgrade {
         assert_eq!(version, Version::HTTP_11, "an upgrade outside HTTP/1.1");
         // Only protocols the client listed and the policy allows are kept (websocket by default).
-        let asked = original.get(header::UPGRADE).map(|v| v.as_bytes().to_ascii_lowercase()).unwrap_or_default();
+        // Several Upgrade lines are one comma-separated list (RFC 9110 §5.3).
+        let asked: Vec<u8> =
+            original.get_all(header::UPGRADE).iter().flat_map(|v| v.as_bytes().to_ascii_lowercase()).collect();
         let kept = u.header().as_bytes().to_ascii_lowercase();
         assert!(kept.starts_with(b"websocket"), "a protocol the policy does not allow was kept: {kept:?}");
         assert!(asked.windows(9).any(|w| w == b"websocket"), "the upgrade is not the client's");
