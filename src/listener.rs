@@ -492,21 +492,20 @@ impl HttpBody for WatchedBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.project();
         let watch = &this.in_flight.0;
-        if *this.holding {
-            // Being asked for more means the client took the last piece.
-            *this.holding = false;
-            watch.taken_at.store(watch.ms(Instant::now()), Ordering::Release);
-            watch.waiting.fetch_sub(1, Ordering::AcqRel);
-        }
+        // Being asked for more means the client took the piece this body held, if any.
+        let took = std::mem::take(this.holding);
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if frame.is_data() {
-                *this.holding = true;
-                // The wait starts now, not at the last piece the client took.
-                watch.taken_at.store(watch.ms(Instant::now()), Ordering::Release);
-                watch.waiting.fetch_add(1, Ordering::AcqRel);
-            }
+        let holds = matches!(&polled, Poll::Ready(Some(Ok(frame))) if frame.is_data());
+        if took || holds {
+            // Progress, and the start of the wait for a piece now held: one clock read for both.
+            watch.taken_at.store(watch.ms(Instant::now()), Ordering::Release);
         }
+        match (took, holds) {
+            (true, false) => drop(watch.waiting.fetch_sub(1, Ordering::AcqRel)),
+            (false, true) => drop(watch.waiting.fetch_add(1, Ordering::AcqRel)),
+            _ => {}
+        }
+        *this.holding = holds;
         polled
     }
 

@@ -24,7 +24,7 @@ use crate::clock::{duration_ms, Clock};
 use crate::config::Config;
 use crate::headers::names;
 use crate::keys::KeyStore;
-use crate::mode::ModeSetting;
+use crate::mode::{Mode, ModeSetting};
 use crate::reason::{Failure, Reason};
 use crate::revocation::Revocations;
 use crate::state::Shared;
@@ -145,8 +145,12 @@ impl Gate {
             Decision::Answer(answer) => self.counters.rejected(answer.reason()),
             Decision::NeedKid(_) | Decision::VerifyWebhook => return,
         }
-        if let Some(note) = self.bypass_log.not_bypassed(now_ms) {
-            log_bypass_note(note, mode);
+        // Only the end of bypass closes its summary: a request refused or enforced while
+        // bypass is still in force (a `bypass = "never"` route, a 405) does not.
+        if mode.mode != Mode::Bypass {
+            if let Some(note) = self.bypass_log.not_bypassed(now_ms) {
+                log_bypass_note(note, mode);
+            }
         }
     }
 

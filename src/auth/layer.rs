@@ -37,6 +37,7 @@ use tower::{Layer, Service};
 
 use super::decide::Decision;
 use super::gate::Gate;
+use crate::answer::{Answer, ClientFault};
 use crate::headers::names;
 use crate::reason::{Failure, Reason};
 
@@ -157,7 +158,14 @@ async fn after_webhook_body<S>(
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    let bytes = http_body_util::Limited::new(body, MAX_WEBHOOK_BYTES).collect().await.ok().map(|c| c.to_bytes());
+    // The whole read is bounded by request_body_timeout, so a client that sends a webhook's
+    // head and then stalls cannot hold its connection.
+    let timeout = gate.shared.load().config.server.request_body_timeout;
+    let read = http_body_util::Limited::new(body, MAX_WEBHOOK_BYTES).collect();
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(read) => read.ok().map(|c| c.to_bytes()),
+        Err(_) => return Ok(Answer::client_body(ClientFault::BodyTimeout).into_response()),
+    };
     match gate.admit_webhook(&mut parts, bytes.as_ref()) {
         Decision::Forward(_) => inner.call(Request::from_parts(parts, Body::from(bytes.unwrap_or_default()))).await,
         Decision::Answer(answer) => Ok(answer.into_response()),

@@ -86,15 +86,16 @@ impl Proxy {
         Proxy { shared, client: Arc::new(ArcSwap::from_pointee((settings, build_client(settings)))) }
     }
 
-    /// The pooled client, rebuilt when a reload changed its settings.
-    fn client(&self, settings: ClientSettings) -> HttpClient {
+    /// Sends `req` on the pooled client, rebuilt first when a reload changed its settings.
+    /// (`Client::request` clones what it needs, so the common case clones nothing here.)
+    fn request(&self, settings: ClientSettings, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
         let current = self.client.load();
         if current.0 == settings {
-            return current.1.clone();
+            return current.1.request(req);
         }
         let client = build_client(settings);
         self.client.store(Arc::new((settings, client.clone())));
-        client
+        client.request(req)
     }
 
     /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
@@ -158,8 +159,7 @@ impl Proxy {
         };
         let req = Request::from_parts(parts, body);
 
-        let client = self.client(settings);
-        let mut pending = FinishIfCancelled::new(client.request(req), response_timeout);
+        let mut pending = FinishIfCancelled::new(self.request(settings, req), response_timeout);
         let mut resp = match tokio::time::timeout(response_timeout, &mut pending).await {
             Err(_) => {
                 pending.abandon();
@@ -235,7 +235,6 @@ fn client_body_failure(fault: body::BodyFault, status: AuthStatus) -> Response<B
     Answer::client_body(fault).with_auth_status(status.as_str()).into_response()
 }
 
-/// The gateway's answer when the upstream hop failed: 502 or 504, the upstream's fault.
 /// What went wrong connecting to the upstream, in words an operator can act on.
 fn connect_failure(e: &hyper_util::client::legacy::Error, upstream: &str) -> String {
     use std::error::Error as _;
@@ -278,6 +277,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The gateway's answer when the upstream hop failed: 502 or 504, the upstream's fault.
 fn upstream_failure(fault: UpstreamFault, status: AuthStatus) -> Response<Body> {
     Answer::upstream(fault).with_auth_status(status.as_str()).into_response()
 }

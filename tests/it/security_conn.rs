@@ -433,3 +433,27 @@ async fn server_side_resets_from_a_body_longer_than_its_content_length_open_no_u
     assert_eq!(ok.status, 200);
     gw.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A webhook route reads its whole body before verifying it: that read is bounded too.
+
+#[tokio::test]
+async fn a_webhook_whose_body_stalls_gets_408() {
+    let server = format!("{FAST}\n");
+    let gw = gateway()
+        .jwt_key()
+        .clerk(&format!("webhook_signing_secret = {}", support::toml_str("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")))
+        .section("[[routes.rule]]", "path = \"/api/webhooks/clerk\"\nwebhook = \"clerk\"")
+        .start_edited(move |t| with_keys(&t, "server", &server))
+        .await;
+    let addr = gw.addr();
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!("POST /api/webhooks/clerk HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n{{\"type\":");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let reply = raw::parse(&buf);
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert_eq!(reply.header("x-clerk-auth-reason"), Some("request-body-timeout"));
+    gw.stop().await;
+}
