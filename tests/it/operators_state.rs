@@ -333,11 +333,8 @@ async fn a_state_directory_made_read_only_while_running_shows_and_mode_bypass_na
     );
     assert_eq!(status(&gw).await["mode"]["mode"], "enforce", "nothing changed");
     assert_eq!(gw.get("/api/orders", Some(&support::token())).await.status, 200, "the data plane works");
-    assert!(
-        gw.logs().iter().any(|l| l.contains("\"level\":\"ERROR\"") && l.contains(&state_text)),
-        "the log says it at ERROR, with the path: {:#?}",
-        gw.logs()
-    );
+    gw.await_log("at ERROR naming the state path", |l| l.contains("\"level\":\"ERROR\"") && l.contains(&state_text))
+        .await;
 
     lock.set(false);
     eventually("/readyz to say the state dir is writable again", DEADLINE, || async {

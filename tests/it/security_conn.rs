@@ -99,11 +99,7 @@ async fn the_binary_raises_its_descriptor_limit_to_the_hard_maximum_and_says_so(
     let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers[0], numbers[1], "soft limit not raised to the hard one: {line}");
     assert_ne!(numbers[0], "256", "{line}");
-    assert!(
-        gw.logs().iter().any(|l| l.contains("raised the open-descriptor limit")),
-        "no log line about the raise:\n{}",
-        gw.logs().join("\n")
-    );
+    gw.await_log("about the raise", |l| l.contains("raised the open-descriptor limit")).await;
     gw.stop().await;
 }
 

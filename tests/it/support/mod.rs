@@ -604,6 +604,16 @@ impl BinaryGateway {
         assert!(status.success(), "clerkgate exited with {status} after SIGTERM; stderr:\n{}", self.logs().join("\n"));
     }
 
+    /// Waits (5 s at most) for a stderr line that satisfies `line`. Logs go through a writer
+    /// thread, so a line may arrive after the event it reports is visible elsewhere.
+    pub async fn await_log(&self, what: &str, line: impl Fn(&str) -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.logs().iter().any(|l| line(l)) {
+            assert!(std::time::Instant::now() < until, "no log line {what}:\n{}", self.logs().join("\n"));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A copy of every stderr line so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
