@@ -12,37 +12,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::Layer;
 
+use crate::admin::AdminState;
 use crate::auth::{AuthLayer, Gate};
 use crate::clock::Clock;
 use crate::config::{Config, Env};
-use crate::control::{self, ControlHandle};
+use crate::control;
 use crate::keys::KeyStore;
 use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
 use crate::store::file::StateProblems;
 use crate::store::{ControlStore, FileStore, StoreError};
-
-/// Everything the running gateway shares, for the code that started it (the binary, the demo,
-/// tests). No module imports it: the admin API and the control task get their own narrow
-/// handles ([`crate::admin::AdminState`], [`crate::control::ControlState`]), built here.
-#[derive(Debug)]
-pub struct Context {
-    /// The runtime snapshot.
-    pub shared: Arc<Shared>,
-    /// The key store.
-    pub keys: Arc<KeyStore>,
-    /// Revocations.
-    pub revocations: Arc<Revocations>,
-    /// The auth gate.
-    pub gate: Arc<Gate>,
-    /// The clock.
-    pub clock: Clock,
-    /// The control funnel.
-    pub control: ControlHandle,
-    /// Durable state and the audit log (read here; only the control task writes).
-    pub store: Arc<dyn ControlStore>,
-}
 
 /// How to start a gateway beyond its config.
 #[derive(Debug, Clone, Default)]
@@ -86,8 +66,10 @@ pub struct Running {
     pub data_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
-    /// The shared context.
-    pub ctx: Arc<Context>,
+    /// What the running gateway shares, for the code that started it (the binary, the demo,
+    /// tests): the same handles the admin API is given. No module imports the wiring; the
+    /// control task gets its own ([`control::Handles`]).
+    pub ctx: Arc<AdminState>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -179,14 +161,15 @@ pub async fn start_with_store(
     let control_task = control::start(handles, control_rx, snapshot.epoch)
         .await
         .map_err(|e| StartError::Store(format!("cannot record how the gateway starts: {e}")))?;
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(AdminState {
         shared: shared.clone(),
         keys: keys.clone(),
         revocations,
         gate: gate.clone(),
         clock,
         control,
-        store: store.clone(),
+        store,
+        report,
     });
 
     let (tx, rx) = watch::channel(false);
@@ -195,16 +178,7 @@ pub async fn start_with_store(
     let mut tasks = Vec::new();
     let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
     tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, wait_for(rx.clone()))));
-    let admin_router = crate::admin::router(Arc::new(crate::admin::AdminState {
-        shared: shared.clone(),
-        keys: keys.clone(),
-        revocations: ctx.revocations.clone(),
-        gate: ctx.gate.clone(),
-        clock: ctx.clock.clone(),
-        control: ctx.control.clone(),
-        store: store.clone(),
-        report,
-    }));
+    let admin_router = crate::admin::router(ctx.clone());
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(admin, admin_router).with_graceful_shutdown(wait_for(admin_rx)).await;

@@ -130,3 +130,33 @@ async fn bypass_under_load_writes_a_bounded_number_of_log_lines() {
         .sum();
     assert_eq!(counted, (CLIENTS * EACH - 1) as u64, "{bypass:#?}");
 }
+
+/// Requests refused while bypass is still in force (a `bypass = "never"` route, a TRACE) do not
+/// end the bypass summary: a client alternating them with bypassed requests cannot make the
+/// gateway write a "bypass over" line per pair.
+#[tokio::test]
+async fn requests_refused_during_bypass_do_not_end_its_log() {
+    let up = support::upstream().await;
+    let config = binary_config(up).extra("[[routes.rule]]\npath = \"/api/admin(.*)\"\nbypass = \"never\"").text();
+    let gw = BinaryGateway::start(&config, &[]);
+    let r =
+        gw.admin("PUT", "/mode", Some(json!({"mode": "bypass", "reason": "alternating drill", "ttl": "10m"}))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for _ in 0..20 {
+        assert_eq!(gw.get("/api/open", None).await.status, 200, "bypassed");
+        assert_eq!(gw.get("/api/admin/panel", None).await.status, 401, "bypass = never stays enforced");
+    }
+    let logs = gw.logs.clone();
+    gw.stop().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if lines.iter().any(|l| l.contains("\"stopped\"")) {
+            break lines;
+        }
+        assert!(Instant::now() < until, "no \"stopped\" line after exit:\n{}", lines.join("\n"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let over = lines.iter().filter(|l| l.contains("bypass over")).count();
+    assert_eq!(over, 0, "bypass never ended, yet:\n{}", lines.join("\n"));
+}

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -465,33 +465,10 @@ async fn status_names_the_networkless_key_instead_of_empty_jwks_fields() {
 // Item 4: a listener that cannot bind says which address, which key, and what to do
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `clerkgate run` on `config_text` and waits (20 s at most) for it to exit.
+/// Runs `clerkgate run` on `config_text` in a fresh directory until it exits.
 fn run_until_exit(config_text: &str) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("clerkgate.toml");
-    std::fs::write(&path, config_text).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clerkgate"))
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clerkgate run");
-    let until = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > until {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!("clerkgate run did not exit; stderr:\n{}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("wait")
+    support::run_until_exit(dir.path(), config_text, &[])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,11 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, binary_config, cli_in, eventually, BinaryGateway, ADMIN_TOKEN};
+use crate::support::{self, binary_config, cli_in, eventually, run_until_exit, BinaryGateway, ADMIN_TOKEN};
 
 /// How long a poll waits for the gateway to reach a state before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -88,36 +88,6 @@ impl Drop for Lockable {
             How::Immutable => succeeds("chattr", &["-i", p]),
         };
     }
-}
-
-/// Writes `config_text` to `dir/clerkgate.toml` and runs `clerkgate run` there until it exits
-/// (it must: a refused start). Kills it and fails when it keeps running.
-fn run_until_exit(dir: &Path, config_text: &str, args: &[&str]) -> Output {
-    let config = dir.join("clerkgate.toml");
-    std::fs::write(&config, config_text).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clerkgate"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clerkgate");
-    let until = Instant::now() + DEADLINE;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > until {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!("clerkgate run kept running; it must refuse to start. stderr:\n{}", text(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
 }
 
 /// `clerkgate check-config` on `dir/clerkgate.toml`, in `dir`.

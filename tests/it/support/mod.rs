@@ -732,3 +732,37 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     };
     Some((field("data_addr")?, field("admin_addr")?))
 }
+
+/// Writes `config_text` to `dir/clerkgate.toml` and runs `clerkgate run` there (with `args`)
+/// until it exits, as a refused start must; kills it and fails when it keeps running (20 s).
+pub fn run_until_exit(dir: &Path, config_text: &str, args: &[&str]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let config = dir.join("clerkgate.toml");
+    std::fs::write(&config, config_text).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clerkgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clerkgate run");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "clerkgate run kept running; it must refuse to start. stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
