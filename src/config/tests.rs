@@ -507,6 +507,22 @@ fn secret_problems() {
 }
 
 #[test]
+fn files_a_config_names_are_bounded_and_recorded() {
+    let files = Files::new();
+    let huge = files.write("huge", &"s".repeat(2 * 1024 * 1024));
+    let text =
+        format!("[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nsecret_key_file = {}\n", toml_string(&huge));
+    let errors = problems(&text, &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.secret_key_file".to_string()]));
+    assert!(errors.0[0].message.contains("larger than"), "{errors}");
+
+    let sk = files.write("sk", "sk_from_file");
+    let text = format!("[clerk]\njwks_url = \"http://127.0.0.1:9/v1/jwks\"\nsecret_key_file = {}\n", toml_string(&sk));
+    let config = Config::from_toml(&text, &no_env()).expect("valid");
+    assert_eq!(config.origin.files, vec![std::path::PathBuf::from(&sk)]);
+}
+
+#[test]
 fn jwt_key_precedence() {
     let [a, b, c] = signing_keys();
     let (pem_a, pem_b, pem_c) = (a.public_pem(), b.public_pem(), c.public_pem());

@@ -50,6 +50,9 @@ pub struct Origin {
     /// `(key, variable)` for every value the environment set over the file, e.g.
     /// `("clerk.secret_key", "CLERK_SECRET_KEY")`; `check-config` shows them.
     pub from_env: Vec<(&'static str, &'static str)>,
+    /// Every file the load read besides the config file (`*_file` secrets, certificates), as
+    /// written in the config; a change to one of them is a reason to reload.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[server]`: the data-plane listener.

@@ -3,6 +3,7 @@
 //! resolved here (environment, then `*_file`, then inline).
 
 use std::fmt;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ use crate::verifying_key::VerifyingKey;
 
 /// `clerk.verdict_cache_entries` when unset: 64k tokens of about 1 KiB each.
 pub const DEFAULT_VERDICT_CACHE_ENTRIES: usize = 65_536;
+
+/// The largest file a config key may name (a secret, a key, a certificate chain).
+pub(super) const MAX_REFERENCED_FILE: u64 = 1024 * 1024;
 
 /// An admin token shorter than this is warned about on a loopback `admin.listen`, and refused
 /// on one reachable from the network, where it can be guessed.
@@ -60,7 +64,7 @@ impl Config {
             }
         }
 
-        let Validator { problems, warnings, secrets_digest, from_env } = v;
+        let Validator { problems, warnings, secrets_digest, from_env, files } = v;
         match (server, upstream, clerk, routes, mode, admin, state, log) {
             (
                 Some(server),
@@ -77,6 +81,7 @@ impl Config {
                     loaded_at: SystemTime::now(),
                     hash: config_hash(text, &secrets_digest),
                     from_env,
+                    files,
                 },
                 server,
                 upstream,
@@ -113,6 +118,8 @@ struct Validator {
     secrets_digest: Vec<String>,
     /// `(key, variable)` for each value the environment set.
     from_env: Vec<(&'static str, &'static str)>,
+    /// Every file read besides the config file itself, as written in the config.
+    files: Vec<PathBuf>,
 }
 
 impl Validator {
@@ -200,23 +207,50 @@ impl Validator {
         let (value, source) = if let Some(v) = env.get(var) {
             (v.to_string(), Source::Env { var, key })
         } else if let Some(path) = file {
-            match std::fs::read_to_string(&path) {
-                Ok(s) if s.trim().is_empty() => {
-                    self.problem(&file_key, format!("{path} is empty"));
-                    return None;
-                }
-                Ok(s) => (s.trim().to_string(), Source::File { key: file_key, path }),
-                Err(e) => {
-                    self.problem(&file_key, format!("cannot read {path}: {e}"));
-                    return None;
-                }
+            let s = self.read_file(&file_key, &path)?;
+            if s.trim().is_empty() {
+                self.problem(&file_key, format!("{path} is empty"));
+                return None;
             }
+            (s.trim().to_string(), Source::File { key: file_key, path })
         } else {
             (inline.filter(|v| !v.trim().is_empty())?, Source::Inline { key })
         };
         self.secrets_digest.push(value.clone());
         self.note_source(key, &source);
         Some((Secret::new(value), source))
+    }
+
+    /// Reads the file a config key names (`*_file` secrets, certificates), at most
+    /// [`MAX_REFERENCED_FILE`] bytes, and records it among the files a reload watches. A file
+    /// that cannot be read, is too large or is not UTF-8 is a problem under `key`.
+    fn read_file(&mut self, key: &str, path: &str) -> Option<String> {
+        self.files.push(PathBuf::from(path));
+        let read = std::fs::File::open(path).and_then(|f| {
+            let mut bytes = Vec::new();
+            f.take(MAX_REFERENCED_FILE + 1).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        });
+        match read {
+            Ok(bytes) if bytes.len() as u64 > MAX_REFERENCED_FILE => {
+                self.problem(
+                    key,
+                    format!("{path} is larger than {} KiB; is it the right file?", MAX_REFERENCED_FILE / 1024),
+                );
+                None
+            }
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.problem(key, format!("{path} is not UTF-8 text"));
+                    None
+                }
+            },
+            Err(e) => {
+                self.problem(key, format!("cannot read {path}: {e}"));
+                None
+            }
+        }
     }
 
     /// A plain value from the environment variable `var` or else the inline `key`.
