@@ -177,7 +177,9 @@ pub async fn start_with_store(
     let service = AuthLayer::new(gate).layer(Proxy::new(shared.clone()));
     let mut tasks = Vec::new();
     let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
-    tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, wait_for(rx.clone()))));
+    let tls = crate::tls::server_config(shared.clone())
+        .map_err(|e| std::io::Error::other(format!("cannot set up TLS for server.listen: {e}")))?;
+    tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, tls, wait_for(rx.clone()))));
     let admin_router = crate::admin::router(ctx.clone());
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -190,7 +192,8 @@ pub async fn start_with_store(
         refresher.abort();
         control_task.abort();
     }));
-    tracing::info!(%data_addr, %admin_addr, upstream = %config.upstream.url_text, "clerkgate listening");
+    let tls = config.server.tls.is_some();
+    tracing::info!(%data_addr, %admin_addr, tls, upstream = %config.upstream.url_text, "clerkgate listening");
     Ok(Running { data_addr, admin_addr, ctx, shutdown: tx, tasks })
 }
 

@@ -33,6 +33,7 @@
 //!  development tools             devtools: demo, echo upstream, token minting
 //!  wiring                        app: builds everything from a config, binds the listeners
 //!  edges                         listener (data plane)        admin (API, guard, CLI client)
+//!  TLS termination               tls (the certificate in force, per handshake)
 //!  the one writer                control
 //!  durable state and audit       store
 //!  the decision and the hop      auth                         proxy
@@ -82,6 +83,7 @@ pub mod routes;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod verifying_key;
 
 /// The echo upstream and token minting, at the paths the integration tests and benches use.

@@ -1,6 +1,7 @@
 //! The listener loop: accepts TCP connections and serves each with hyper-util's auto builder
 //! (HTTP/1.1, and HTTP/2 with prior knowledge), upgrades enabled, and a graceful drain on
-//! shutdown.
+//! shutdown. With `server.tls_cert`, each connection is TLS first (ALPN `h2` or `http/1.1`;
+//! the certificate comes from [`crate::tls`]), its handshake inside the connection's own task.
 //!
 //! Every connection is bounded in time and number, so that no client can hold a descriptor
 //! or an upstream connection for free:
@@ -43,6 +44,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::answer::{Answer, Fault};
@@ -143,9 +146,16 @@ pub fn raise_fd_limit() -> Option<u64> {
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and waits up to
-/// `limits.grace` for open connections to finish their in-flight requests.
-pub async fn serve<S>(listener: TcpListener, service: S, limits: ConnLimits, shutdown: impl Future<Output = ()>)
-where
+/// `limits.grace` for open connections to finish their in-flight requests. With `tls`, every
+/// connection is TLS: its handshake runs in the connection's own task and must finish within
+/// `header_read_timeout` of accept, like the first request it carries.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    limits: ConnLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
@@ -159,6 +169,7 @@ where
         .max_concurrent_streams(H2_MAX_STREAMS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS);
     let builder = Arc::new(builder);
+    let tls = tls.map(TlsAcceptor::from);
     let limits = Arc::new(limits);
     let gate = Arc::new(Admission::new(limits.max_connections, limits.max_connections_per_client));
     // Every connection task holds a receiver: `send` asks them to drain, `closed` says they have.
@@ -186,20 +197,28 @@ where
         };
         let _ = stream.set_nodelay(true);
         let watch = Arc::new(ConnWatch::new());
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(PerRequest {
-                    inner: service.clone(),
-                    info: ConnInfo { remote, tls: false },
-                    watch: watch.clone(),
-                }),
-            )
-            .into_owned();
         let limits = limits.clone();
-        let drain = drain_rx.clone();
+        let mut drain = drain_rx.clone();
+        let Some(tls) = &tls else {
+            let per_request =
+                PerRequest { inner: service.clone(), info: ConnInfo { remote, tls: false }, watch: watch.clone() };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
+                .into_owned();
+            tokio::spawn(async move {
+                let _slot = slot;
+                drive(conn, &watch, &limits, drain).await;
+            });
+            continue;
+        };
+        let (tls, builder, service) = (tls.clone(), builder.clone(), service.clone());
         tokio::spawn(async move {
             let _slot = slot;
+            let Some(stream) = handshake(&tls, stream, &watch, &limits, &mut drain).await else { return };
+            let per_request = PerRequest { inner: service, info: ConnInfo { remote, tls: true }, watch: watch.clone() };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
+                .into_owned();
             drive(conn, &watch, &limits, drain).await;
         });
     }
@@ -208,6 +227,36 @@ where
     let _ = drain_tx.send(true);
     if tokio::time::timeout(limits.grace, drain_tx.closed()).await.is_err() {
         tracing::warn!(grace = ?limits.grace, "in-flight requests did not finish within the shutdown grace period");
+    }
+}
+
+/// Runs the TLS handshake of a new connection, which must finish by the connection's
+/// first-request deadline (`header_read_timeout` from accept): a client that connects and
+/// never says hello is cut off like one that never sends a request. `None` when the handshake
+/// failed, ran out of time, or the gateway began to shut down.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    watch: &ConnWatch,
+    limits: &ConnLimits,
+    drain: &mut watch::Receiver<bool>,
+) -> Option<TlsStream<TcpStream>> {
+    let deadline = watch.born + limits.header_read_timeout;
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, tls.accept(stream)) => match done {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                metrics::counter!(metric::TLS_HANDSHAKE_FAILURES).increment(1);
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => CloseWhy::NoRequest.as_str()).increment(1);
+                tracing::debug!("closing a connection: no TLS handshake within server.header_read_timeout");
+                None
+            }
+        },
+        _ = drain.changed() => None,
     }
 }
 

@@ -247,6 +247,9 @@ pub struct Reloaded {
     pub hash: String,
     /// Whether anything changed.
     pub changed: bool,
+    /// Changes that wait for a restart (a listener's address, TLS on or off); the rest is in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
 }
 
 /// `POST /keys/refresh`: the kids loaded.

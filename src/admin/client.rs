@@ -383,7 +383,11 @@ fn show_last_reload(r: &ReloadView, hash_in_force: &str) -> String {
 
 /// `reload`.
 pub fn show_reload(v: &Reloaded) -> String {
-    format!("reloaded: config hash {}{}", v.hash, if v.changed { "" } else { " (unchanged)" })
+    let mut out = format!("reloaded: config hash {}{}", v.hash, if v.changed { "" } else { " (unchanged)" });
+    for r in &v.restart_needed {
+        out.push_str(&format!("\n  needs a restart: {r}"));
+    }
+    out
 }
 
 /// `keys refresh`.

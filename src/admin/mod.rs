@@ -284,7 +284,9 @@ async fn put_mode(
 
 async fn reload(State(ctx): State<Arc<AdminState>>, Extension(actor): Extension<AdminActor>) -> Response {
     match ctx.control.reload(actor.0).await {
-        Ok(o) => Json(api::Reloaded { hash: o.hash, changed: o.changed }).into_response(),
+        Ok(o) => {
+            Json(api::Reloaded { hash: o.hash, changed: o.changed, restart_needed: o.restart_needed }).into_response()
+        }
         Err(e) => control_error(e),
     }
 }

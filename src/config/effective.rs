@@ -32,6 +32,10 @@ impl Config {
         server
             .insert("max_connections_per_client".into(), Value::Integer(self.server.max_connections_per_client as i64));
         server.insert("shutdown_grace".into(), dur(self.server.shutdown_grace));
+        if let Some(tls) = &self.server.tls {
+            server.insert("tls_cert".into(), Value::String(tls.cert_file.display().to_string()));
+            server.insert("tls_key".into(), Value::String(tls.key_file.display().to_string()));
+        }
         root.insert("server".into(), Value::Table(server));
 
         let mut upstream = Table::new();
@@ -39,6 +43,9 @@ impl Config {
         upstream.insert("connect_timeout".into(), dur(self.upstream.connect_timeout));
         upstream.insert("response_timeout".into(), dur(self.upstream.response_timeout));
         upstream.insert("max_connections".into(), Value::Integer(self.upstream.max_connections as i64));
+        if let Some(ca_file) = self.upstream.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            upstream.insert("ca_file".into(), Value::String(ca_file.display().to_string()));
+        }
         upstream.insert("upgrade_protocols".into(), strs(self.upstream.headers.upgrade_protocols.names()));
         upstream.insert(
             "allow_routing_headers".into(),

@@ -15,9 +15,10 @@
 //! `validate.rs` (raw → validated), `suggest.rs` ("did you mean" for an unknown key),
 //! `unwise.rs` (the durations that are warned about), `publishable_key.rs`, `env.rs`,
 //! `secret.rs` and `source.rs` (where values come from, and the name a problem with one is
-//! reported under), `hygiene.rs` (the `[upstream]` header policy), `effective.rs` (what
-//! `check-config` prints), `admin_access.rs` (`[admin]` alone, for the CLI to reach a running
-//! gateway).
+//! reported under), `tls.rs` (certificates, keys and CAs: parsed and checked), `hygiene.rs`
+//! (the `[upstream]` header policy), `effective.rs` (what `check-config` prints),
+//! `admin_access.rs` (`[admin]` alone, for the CLI to reach a running gateway),
+//! `restart.rs` (what a reload cannot change).
 
 mod admin_access;
 mod effective;
@@ -25,9 +26,11 @@ mod env;
 mod hygiene;
 mod publishable_key;
 mod raw;
+mod restart;
 mod secret;
 mod source;
 mod suggest;
+mod tls;
 mod toml_recovery;
 mod types;
 mod unwise;
@@ -40,9 +43,10 @@ pub use env::{vars, Env};
 pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};
 pub use publishable_key::{cookie_suffix, parse_publishable_key, PublishableKey};
 pub use secret::Secret;
+pub use tls::{provider as tls_provider, server_name as tls_server_name, PROTOCOL_VERSIONS as TLS_PROTOCOL_VERSIONS};
 pub use types::{
     problems_by_key, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, JwksSource, KeysConfig, LogConfig,
-    LogFormat, ModeConfig, Origin, ServerConfig, StateBackend, StateConfig, UpstreamConfig,
+    LogFormat, ModeConfig, Origin, ServerConfig, ServerTls, StateBackend, StateConfig, UpstreamConfig, UpstreamTls,
 };
 pub use validate::{log_filter, DEFAULT_VERDICT_CACHE_ENTRIES};
 

@@ -39,6 +39,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "max_connections",
             "upgrade_protocols",
             "allow_routing_headers",
+            "ca_file",
         ],
     ),
     (
@@ -113,6 +114,7 @@ pub(crate) struct RawUpstream {
     pub(crate) max_connections: Option<i64>,
     pub(crate) upgrade_protocols: Option<Vec<String>>,
     pub(crate) allow_routing_headers: Option<Vec<String>>,
+    pub(crate) ca_file: Option<String>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

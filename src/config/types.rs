@@ -76,6 +76,19 @@ pub struct ServerConfig {
     pub max_connections_per_client: usize,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub shutdown_grace: Duration,
+    /// The certificate and key the data plane terminates TLS with; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
+}
+
+/// `server.tls_cert` and `server.tls_key`, read, parsed and checked to belong together.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The certificate chain file, as written in the config.
+    pub cert_file: PathBuf,
+    /// The private key file, as written in the config.
+    pub key_file: PathBuf,
+    /// The chain (the server's certificate first) and its key, ready for a handshake.
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 /// `[upstream]`: the app behind the gateway.
@@ -94,6 +107,21 @@ pub struct UpstreamConfig {
     pub max_connections: usize,
     /// Which upgrades are spliced and which routing-override headers pass.
     pub headers: HeaderPolicy,
+    /// How the hop speaks TLS, for an `https://` upstream; `None`: plain HTTP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// The TLS side of an `https://` upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// `upstream.ca_file`, as written in the config; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The client config: TLS 1.2+, ALPN `http/1.1`, and the roots the upstream's certificate
+    /// is checked against (its name is the host of `upstream.url`).
+    pub client: Arc<rustls::ClientConfig>,
+    /// Equal for two loads that trust the same roots (a digest of `ca_file`'s text; 0 for
+    /// the system's roots), so a reload that keeps them keeps the upstream connection pool.
+    pub roots_id: u64,
 }
 
 /// Where remote keys are fetched from.

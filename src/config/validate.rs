@@ -14,11 +14,11 @@ use base64::Engine;
 use super::publishable_key::parse_publishable_key;
 use super::raw::{self, RawConfig, Unknown};
 use super::source::Source;
-use super::{suggest, unwise};
+use super::{suggest, tls, unwise};
 use super::{
     vars, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource, KeysConfig,
-    LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, StateBackend, StateConfig, UpgradeProtocols,
-    UpstreamConfig,
+    LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, ServerTls, StateBackend, StateConfig,
+    UpgradeProtocols, UpstreamConfig, UpstreamTls,
 };
 use crate::mode::Mode;
 use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
@@ -114,7 +114,8 @@ fn config_hash(text: &str, secrets: &[String]) -> String {
 struct Validator {
     problems: Vec<ConfigProblem>,
     warnings: Vec<String>,
-    /// Resolved secret material, folded into the config hash so a rotated secret file shows.
+    /// Resolved secret material and the text of certificate files, folded into the config
+    /// hash so a rotated secret or a renewed certificate shows.
     secrets_digest: Vec<String>,
     /// `(key, variable)` for each value the environment set.
     from_env: Vec<(&'static str, &'static str)>,
@@ -340,12 +341,6 @@ impl Validator {
 
     fn server(&mut self, raw: raw::RawServer) -> Option<ServerConfig> {
         self.unknown("server", &raw.unknown);
-        if raw.tls_cert.is_some() || raw.tls_key.is_some() {
-            self.problem(
-                "server.tls_cert",
-                "TLS termination is not available in this build; terminate TLS in front of clerkgate",
-            );
-        }
         let listen = self.socket_addr("server.listen", raw.listen, "0.0.0.0:8080");
         let header_read_timeout =
             self.duration("server.header_read_timeout", raw.header_read_timeout, Duration::from_secs(10), false);
@@ -360,6 +355,7 @@ impl Validator {
             self.warn("server.max_connections_per_client", "larger than server.max_connections, which caps it");
         }
         let shutdown_grace = self.duration("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30), false);
+        let tls = self.server_tls(raw.tls_cert, raw.tls_key);
         Some(ServerConfig {
             listen: listen?,
             header_read_timeout,
@@ -369,7 +365,76 @@ impl Validator {
             max_connections,
             max_connections_per_client,
             shutdown_grace,
+            tls,
         })
+    }
+
+    /// `server.tls_cert` and `server.tls_key`: both or neither; read, parsed, and the key
+    /// checked against the certificate. Their text goes into the config hash, so a renewed
+    /// certificate shows as a changed config.
+    fn server_tls(&mut self, cert: Option<String>, key: Option<String>) -> Option<ServerTls> {
+        let (cert_file, key_file) = match (cert, key) {
+            (None, None) => return None,
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => {
+                self.problem(
+                    "server.tls_key",
+                    "is required with server.tls_cert: TLS needs the certificate's private key",
+                );
+                return None;
+            }
+            (None, Some(_)) => {
+                self.problem("server.tls_cert", "is required with server.tls_key: TLS needs the certificate chain");
+                return None;
+            }
+        };
+        let cert_pem = self.read_file("server.tls_cert", &cert_file);
+        let key_pem = self.read_file("server.tls_key", &key_file);
+        let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+        let certified = tls::certified_key(&cert_pem, &cert_file, &key_pem, &key_file);
+        self.secrets_digest.push(cert_pem);
+        self.secrets_digest.push(key_pem);
+        match certified {
+            Ok(certified) => Some(ServerTls {
+                cert_file: PathBuf::from(cert_file),
+                key_file: PathBuf::from(key_file),
+                certified: Arc::new(certified),
+            }),
+            Err(p) => {
+                self.problem(p.key, p.message);
+                None
+            }
+        }
+    }
+
+    /// The TLS side of an `https://` upstream: its host must be a name a certificate can carry,
+    /// and its certificate is checked against `ca_file`'s CAs, or the system's roots.
+    fn upstream_tls(&mut self, host: &str, ca_file: Option<String>) -> Option<UpstreamTls> {
+        if tls::server_name(host).is_none() {
+            self.problem("upstream.url", format!("{host:?} is not a host name or address a TLS certificate can name"));
+            return None;
+        }
+        let ca = match &ca_file {
+            Some(path) => Some((self.read_file("upstream.ca_file", path)?, path.as_str())),
+            None => None,
+        };
+        let roots_id = ca.as_ref().map_or(0, |(text, _)| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&digest.as_ref()[..8]);
+            u64::from_be_bytes(id)
+        });
+        let client = tls::upstream_client(ca.as_ref().map(|(text, path)| (text.as_str(), *path)));
+        if let Some((text, _)) = ca {
+            self.secrets_digest.push(text);
+        }
+        match client {
+            Ok(client) => Some(UpstreamTls { ca_file: ca_file.map(PathBuf::from), client, roots_id }),
+            Err(p) => {
+                self.problem(p.key, p.message);
+                None
+            }
+        }
     }
 
     fn upstream(&mut self, raw: raw::RawUpstream) -> Option<UpstreamConfig> {
@@ -382,14 +447,18 @@ impl Validator {
         let max_connections = self.count("upstream.max_connections", raw.max_connections, 1_024);
         let headers = self.header_policy(raw.upgrade_protocols, raw.allow_routing_headers);
         let uri = self.http_url("upstream.url", &text)?;
-        if uri.scheme_str() != Some("http") {
-            self.problem("upstream.url", "only http:// upstreams are supported (the upstream hop is plain HTTP)");
-            return None;
-        }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             self.problem("upstream.url", "must not carry a path or query: requests keep their own path");
             return None;
         }
+        let tls = match (uri.scheme_str(), raw.ca_file) {
+            (Some("https"), ca_file) => Some(self.upstream_tls(uri.host().unwrap_or_default(), ca_file)?),
+            (_, Some(_)) => {
+                self.problem("upstream.ca_file", "only applies to an https:// upstream.url");
+                None
+            }
+            (_, None) => None,
+        };
         Some(UpstreamConfig {
             url: uri.authority()?.clone(),
             url_text: text,
@@ -397,6 +466,7 @@ impl Validator {
             response_timeout,
             max_connections,
             headers,
+            tls,
         })
     }
 

@@ -148,6 +148,9 @@ pub struct ReloadOutcome {
     pub hash: String,
     /// Whether anything changed.
     pub changed: bool,
+    /// Changes that wait for a restart (a listener's address, TLS on or off), each a sentence;
+    /// everything else is in force.
+    pub restart_needed: Vec<String>,
 }
 
 /// The sending side of the funnel.
@@ -599,7 +602,8 @@ impl Task {
         let Some(path) = self.h.config_path.clone() else {
             return Err(config_problem("this gateway was not started from a config file".into()));
         };
-        let old_hash = self.h.shared.load().config.origin.hash.clone();
+        let running = self.h.shared.load_full().config.clone();
+        let old_hash = running.origin.hash.clone();
         let env = self.h.env.clone();
         // Reading the config and its secret files is blocking I/O: off the runtime too.
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path, &env))
@@ -623,9 +627,13 @@ impl Task {
                 for w in &next.config.warnings {
                     tracing::warn!("config: {w}");
                 }
+                let restart_needed = config.restart_needed(&running);
+                for r in &restart_needed {
+                    tracing::warn!("config reloaded, but {r}");
+                }
                 tracing::info!(actor = %actor.name(), %hash, changed, "config reloaded");
                 export_mode(next.mode_at(now).mode);
-                Ok(ReloadOutcome { hash, changed })
+                Ok(ReloadOutcome { hash, changed, restart_needed })
             }
             Err(errors) => {
                 metrics::counter!(metric::RELOADS, "result" => "error").increment(1);

@@ -1,6 +1,10 @@
 //! Opening upstream connections, bounded: at most `upstream.max_connections` exist at once
 //! (pooled and busy together), so no client behaviour can make the gateway open connections
 //! to the upstream without limit. A connection holds its place until it closes.
+//!
+//! For an `https://` upstream the connection is TLS (ALPN `http/1.1`, the certificate checked
+//! for the host of `upstream.url`), its handshake bounded by `upstream.connect_timeout` like
+//! the dial before it.
 
 use std::future::Future;
 use std::io;
@@ -15,20 +19,66 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use tower::Service;
 
-/// An [`HttpConnector`] that takes a place from a fixed number before dialling.
-#[derive(Clone, Debug)]
+/// An [`HttpConnector`] that takes a place from a fixed number before dialling, and speaks
+/// TLS over what it dialled when given a client config.
+#[derive(Clone)]
 pub(super) struct BoundedConnector {
     http: HttpConnector,
+    tls: Option<TlsConnector>,
     places: Arc<Semaphore>,
     wait: Duration,
 }
 
+impl std::fmt::Debug for BoundedConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedConnector").field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
 impl BoundedConnector {
-    /// At most `max` connections at once; a dial waits up to `wait` for a place.
-    pub(super) fn new(http: HttpConnector, max: usize, wait: Duration) -> Self {
-        BoundedConnector { http, places: Arc::new(Semaphore::new(max)), wait }
+    /// At most `max` connections at once; a dial, and then a TLS handshake, waits up to
+    /// `wait` each. With `tls`, every connection is TLS.
+    pub(super) fn new(
+        mut http: HttpConnector,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        max: usize,
+        wait: Duration,
+    ) -> Self {
+        // The dialler sees https:// URIs (for their default port) when the hop is TLS.
+        http.enforce_http(tls.is_none());
+        BoundedConnector { http, tls: tls.map(TlsConnector::from), places: Arc::new(Semaphore::new(max)), wait }
+    }
+}
+
+/// Why the TLS handshake with the upstream failed; its text says "TLS handshake", which the
+/// 502 answer's cause looks for.
+#[derive(Debug, thiserror::Error)]
+enum TlsFailure {
+    #[error("upstream.url's host {0:?} is not a name a TLS certificate can carry")]
+    Name(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    #[error("TLS handshake did not finish within upstream.connect_timeout")]
+    Timeout,
+}
+
+/// Runs the TLS handshake over `tcp` for `uri`'s host, within `wait`.
+async fn handshake(
+    tls: &TlsConnector,
+    uri: &Uri,
+    tcp: TokioIo<TcpStream>,
+    wait: Duration,
+) -> Result<TlsStream<TcpStream>, TlsFailure> {
+    let host = uri.host().unwrap_or_default();
+    let name = crate::config::tls_server_name(host).ok_or_else(|| TlsFailure::Name(host.to_string()))?;
+    match tokio::time::timeout(wait, tls.connect(name, tcp.into_inner())).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(cause)) => Err(TlsFailure::Handshake(cause)),
+        Err(_) => Err(TlsFailure::Timeout),
     }
 }
 
@@ -43,6 +93,7 @@ impl Service<Uri> for BoundedConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let mut http = self.http.clone();
+        let tls = self.tls.clone();
         let places = self.places.clone();
         let wait = self.wait;
         Box::pin(async move {
@@ -54,7 +105,15 @@ impl Service<Uri> for BoundedConnector {
                     ))
                 }
             };
-            let io = http.call(uri).await.map_err(io::Error::other)?;
+            let io = match &tls {
+                None => Stream::Plain(http.call(uri).await.map_err(io::Error::other)?),
+                Some(tls) => {
+                    let tcp = http.call(uri.clone()).await.map_err(io::Error::other)?;
+                    Stream::Tls(Box::new(TokioIo::new(
+                        handshake(tls, &uri, tcp, wait).await.map_err(io::Error::other)?,
+                    )))
+                }
+            };
             Ok(Counted { io, _place: place })
         })
     }
@@ -63,37 +122,61 @@ impl Service<Uri> for BoundedConnector {
 /// An upstream connection that gives its place back when it closes.
 #[derive(Debug)]
 pub(super) struct Counted {
-    io: TokioIo<TcpStream>,
+    io: Stream,
     _place: OwnedSemaphorePermit,
+}
+
+/// The bytes of an upstream connection: plain TCP, or TLS over it (boxed: its state is a
+/// kilobyte, which the plain variant need not carry).
+#[derive(Debug)]
+enum Stream {
+    Plain(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
 }
 
 impl Connection for Counted {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        match &self.io {
+            Stream::Plain(io) => io.connected(),
+            Stream::Tls(io) => io.inner().get_ref().0.connected(),
+        }
     }
+}
+
+/// `$call` on whichever stream `$self` holds.
+macro_rules! on_stream {
+    ($self:ident, $io:ident => $call:expr) => {
+        match &mut $self.io {
+            Stream::Plain($io) => $call,
+            Stream::Tls($io) => $call,
+        }
+    };
 }
 
 impl Read for Counted {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        on_stream!(self, io => Pin::new(io).poll_read(cx, buf))
     }
 }
 
 impl Write for Counted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        on_stream!(self, io => Pin::new(io).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        on_stream!(self, io => Pin::new(io).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        on_stream!(self, io => Pin::new(io).poll_shutdown(cx))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        match &self.io {
+            Stream::Plain(io) => io.is_write_vectored(),
+            Stream::Tls(io) => io.is_write_vectored(),
+        }
     }
 
     fn poll_write_vectored(
@@ -101,6 +184,6 @@ impl Write for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        on_stream!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
     }
 }

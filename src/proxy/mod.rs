@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower::Service;
 
 use crate::answer::{Answer, ClientFault, UpstreamFault};
+use crate::config::UpstreamConfig;
 use crate::headers::{self, names, AuthStatus, RequestedUpgrade};
 use crate::state::Shared;
 use crate::telemetry::names as metric;
@@ -51,6 +52,8 @@ type HttpClient = Client<connect::BoundedConnector, Body>;
 struct ClientSettings {
     connect_timeout: Duration,
     max_connections: usize,
+    /// For an `https://` upstream, which roots its certificate is checked against.
+    tls_roots: Option<u64>,
 }
 
 /// The proxy service: forwards to the upstream in the current config.
@@ -66,24 +69,26 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-fn build_client(settings: ClientSettings) -> HttpClient {
+fn build_client(up: &UpstreamConfig) -> (ClientSettings, HttpClient) {
+    let settings = ClientSettings::of(up);
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(settings.connect_timeout));
-    http.enforce_http(true);
-    let connector = connect::BoundedConnector::new(http, settings.max_connections, settings.connect_timeout);
-    Client::builder(TokioExecutor::new())
+    let tls = up.tls.as_ref().map(|t| t.client.clone());
+    let connector = connect::BoundedConnector::new(http, tls, settings.max_connections, settings.connect_timeout);
+    let client = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .build(connector);
+    (settings, client)
 }
 
 impl Proxy {
     /// A proxy to whatever upstream the current runtime config names.
     pub fn new(shared: Arc<Shared>) -> Self {
-        let settings = ClientSettings::of(&shared.load().config.upstream);
-        Proxy { shared, client: Arc::new(ArcSwap::from_pointee((settings, build_client(settings)))) }
+        let client = build_client(&shared.load().config.upstream);
+        Proxy { shared, client: Arc::new(ArcSwap::from_pointee(client)) }
     }
 
     /// Sends `req` on the pooled client, rebuilt first when a reload changed its settings.
@@ -93,9 +98,9 @@ impl Proxy {
         if current.0 == settings {
             return current.1.request(req);
         }
-        let client = build_client(settings);
-        self.client.store(Arc::new((settings, client.clone())));
-        client.request(req)
+        let rebuilt = Arc::new(build_client(&self.shared.load().config.upstream));
+        self.client.store(rebuilt.clone());
+        rebuilt.1.request(req)
     }
 
     /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
@@ -105,6 +110,7 @@ impl Proxy {
             let up = &rt.config.upstream;
             (up.url.clone(), ClientSettings::of(up), up.response_timeout, rt.config.server.request_body_timeout)
         };
+        let scheme = if settings.tls_roots.is_some() { "https" } else { "http" };
         let status = req.extensions().get::<AuthStatus>().copied().unwrap_or(AuthStatus::SignedOut);
         let conn = req.extensions().get::<ConnInfo>().copied();
 
@@ -127,7 +133,7 @@ impl Proxy {
         }
 
         let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let uri = Uri::builder().scheme("http").authority(authority).path_and_query(path_and_query).build();
+        let uri = Uri::builder().scheme(scheme).authority(authority).path_and_query(path_and_query).build();
         match uri {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return upstream_failure(UpstreamFault::Connect, status),
@@ -220,8 +226,12 @@ impl Proxy {
 }
 
 impl ClientSettings {
-    fn of(up: &crate::config::UpstreamConfig) -> Self {
-        ClientSettings { connect_timeout: up.connect_timeout, max_connections: up.max_connections }
+    fn of(up: &UpstreamConfig) -> Self {
+        ClientSettings {
+            connect_timeout: up.connect_timeout,
+            max_connections: up.max_connections,
+            tls_roots: up.tls.as_ref().map(|t| t.roots_id),
+        }
     }
 }
 
@@ -256,6 +266,12 @@ fn connect_cause(kind: Option<std::io::ErrorKind>, chain: &str) -> String {
         "refused the connection: nothing listens there (is the app running, on that port?)".into()
     } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
         "could not be resolved: the host name has no address here (check the name and the DNS)".into()
+    } else if let Some(at) = chain.find("TLS handshake") {
+        format!(
+            "could not be reached over TLS ({}); it must serve TLS there, with a certificate for its host signed by \
+             a CA in upstream.ca_file (or in the system's roots when ca_file is unset)",
+            &chain[at..]
+        )
     } else if kind == Some(std::io::ErrorKind::TimedOut) || chain.contains("timed out") {
         "did not accept the connection within upstream.connect_timeout".into()
     } else if chain.contains("upstream.max_connections") {
@@ -405,6 +421,16 @@ mod tests {
                 None,
                 "client error (Connect): upstream.max_connections connections to the upstream are open",
                 "upstream.max_connections",
+            ),
+            (
+                Some(ErrorKind::InvalidData),
+                "client error (Connect): TLS handshake failed: invalid peer certificate: UnknownIssuer",
+                "could not be reached over TLS (TLS handshake failed: invalid peer certificate: UnknownIssuer); ",
+            ),
+            (
+                None,
+                "client error (Connect): TLS handshake did not finish within upstream.connect_timeout",
+                "could not be reached over TLS (TLS handshake did not finish within upstream.connect_timeout)",
             ),
             (
                 Some(ErrorKind::PermissionDenied),

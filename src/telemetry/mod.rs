@@ -78,6 +78,10 @@ fn describe() {
         "Client connections closed by the watchdog, by why (no_request, idle, send_stalled)."
     );
     describe_counter!(
+        names::TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that clients failed (a silent client counts as a closed connection, no_request)."
+    );
+    describe_counter!(
         names::CLIENT_BODY_ERRORS,
         "Requests answered because of the client's body, by kind (malformed, timeout)."
     );

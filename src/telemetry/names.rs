@@ -34,6 +34,9 @@ pub const CONNECTIONS_OPEN: &str = "clerkgate_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "clerkgate_connections_refused_total";
 /// Client connections the watchdog closed, by `why` (`no_request`, `idle`, `send_stalled`).
 pub const CONNECTIONS_CLOSED: &str = "clerkgate_connections_closed_total";
+/// TLS handshakes a client failed (not TLS, no common version or cipher, a bad record); a
+/// client that does not finish in time counts in [`CONNECTIONS_CLOSED`] as `no_request`.
+pub const TLS_HANDSHAKE_FAILURES: &str = "clerkgate_tls_handshake_failures_total";
 /// Requests answered because of the client's request body, by `kind` (`malformed`, `timeout`).
 pub const CLIENT_BODY_ERRORS: &str = "clerkgate_client_body_errors_total";
 /// Upstream requests a client cancelled that were left to finish, so their connection stays

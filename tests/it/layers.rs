@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("development tools", &["devtools"]),
     ("wiring", &["app"]),
     ("edges: data-plane listener, admin API", &["listener", "admin"]),
+    ("TLS termination", &["tls"]),
     ("the one writer", &["control"]),
     ("durable state and audit", &["store"]),
     ("the decision and the hop", &["auth", "proxy"]),

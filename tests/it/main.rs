@@ -14,6 +14,9 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
+/// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
+/// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
+mod edge_tls;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;
