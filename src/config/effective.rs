@@ -32,6 +32,9 @@ impl Config {
         server
             .insert("max_connections_per_client".into(), Value::Integer(self.server.max_connections_per_client as i64));
         server.insert("shutdown_grace".into(), dur(self.server.shutdown_grace));
+        if let Some(health) = self.server.health_listen {
+            server.insert("health_listen".into(), Value::String(health.to_string()));
+        }
         root.insert("server".into(), Value::Table(server));
 
         let mut upstream = Table::new();

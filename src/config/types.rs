@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub max_connections_per_client: usize,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub shutdown_grace: Duration,
+    /// The health listener (`/healthz`, `/readyz`, `/metrics` only), for the kubelet and
+    /// Prometheus; off when unset.
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// `[upstream]`: the app behind the gateway.

@@ -22,6 +22,10 @@ mod foundations_control;
 mod foundations_decide;
 /// Fuzz findings and seeds, replayed through the fuzz targets' bodies (`fuzz/`).
 mod fuzz_regressions;
+/// Issue #11: the health listener (`/healthz`, `/readyz`, `/metrics` only; 503 before keys and
+/// while draining), `clerkgate health` as the exec probe, and the real binary run as user 65532
+/// with a read-only working directory, writing only its state directory.
+mod health;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every
