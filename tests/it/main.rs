@@ -14,6 +14,9 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
+/// Issue #11, the shipped deployment files: Dockerfile, config/, deploy/ (Kubernetes manifests,
+/// compose, systemd) hold together, and each of those checks is shown to fail on a broken file.
+mod deploy;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;
