@@ -414,7 +414,9 @@ fn containers(pod: &Value) -> Vec<Container<'_>> {
     all
 }
 
-/// The ConfigMap and topology a Deployment's config volume comes from.
+/// One topology under `deploy/k8s/` (`sidecar`, `sidecar-classic`, `edge`): its Deployment, the
+/// ConfigMap it mounts, and the Services, NetworkPolicies and PodDisruptionBudget that select
+/// its pods.
 fn check_topology(topology: &str, objects: &[Object], repo: &Repo, docker: &Dockerfile, p: &mut Problems) {
     let here = |kind: &'static str| objects.iter().filter(move |o| o.dir == topology && o.kind() == kind);
     let deployments: Vec<&Object> = here("Deployment").collect();
