@@ -1,7 +1,8 @@
 //! Wiring: builds the shared state from a config and the state store's snapshot, starts the
 //! control task, binds the data-plane and admin listeners (and the health listener when
-//! `server.health_listen` is set), starts the key refresher, and shuts everything down in order. The binary, the demo and the integration tests all start the
-//! gateway through [`start`] (or [`start_with_store`]), so they run the same code.
+//! `server.health_listen` is set), starts the key refresher, and shuts everything down in
+//! order. The binary, the demo and the integration tests all start the gateway through
+//! [`start`] (or [`start_with_store`]), so they run the same code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
