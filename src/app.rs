@@ -1,7 +1,8 @@
 //! Wiring: builds the shared state from a config and the state store's snapshot, starts the
-//! control task, binds the data-plane and admin listeners, starts the key refresher, and shuts
-//! everything down in order. The binary, the demo and the integration tests all start the
-//! gateway through [`start`] (or [`start_with_store`]), so they run the same code.
+//! control task, binds the data-plane and admin listeners (and the health listener when
+//! `server.health_listen` is set), starts the key refresher, and shuts everything down in
+//! order. The binary, the demo and the integration tests all start the gateway through
+//! [`start`] (or [`start_with_store`]), so they run the same code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub struct Running {
     pub data_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Where the health listener listens (`server.health_listen`), when it is on.
+    pub health_addr: Option<SocketAddr>,
     /// What the running gateway shares, for the code that started it (the binary, the demo,
     /// tests): the same handles the admin API is given. No module imports the wiring; the
     /// control task gets its own ([`control::Handles`]).
@@ -76,6 +79,7 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, drains in-flight requests within `server.shutdown_grace`, and returns.
+    /// The health listener answers until the drain is over (`/readyz` with 503), then stops.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
@@ -143,8 +147,13 @@ pub async fn start_with_store(
     let gate = Arc::new(Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()));
     let data = bind(config.server.listen, "server.listen").await?;
     let admin = bind(config.admin.listen, "admin.listen").await?;
+    let health = match config.server.health_listen {
+        Some(addr) => Some(bind(addr, "server.health_listen").await?),
+        None => None,
+    };
     let data_addr = data.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let health_addr = health.as_ref().map(TcpListener::local_addr).transpose()?;
     let (control, control_rx) = control::channel();
     let report = Arc::new(control::Report::default());
     control::export_mode(start_mode.mode);
@@ -179,7 +188,21 @@ pub async fn start_with_store(
     let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
     let tls = crate::tls::server_config(shared.clone())
         .map_err(|e| std::io::Error::other(format!("cannot set up TLS for server.listen: {e}")))?;
-    tasks.push(tokio::spawn(crate::listener::serve(data, service, limits, tls, wait_for(rx.clone()))));
+    // The health listener stops only after the data plane has drained, so that probes see the
+    // drain (503 from /readyz) rather than a refused connection, and /healthz never fails
+    // while requests are still being finished.
+    let (drained_tx, drained_rx) = watch::channel(false);
+    let data_rx = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        crate::listener::serve(data, service, limits, tls, wait_for(data_rx)).await;
+        let _ = drained_tx.send(true);
+    }));
+    if let Some(health) = health {
+        let health_router = crate::admin::health_router(ctx.clone(), rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(health, health_router).with_graceful_shutdown(wait_for(drained_rx)).await;
+        }));
+    }
     let admin_router = crate::admin::router(ctx.clone());
     let admin_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -193,8 +216,9 @@ pub async fn start_with_store(
         control_task.abort();
     }));
     let tls = config.server.tls.is_some();
-    tracing::info!(%data_addr, %admin_addr, tls, upstream = %config.upstream.url_text, "clerkgate listening");
-    Ok(Running { data_addr, admin_addr, ctx, shutdown: tx, tasks })
+    let health_addr_text = health_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(%data_addr, %admin_addr, health_addr = %health_addr_text, tls, upstream = %config.upstream.url_text, "clerkgate listening");
+    Ok(Running { data_addr, admin_addr, health_addr, ctx, shutdown: tx, tasks })
 }
 
 /// Binds `addr`, the value of the config key `key`; a failure names both, and for an address

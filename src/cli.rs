@@ -65,6 +65,20 @@ enum Command {
     Revocations(AdminArgs),
     /// Show the audit log: when, who, what changed and why, one line per event, oldest first.
     Audit(AuditArgs),
+    /// Probe a local gateway's /healthz (or /readyz): exit 0 on 200, 1 otherwise. The exec probe
+    /// for images without a shell or curl.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// Probe /readyz (keys loaded, not draining) instead of /healthz (the process answers).
+    #[arg(long)]
+    ready: bool,
+    /// The listener: host:port as in server.health_listen (0.0.0.0:9902 is probed on
+    /// 127.0.0.1:9902) or a URL [default: $CLERKGATE_HEALTH_ADDR, else 127.0.0.1:9902]
+    #[arg(long, value_name = "ADDRESS")]
+    addr: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +269,37 @@ pub fn main() -> ExitCode {
             a.admin.call(&env, http::Method::GET, &["audit"], &query, None::<&()>, client::show_audit)
         }
         Command::Revoke(r) => revoke(r, &env),
+        Command::Health(h) => health(h, &env),
+    }
+}
+
+/// `health`: one probe, one line; exit 0 on 200, 1 on anything else, 2 for a bad address.
+/// On a runtime of one thread: a probe runs every few seconds and needs no more.
+fn health(h: HealthArgs, env: &Env) -> ExitCode {
+    use crate::admin::probe;
+    let target = match probe::ProbeTarget::resolve(h.addr.as_deref(), env) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("clerkgate health: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("clerkgate health: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(probe::probe(&target, h.ready)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            eprintln!("clerkgate health: {line}");
+            ExitCode::from(1)
+        }
     }
 }
 

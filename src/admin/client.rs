@@ -164,7 +164,7 @@ pub fn admin_url(text: &str) -> Result<Url, String> {
 
 /// The URL that reaches a gateway listening on `listen`: an unspecified address
 /// (`0.0.0.0`, `[::]`) is reached on the loopback of its family.
-fn url_of_listen(listen: std::net::SocketAddr) -> Result<Url, String> {
+pub(super) fn url_of_listen(listen: std::net::SocketAddr) -> Result<Url, String> {
     let ip = match listen.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -174,7 +174,7 @@ fn url_of_listen(listen: std::net::SocketAddr) -> Result<Url, String> {
 }
 
 /// An error and every error under it, so "error sending request" also says "Connection refused".
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

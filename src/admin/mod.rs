@@ -14,6 +14,9 @@
 //! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
 //!
+//! [`health_router`] serves the three open endpoints alone, on `server.health_listen`: the same
+//! handlers, for the kubelet and Prometheus, while the rest of the API stays on loopback.
+//!
 //! Every guarded endpoint goes through [`guard`]: DNS-rebinding defence first (the `Host` must
 //! be an IP literal or `localhost`; a cross-site `Origin` or `Sec-Fetch-Site` is refused), then
 //! the bearer token, compared in constant time. Without a configured token they answer 403.
@@ -21,6 +24,7 @@
 pub mod api;
 pub mod client;
 pub mod guard;
+pub mod probe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +89,38 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(guarded)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .with_state(ctx)
+}
+
+/// The health listener's router (`server.health_listen`): `GET /healthz`, `/readyz` and
+/// `/metrics`, the admin API's own handlers, and 404 for everything else — never an admin
+/// endpoint, never the data plane. `draining` turns true when the gateway starts to shut down:
+/// from then on `/readyz` answers 503, while in-flight requests finish, so that nothing sends
+/// the pod new work; `/healthz` stays 200 until the process exits.
+pub fn health_router(ctx: Arc<AdminState>, draining: tokio::sync::watch::Receiver<bool>) -> Router {
+    let readyz = move |State(ctx): State<Arc<AdminState>>| {
+        let draining = *draining.borrow();
+        async move {
+            let mut body = readiness(&ctx);
+            if draining {
+                body.ready = false;
+                body.why = Some("the gateway is shutting down: in-flight requests are draining".into());
+            }
+            readyz_answer(body)
+        }
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the health listener serves only GET /healthz, /readyz and /metrics; the admin API is on admin.listen",
+            )
+        })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(ctx)
 }
@@ -178,7 +214,11 @@ fn reload_view(attempt: crate::control::ReloadAttempt) -> api::ReloadView {
 }
 
 async fn readyz(State(ctx): State<Arc<AdminState>>) -> Response {
-    let body = readiness(&ctx);
+    readyz_answer(readiness(&ctx))
+}
+
+/// `/readyz`'s answer: 200 when ready, else 503, with the readiness as the body.
+fn readyz_answer(body: api::Readiness) -> Response {
     let code = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }

@@ -36,6 +36,9 @@ impl Config {
             server.insert("tls_cert".into(), Value::String(tls.cert_file.display().to_string()));
             server.insert("tls_key".into(), Value::String(tls.key_file.display().to_string()));
         }
+        if let Some(health) = self.server.health_listen {
+            server.insert("health_listen".into(), Value::String(health.to_string()));
+        }
         root.insert("server".into(), Value::Table(server));
 
         let mut upstream = Table::new();

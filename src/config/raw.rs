@@ -28,6 +28,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "shutdown_grace",
             "tls_cert",
             "tls_key",
+            "health_listen",
         ],
     ),
     (
@@ -101,6 +102,7 @@ pub(crate) struct RawServer {
     pub(crate) shutdown_grace: Option<String>,
     pub(crate) tls_cert: Option<String>,
     pub(crate) tls_key: Option<String>,
+    pub(crate) health_listen: Option<String>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -317,6 +317,11 @@ fn single_problem_table() {
         ("[log]\nlevel = \"[[[\"", "log.level"),
         ("[server]\ntls_cert = \"c.pem\"", "server.tls_key"),
         ("[server]\ntls_key = \"k.pem\"", "server.tls_cert"),
+        ("[server]\nhealth_listen = \"localhost:9902\"", "server.health_listen"),
+        // The default server.listen is 0.0.0.0:8080, which holds 127.0.0.1:8080 too.
+        ("[server]\nhealth_listen = \"127.0.0.1:8080\"", "server.health_listen"),
+        ("[server]\nhealth_listen = \"127.0.0.1:9901\"", "server.health_listen"),
+        ("[server]\nlisten = \"127.0.0.1:8080\"\nhealth_listen = \"0.0.0.0:8080\"", "server.health_listen"),
         ("[[routes.rule]]\nmethods = [\"GET\"]", "routes.rule[0].path"),
         ("[[routes.rule]]\npath = \"/x\"\nmethods = [\"G ET\"]", "routes.rule[0].methods"),
         ("[[routes.rule]]\npath = \"/x\"\nrole = \"\"", "routes.rule[0].role"),
@@ -334,6 +339,25 @@ fn single_problem_table() {
         let errors = problems(&text, &no_env());
         assert_eq!(keys_of(&errors), BTreeSet::from([key.to_string()]), "{section}\n{errors}");
     }
+}
+
+#[test]
+fn the_health_listener_is_off_by_default_and_takes_a_port_of_its_own() {
+    assert_eq!(load(JWKS).server.health_listen, None);
+    let c = load(&format!("[server]\nhealth_listen = \"0.0.0.0:9902\"\n{JWKS}"));
+    assert_eq!(c.server.health_listen, Some("0.0.0.0:9902".parse().unwrap()));
+    assert!(c.effective_toml().contains("health_listen = \"0.0.0.0:9902\""));
+    // Another address family, or port 0 (any free port), is no clash.
+    for other in ["[::1]:8080", "127.0.0.1:0"] {
+        let c = load(&format!("[server]\nlisten = \"0.0.0.0:8080\"\nhealth_listen = \"{other}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{JWKS}"));
+        assert_eq!(c.server.health_listen, Some(other.parse().unwrap()));
+    }
+    let errors = problems(&format!("[server]\nhealth_listen = \"127.0.0.1:9901\"\n{JWKS}"), &no_env());
+    assert_eq!(
+        problems_by_key(&errors)["server.health_listen"],
+        "must differ from admin.listen (127.0.0.1:9901): the health listener serves only /healthz, /readyz and \
+         /metrics, on a port of its own"
+    );
 }
 
 /// Found by the config fuzzer: as a regular expression this field value takes about two minutes

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The certificate and key the data plane terminates TLS with; `None`: plain HTTP.
     pub tls: Option<ServerTls>,
+    /// The health listener (`/healthz`, `/readyz`, `/metrics` only), for the kubelet and
+    /// Prometheus; off when unset.
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// `server.tls_cert` and `server.tls_key`, read, parsed and checked to belong together.

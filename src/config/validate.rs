@@ -62,6 +62,17 @@ impl Config {
                     "must differ from server.listen: the admin API never shares the data-plane port",
                 );
             }
+            for (other, addr) in [("server.listen", server.listen), ("admin.listen", admin.listen)] {
+                if server.health_listen.is_some_and(|h| same_port(h, addr)) {
+                    v.problem(
+                        "server.health_listen",
+                        format!(
+                            "must differ from {other} ({addr}): the health listener serves only /healthz, \
+                             /readyz and /metrics, on a port of its own"
+                        ),
+                    );
+                }
+            }
         }
 
         let Validator { problems, warnings, secrets_digest, from_env, files } = v;
@@ -96,6 +107,16 @@ impl Config {
             _ => Err(ConfigErrors(problems)),
         }
     }
+}
+
+/// Two listen addresses that would take the same port: equal, or one of them the unspecified
+/// address of the same family (`0.0.0.0:9902` holds `127.0.0.1:9902` too). Port 0 (any free
+/// port, in tests) never clashes.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn config_hash(text: &str, secrets: &[String]) -> String {
@@ -356,6 +377,10 @@ impl Validator {
         }
         let shutdown_grace = self.duration("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30), false);
         let tls = self.server_tls(raw.tls_cert, raw.tls_key);
+        let health_listen = match raw.health_listen {
+            None => None,
+            Some(text) => Some(self.socket_addr("server.health_listen", Some(text), "")?),
+        };
         Some(ServerConfig {
             listen: listen?,
             header_read_timeout,
@@ -366,6 +391,7 @@ impl Validator {
             max_connections_per_client,
             shutdown_grace,
             tls,
+            health_listen,
         })
     }
 

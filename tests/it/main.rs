@@ -17,6 +17,9 @@ mod demo;
 /// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
 /// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
 mod edge_tls;
+/// Issue #11, the shipped deployment files: Dockerfile, config/, deploy/ (Kubernetes manifests,
+/// compose, systemd) hold together, and each of those checks is shown to fail on a broken file.
+mod deploy;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;
@@ -25,6 +28,10 @@ mod foundations_control;
 mod foundations_decide;
 /// Fuzz findings and seeds, replayed through the fuzz targets' bodies (`fuzz/`).
 mod fuzz_regressions;
+/// Issue #11: the health listener (`/healthz`, `/readyz`, `/metrics` only; 503 before keys and
+/// while draining), `clerkgate health` as the exec probe, and the real binary run as user 65532
+/// with a read-only working directory, writing only its state directory.
+mod health;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every

@@ -481,19 +481,34 @@ impl BinaryGateway {
 
     /// Like [`BinaryGateway::start`], in an existing directory (a restart keeps `state/`).
     pub fn start_in(dir: Arc<tempfile::TempDir>, config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
-        Self::launch(dir, config_text, env, &[], None)
+        Self::launch(dir, config_text, env, &[], vec![binary().into()])
+    }
+
+    /// Like [`BinaryGateway::start_in`], with the command `program` (e.g. `setpriv … BINARY`,
+    /// which runs the binary as another user) in place of the binary itself. When
+    /// `dir/clerkgate.toml` already holds `config_text` it is not written again, so the
+    /// directory may be read-only.
+    pub fn start_in_as(
+        dir: Arc<tempfile::TempDir>,
+        config_text: &str,
+        env: &[(&str, &str)],
+        program: Vec<std::ffi::OsString>,
+    ) -> BinaryGateway {
+        Self::launch(dir, config_text, env, &[], program)
     }
 
     /// Like [`BinaryGateway::start_in`], with more arguments after `run --config FILE` (such as
     /// `--discard-state`).
     pub fn start_in_with_args(dir: Arc<tempfile::TempDir>, config_text: &str, args: &[&str]) -> BinaryGateway {
-        Self::launch(dir, config_text, &[], args, None)
+        Self::launch(dir, config_text, &[], args, vec![binary().into()])
     }
 
     /// Like [`BinaryGateway::start`], with the soft open-descriptor limit lowered to
     /// `soft_nofile` before the binary starts (through `sh -c 'ulimit -S -n …; exec …'`).
     pub fn start_with_soft_nofile(config_text: &str, soft_nofile: u64) -> BinaryGateway {
-        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], &[], Some(soft_nofile))
+        let script = format!("ulimit -S -n {soft_nofile} && exec \"$0\" \"$@\"");
+        let program = ["sh", "-c", &script, binary()].map(std::ffi::OsString::from).to_vec();
+        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], &[], program)
     }
 
     fn launch(
@@ -501,23 +516,19 @@ impl BinaryGateway {
         config_text: &str,
         env: &[(&str, &str)],
         args: &[&str],
-        soft_nofile: Option<u64>,
+        program: Vec<std::ffi::OsString>,
     ) -> BinaryGateway {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
 
         let config_path = dir.path().join("clerkgate.toml");
-        std::fs::write(&config_path, config_text).expect("write config");
-        let binary = env!("CARGO_BIN_EXE_clerkgate");
-        let mut cmd = match soft_nofile {
-            None => Command::new(binary),
-            Some(n) => {
-                let mut sh = Command::new("sh");
-                sh.arg("-c").arg(format!("ulimit -S -n {n} && exec \"$0\" \"$@\"")).arg(binary);
-                sh
-            }
-        };
-        cmd.arg("run")
+        if std::fs::read_to_string(&config_path).ok().as_deref() != Some(config_text) {
+            std::fs::write(&config_path, config_text).expect("write config");
+        }
+        let (program, prefix) = program.split_first().expect("a program to run");
+        let mut cmd = Command::new(program);
+        cmd.args(prefix)
+            .arg("run")
             .arg("--config")
             .arg(&config_path)
             .args(args)
@@ -685,6 +696,11 @@ impl Drop for BinaryGateway {
     }
 }
 
+/// The `clerkgate` binary cargo built for the tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_clerkgate")
+}
+
 /// Polls `check` every 50 ms until it yields a value, failing with `what` after `within`. Tests
 /// wait this way, never by sleeping a fixed time.
 pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
@@ -704,7 +720,7 @@ where
 
 /// Runs the real CLI binary in `cwd` with only `PATH` and the given variables, and waits for it.
 pub fn cli_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clerkgate"));
+    let mut cmd = std::process::Command::new(binary());
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).current_dir(cwd).args(args);
     for (k, v) in env {
         cmd.env(k, v);
@@ -739,7 +755,7 @@ pub fn run_until_exit(dir: &Path, config_text: &str, args: &[&str]) -> std::proc
     use std::process::{Command, Stdio};
     let config = dir.join("clerkgate.toml");
     std::fs::write(&config, config_text).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clerkgate"))
+    let mut child = Command::new(binary())
         .arg("run")
         .arg("--config")
         .arg(&config)
