@@ -142,6 +142,10 @@ struct RunArgs {
     /// and the audit log says which and why. Without it, such a file stops the start (exit 2).
     #[arg(long)]
     discard_state: bool,
+    /// Do not watch the config file and the files it names: reload only on SIGHUP or
+    /// `clerkgate reload`. By default a change to one of them reloads the config.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -236,7 +240,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig(c) => check_config(&c.path(&env), &env),
         Command::Token(t) => token(t),
-        Command::Run(r) => runtime().block_on(run(r.config.path(&env), env, r.discard_state)),
+        Command::Run(r) => runtime().block_on(run(r.config.path(&env), env, r.discard_state, r.no_watch)),
         Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
             let body = api::ModeRequest { mode: m.mode, reason: m.reason, ttl: m.ttl };
@@ -359,7 +363,7 @@ fn token(t: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(path: PathBuf, env: Env, discard_state: bool) -> ExitCode {
+async fn run(path: PathBuf, env: Env, discard_state: bool, no_watch: bool) -> ExitCode {
     let config = match Config::load(&path, &env) {
         Ok(c) => c,
         Err(errors) => {
@@ -376,8 +380,14 @@ async fn run(path: PathBuf, env: Env, discard_state: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts =
-        crate::app::Options { clock: crate::clock::Clock::system(), config_path: Some(path), env, discard_state };
+    let watch = if no_watch { crate::file_watch::WatchMode::Off } else { crate::file_watch::WatchMode::Events };
+    let opts = crate::app::Options {
+        clock: crate::clock::Clock::system(),
+        config_path: Some(path),
+        env,
+        discard_state,
+        watch,
+    };
     let running = match crate::app::start(config, opts).await {
         Ok(r) => r,
         Err(e) => {

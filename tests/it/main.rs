@@ -44,6 +44,10 @@ mod operators_misc;
 mod operators_state;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
+/// Issue #11 item 5, reload from mounted files: a kubelet `..data` swap reloads without a
+/// signal, a bad one keeps the running config, no reload without a change, a rotated secret key
+/// is checked at the Backend API first, re-arming, the polling fallback, the binary's default.
+mod reload_watch;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;
