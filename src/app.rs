@@ -1,8 +1,8 @@
 //! Wiring: builds the shared state from a config and the state store's snapshot, starts the
 //! control task, binds the data-plane and admin listeners (and the health listener when
-//! `server.health_listen` is set), starts the key refresher, and shuts everything down in
-//! order. The binary, the demo and the integration tests all start the gateway through
-//! [`start`] (or [`start_with_store`]), so they run the same code.
+//! `server.health_listen` is set), starts the key refresher and the file watcher, and shuts
+//! everything down in order. The binary, the demo and the integration tests all start the
+//! gateway through [`start`] (or [`start_with_store`]), so they run the same code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +37,8 @@ pub struct Options {
     /// Set aside state files that cannot be read or are not valid, audited, instead of
     /// refusing to start (`clerkgate run --discard-state`).
     pub discard_state: bool,
+    /// How a change to the config file, or a file it names, is noticed (with a config file).
+    pub watch: crate::file_watch::WatchMode,
 }
 
 /// Why the gateway did not start.
@@ -155,6 +157,7 @@ pub async fn start_with_store(
     let admin_addr = admin.local_addr()?;
     let health_addr = health.as_ref().map(TcpListener::local_addr).transpose()?;
     let (control, control_rx) = control::channel();
+    let watch_mode = if opts.config_path.is_some() { opts.watch } else { crate::file_watch::WatchMode::Off };
     let report = Arc::new(control::Report::default());
     control::export_mode(start_mode.mode);
     let handles = control::Handles {
@@ -209,10 +212,14 @@ pub async fn start_with_store(
         let _ = axum::serve(admin, admin_router).with_graceful_shutdown(wait_for(admin_rx)).await;
     }));
     let refresher = tokio::spawn(keys.clone().run_refresher());
+    let watcher = crate::file_watch::spawn(watch_mode, ctx.control.clone());
     let refresher_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
         wait_for(refresher_rx).await;
         refresher.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         control_task.abort();
     }));
     let tls = config.server.tls.is_some();

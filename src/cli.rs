@@ -156,6 +156,10 @@ struct RunArgs {
     /// and the audit log says which and why. Without it, such a file stops the start (exit 2).
     #[arg(long)]
     discard_state: bool,
+    /// Do not watch the config file and the files it names: reload only on SIGHUP or
+    /// `clerkgate reload`. By default a change to one of them reloads the config.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -250,7 +254,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig(c) => check_config(&c.path(&env), &env),
         Command::Token(t) => token(t),
-        Command::Run(r) => runtime().block_on(run(r.config.path(&env), env, r.discard_state)),
+        Command::Run(r) => runtime().block_on(run(r.config.path(&env), env, r.discard_state, r.no_watch)),
         Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
             let body = api::ModeRequest { mode: m.mode, reason: m.reason, ttl: m.ttl };
@@ -404,7 +408,7 @@ fn token(t: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(path: PathBuf, env: Env, discard_state: bool) -> ExitCode {
+async fn run(path: PathBuf, env: Env, discard_state: bool, no_watch: bool) -> ExitCode {
     let config = match Config::load(&path, &env) {
         Ok(c) => c,
         Err(errors) => {
@@ -421,8 +425,14 @@ async fn run(path: PathBuf, env: Env, discard_state: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts =
-        crate::app::Options { clock: crate::clock::Clock::system(), config_path: Some(path), env, discard_state };
+    let watch = if no_watch { crate::file_watch::WatchMode::Off } else { crate::file_watch::WatchMode::Events };
+    let opts = crate::app::Options {
+        clock: crate::clock::Clock::system(),
+        config_path: Some(path),
+        env,
+        discard_state,
+        watch,
+    };
     let running = match crate::app::start(config, opts).await {
         Ok(r) => r,
         Err(e) => {

@@ -75,7 +75,8 @@ pub fn probe_writable(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
     }
 }
 
-fn parent(path: &Path) -> &Path {
+/// The directory `path` is in: `.` for a bare file name, as the OS resolves it.
+pub fn parent(path: &Path) -> &Path {
     path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 

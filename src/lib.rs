@@ -11,7 +11,7 @@
 //!                                        ▼                      ▼
 //!                                 answer: every response the gateway writes itself
 //!
-//!  control path   SIGHUP (control::signals), admin API, expiry timer
+//!  control path   SIGHUP (control::signals), admin API, file watch, expiry timer
 //!                   ─► control (one task, one change at a time)
 //!                        ─► store: a typed change and its audit line, durable, off the runtime
 //!                           (state.json, audit.jsonl, keys.json)
@@ -33,6 +33,7 @@
 //!  development tools             devtools: demo, echo upstream, token minting
 //!  wiring                        app: builds everything from a config, binds the listeners
 //!  edges                         listener (data plane)        admin (API, guard, CLI client)
+//!                                file_watch (mounted files: asks control for reloads)
 //!  TLS termination               tls (the certificate in force, per handshake)
 //!  the one writer                control
 //!  durable state and audit       store
@@ -69,6 +70,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod devtools;
+pub mod file_watch;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;

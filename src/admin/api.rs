@@ -79,15 +79,17 @@ pub struct StateView {
     pub checked_at: Option<String>,
 }
 
-/// `last_reload` in `/status`: the last reload attempt (SIGHUP or `POST /reload`), good or refused.
+/// `last_reload` in `/status`: the last reload attempt (SIGHUP, `POST /reload` or a watched file's
+/// change), good or refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReloadView {
     /// When.
     pub at: String,
-    /// Who asked: `signal`, or an admin token id.
+    /// Who asked: `signal`, `file-watch`, or an admin token id.
     pub actor: String,
     /// It went through. When false, the config in force is the one loaded before (see
-    /// `config` in `/status`) and the file on disk would not start a gateway.
+    /// `config` in `/status`): the files on disk are invalid, or name a new secret key that
+    /// the Backend API refused or could not be asked about.
     pub ok: bool,
     /// The hash of the config it put in force, when it went through.
     pub hash: Option<String>,

@@ -17,6 +17,13 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A short fingerprint (the first 8 hex digits of its SHA-256), for logs and the audit:
+    /// enough to tell two keys apart, useless for recovering either.
+    pub fn fingerprint(&self) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.0.as_bytes());
+        digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -143,6 +143,10 @@ pub struct ClerkConfig {
     pub publishable_key: Option<PublishableKey>,
     /// The Backend API secret key.
     pub secret_key: Option<Secret>,
+    /// What set the secret key — `clerk.secret_key_file`, `clerk.secret_key` or
+    /// `CLERK_SECRET_KEY` — so that a problem found with it later (a reload's check against the
+    /// Backend API) is listed where the operator set it.
+    pub secret_key_from: Option<String>,
     /// The networkless verification key, parsed once.
     pub jwt_key: Option<Arc<VerifyingKey>>,
     /// The Backend API base URL.

@@ -529,6 +529,7 @@ impl Validator {
         if let Some((sk, source)) = &secret_key {
             self.check_secret_key(sk, source);
         }
+        let secret_key_from = secret_key.as_ref().map(|(_, source)| source.key().to_string());
         let secret_key = secret_key.map(|(sk, _)| sk);
         let jwt_pem = self.secret("clerk.jwt_key", raw.jwt_key, raw.jwt_key_file, env, vars::JWT_KEY);
         let jwt_key = jwt_pem.and_then(|(pem, source)| self.jwt_key(&pem, &source));
@@ -621,6 +622,7 @@ impl Validator {
             verdict_cache_entries,
             publishable_key,
             secret_key,
+            secret_key_from,
             jwt_key,
             api_url,
             jwks,

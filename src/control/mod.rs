@@ -22,7 +22,15 @@
 //!   right after (a failure is logged).
 //! - **Watched.** Every write, and a probe every [`PROBE_INTERVAL`], tells the [`Report`]
 //!   whether the store takes writes; the admin API shows it, with the last reload attempt.
+//! - **A new secret key is asked about first.** A reload whose config carries another
+//!   `clerk.secret_key` goes in force only once the Backend API has taken that key; a key it
+//!   refuses, or that could not be checked, keeps the running config, as an invalid file does.
+//!
+//! The task also publishes the files the running config was read from
+//! ([`ControlHandle::watched_files`]), for the file watcher, and remembers what they held at the
+//! last reload attempt, so a reload the watcher asks for happens only when one of them changed.
 
+pub mod files;
 pub mod report;
 pub mod signals;
 
@@ -32,18 +40,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{duration_ms, Clock};
 use crate::config::{Config, ConfigErrors, ConfigProblem, Env};
-use crate::keys::{InstallError, KeyInstall, KeySet, KeyStore};
+use crate::keys::{InstallError, KeyInstall, KeySet, KeyStore, SecretKeyCheck};
 use crate::mode::{Mode, ModeSetting, ModeSource};
 pub use crate::revocation::Revocation;
 use crate::revocation::{Entry, RevocationId, RevocationList, Revocations};
 use crate::state::{Runtime, Shared};
 use crate::store::{Action, AuditEvent, BoxFuture, Change, ControlState, ControlStore, StoreEvent};
 use crate::telemetry::names as metric;
+use files::Fingerprint;
 pub use report::{ReloadAttempt, Report, StoreCheck, PROBE_INTERVAL};
 
 /// Who asked for a change (recorded in the audit log).
@@ -59,6 +68,8 @@ pub enum Actor {
     Env,
     /// The key refresh (a fetched key set).
     Keys,
+    /// The file watcher: a file the config was read from changed.
+    Watch,
 }
 
 impl Actor {
@@ -70,6 +81,7 @@ impl Actor {
             Actor::Timer => "timer".into(),
             Actor::Env => "env".into(),
             Actor::Keys => "keys".into(),
+            Actor::Watch => "file-watch".into(),
         }
     }
 }
@@ -103,6 +115,8 @@ pub enum Control {
     Reload {
         /// Who asked.
         actor: Actor,
+        /// Always, or only when a file changed.
+        when: ReloadWhen,
         /// Where to send the outcome.
         reply: Option<Reply<ReloadOutcome>>,
     },
@@ -141,6 +155,17 @@ pub enum Control {
     },
 }
 
+/// When a reload is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadWhen {
+    /// Every time (SIGHUP, `POST /reload`).
+    Always,
+    /// Only when the config file or a file it names holds something else than at the last
+    /// reload attempt (the file watcher: touching a file, or a change beside it, is no reload).
+    /// An unchanged set answers the running config's hash, unaudited.
+    FilesChanged,
+}
+
 /// A successful reload.
 #[derive(Debug, Clone)]
 pub struct ReloadOutcome {
@@ -157,6 +182,7 @@ pub struct ReloadOutcome {
 #[derive(Debug, Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Control>,
+    files: watch::Receiver<Vec<PathBuf>>,
 }
 
 impl ControlHandle {
@@ -168,12 +194,23 @@ impl ControlHandle {
 
     /// Asks for a reload and waits for its outcome.
     pub async fn reload(&self, actor: Actor) -> Result<ReloadOutcome, ControlError> {
-        self.ask(|reply| Control::Reload { actor, reply: Some(reply) }).await
+        self.ask(|reply| Control::Reload { actor, when: ReloadWhen::Always, reply: Some(reply) }).await
     }
 
     /// Asks for a reload without waiting (signal handlers).
     pub fn reload_nowait(&self, actor: Actor) {
-        let _ = self.tx.try_send(Control::Reload { actor, reply: None });
+        let _ = self.tx.try_send(Control::Reload { actor, when: ReloadWhen::Always, reply: None });
+    }
+
+    /// Asks for a reload that happens only when a watched file changed, and waits for it.
+    pub async fn reload_if_files_changed(&self, actor: Actor) -> Result<ReloadOutcome, ControlError> {
+        self.ask(|reply| Control::Reload { actor, when: ReloadWhen::FilesChanged, reply: Some(reply) }).await
+    }
+
+    /// The config file and every file the running config names, as written in the config;
+    /// changes when a reload puts a config naming other files in force.
+    pub fn watched_files(&self) -> watch::Receiver<Vec<PathBuf>> {
+        self.files.clone()
     }
 
     /// Sets (or, with `Enforce` and no reason, clears) the admin override.
@@ -198,10 +235,18 @@ impl ControlHandle {
     }
 }
 
-/// The funnel's two ends; the receiver goes to [`start`].
-pub fn channel() -> (ControlHandle, mpsc::Receiver<Control>) {
+/// The funnel's two ends; the inbox goes to [`start`].
+pub fn channel() -> (ControlHandle, Inbox) {
     let (tx, rx) = mpsc::channel(64);
-    (ControlHandle { tx }, rx)
+    let (files_tx, files) = watch::channel(Vec::new());
+    (ControlHandle { tx, files }, Inbox { rx, files: files_tx })
+}
+
+/// The receiving side of the funnel, and where the task publishes the files it watches.
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Control>,
+    files: watch::Sender<Vec<PathBuf>>,
 }
 
 /// What the control task writes, and the store it records every change in.
@@ -235,7 +280,8 @@ const EXPIRY_RETRY_MS: i64 = 5_000;
 /// the store takes writes and records how the gateway starts — a bypass from the environment
 /// is audited before anything is served, and the gateway does not start if it cannot be —
 /// then runs until `rx` closes.
-pub async fn start(handles: Handles, rx: mpsc::Receiver<Control>, epoch: u64) -> Result<JoinHandle<()>, ControlError> {
+pub async fn start(handles: Handles, inbox: Inbox, epoch: u64) -> Result<JoinHandle<()>, ControlError> {
+    let Inbox { rx, files } = inbox;
     let (install_tx, installs) = mpsc::channel(16);
     handles.keys.send_fetched_sets_to(install_tx);
     let changes = handles.store.changes();
@@ -248,7 +294,10 @@ pub async fn start(handles: Handles, rx: mpsc::Receiver<Control>, epoch: u64) ->
         applied: AtomicU64::new(epoch),
         announced: Mutex::new(Vec::new()),
         expiry_retry_at_ms: AtomicI64::new(i64::MIN),
+        files,
+        loaded: Mutex::new(Fingerprint::default()),
     });
+    task.read_watched_files().await;
     task.clone().probe().await;
     if let Some(problem) = task.h.report.store().problem {
         return Err(ControlError::Storage(problem));
@@ -267,6 +316,10 @@ struct Task {
     announced: Mutex<Vec<(ModeSource, i64)>>,
     /// No expiry is recorded before this moment (after the store refused one).
     expiry_retry_at_ms: AtomicI64,
+    /// The config file and the files the running config names, for the file watcher.
+    files: watch::Sender<Vec<PathBuf>>,
+    /// What those files held at the last reload attempt (or the start).
+    loaded: Mutex<Fingerprint>,
 }
 
 /// A change being recorded; it puts itself in force and answers its caller when it completes.
@@ -318,8 +371,8 @@ impl Task {
 
     async fn handle(self: Arc<Self>, msg: Control) {
         match msg {
-            Control::Reload { actor, reply } => {
-                let outcome = self.reload(&actor).await;
+            Control::Reload { actor, when, reply } => {
+                let outcome = self.reload(&actor, when).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
@@ -578,10 +631,31 @@ impl Task {
         Ok((**self.h.revocations.current()).clone())
     }
 
+    /// Publishes the files the running config was read from, and what they hold now.
+    async fn read_watched_files(&self) {
+        let rt = self.h.shared.load_full();
+        let paths = files::watched(self.h.config_path.as_deref(), &rt.config.origin.files);
+        let read = paths.clone();
+        if let Ok(fp) = tokio::task::spawn_blocking(move || Fingerprint::of(&read)).await {
+            *self.loaded.lock().unwrap_or_else(PoisonError::into_inner) = fp;
+        }
+        self.files.send_replace(paths);
+    }
+
     /// Re-reads and validates the config; records the reload, then swaps it in — only when
-    /// valid. A refused reload is recorded too.
-    async fn reload(&self, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
-        let outcome = self.try_reload(actor).await;
+    /// valid, and when a new secret key has been taken by the Backend API. A refused reload is
+    /// recorded too. With [`ReloadWhen::FilesChanged`] and files that hold what they held at
+    /// the last attempt, nothing is read, recorded or reported.
+    async fn reload(&self, actor: &Actor, when: ReloadWhen) -> Result<ReloadOutcome, ControlError> {
+        let outcome = match self.read_config(when).await {
+            Ok(None) => {
+                tracing::debug!(actor = %actor.name(), "no watched file changed; no reload");
+                let hash = self.h.shared.load().config.origin.hash.clone();
+                return Ok(ReloadOutcome { hash, changed: false, restart_needed: Vec::new() });
+            }
+            Ok(Some(loaded)) => self.put_in_force(actor, loaded).await,
+            Err(e) => Err(e),
+        };
         let problems = match &outcome {
             Ok(_) => Vec::new(),
             Err(ControlError::Config(errors)) => errors.0.clone(),
@@ -598,43 +672,53 @@ impl Task {
         outcome
     }
 
-    async fn try_reload(&self, actor: &Actor) -> Result<ReloadOutcome, ControlError> {
+    /// Reads the config file and its secret files, off the runtime, and remembers what the
+    /// files held — read before the config, so a change made during the load is seen as a
+    /// change next time rather than missed. `None`: asked for [`ReloadWhen::FilesChanged`],
+    /// and nothing changed.
+    async fn read_config(&self, when: ReloadWhen) -> Result<Option<Result<Config, ConfigErrors>>, ControlError> {
         let Some(path) = self.h.config_path.clone() else {
             return Err(config_problem("this gateway was not started from a config file".into()));
         };
+        let rt = self.h.shared.load_full();
+        let before = files::watched(Some(&path), &rt.config.origin.files);
+        let last = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let env = self.h.env.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut fp = Fingerprint::of(&before);
+            if when == ReloadWhen::FilesChanged && fp == last {
+                return (fp, None);
+            }
+            let loaded = Config::load(&path, &env);
+            if let Ok(config) = &loaded {
+                let now = files::watched(Some(&path), &config.origin.files);
+                fp.add(&now);
+                fp.keep_only(&now);
+            }
+            (fp, Some(loaded))
+        })
+        .await
+        .map_err(|e| config_problem(format!("the config could not be read: {e}")))?;
+        let (fp, loaded) = read;
+        *self.loaded.lock().unwrap_or_else(PoisonError::into_inner) = fp;
+        Ok(loaded)
+    }
+
+    /// Puts a freshly read config in force, once it is valid, its new secret key (if any) has
+    /// been taken, and its reload is recorded; otherwise records the refusal.
+    async fn put_in_force(
+        &self,
+        actor: &Actor,
+        loaded: Result<Config, ConfigErrors>,
+    ) -> Result<ReloadOutcome, ControlError> {
         let running = self.h.shared.load_full().config.clone();
         let old_hash = running.origin.hash.clone();
-        let env = self.h.env.clone();
-        // Reading the config and its secret files is blocking I/O: off the runtime too.
-        let loaded = tokio::task::spawn_blocking(move || Config::load(&path, &env))
-            .await
-            .map_err(|e| config_problem(format!("the config could not be read: {e}")))?;
-        match loaded {
-            Ok(config) => {
-                let config = Arc::new(config);
-                let hash = config.origin.hash.clone();
-                let event =
-                    self.event(actor, Action::ConfigReload, json!({"hash": old_hash}), json!({"hash": hash}), "");
-                if let Err(e) = self.commit(Change::Note, event).await {
-                    metrics::counter!(metric::RELOADS, "result" => "error").increment(1);
-                    return Err(e);
-                }
-                let now = self.h.clock.now_ms();
-                self.h.keys.reconfigure(&config);
-                let next = self.h.shared.update(|rt| rt.with_config(config.clone(), now));
-                metrics::counter!(metric::RELOADS, "result" => "ok").increment(1);
-                let changed = old_hash != hash;
-                for w in &next.config.warnings {
-                    tracing::warn!("config: {w}");
-                }
-                let restart_needed = config.restart_needed(&running);
-                for r in &restart_needed {
-                    tracing::warn!("config reloaded, but {r}");
-                }
-                tracing::info!(actor = %actor.name(), %hash, changed, "config reloaded");
-                export_mode(next.mode_at(now).mode);
-                Ok(ReloadOutcome { hash, changed, restart_needed })
-            }
+        let checked = match loaded {
+            Ok(config) => self.check_new_secret_key(&running, config).await,
+            Err(errors) => Err(errors),
+        };
+        let config = match checked {
+            Ok(config) => Arc::new(config),
             Err(errors) => {
                 metrics::counter!(metric::RELOADS, "result" => "error").increment(1);
                 tracing::error!(actor = %actor.name(), errors = %errors, "config reload refused; the running config stays");
@@ -649,9 +733,73 @@ impl Task {
                 );
                 // A refusal the store cannot record is still a refusal; `commit` has logged it.
                 let _ = self.commit(Change::Note, event).await;
-                Err(ControlError::Config(errors))
+                return Err(ControlError::Config(errors));
             }
+        };
+        let hash = config.origin.hash.clone();
+        let event = self.event(actor, Action::ConfigReload, json!({"hash": old_hash}), json!({"hash": hash}), "");
+        if let Err(e) = self.commit(Change::Note, event).await {
+            metrics::counter!(metric::RELOADS, "result" => "error").increment(1);
+            return Err(e);
         }
+        let now = self.h.clock.now_ms();
+        self.h.keys.reconfigure(&config);
+        let next = self.h.shared.update(|rt| rt.with_config(config.clone(), now));
+        metrics::counter!(metric::RELOADS, "result" => "ok").increment(1);
+        let changed = old_hash != hash;
+        for w in &next.config.warnings {
+            tracing::warn!("config: {w}");
+        }
+        let restart_needed = config.restart_needed(&running);
+        for r in &restart_needed {
+            tracing::warn!("config reloaded, but {r}");
+        }
+        tracing::info!(actor = %actor.name(), %hash, changed, "config reloaded");
+        export_mode(next.mode_at(now).mode);
+        let watched = files::watched(self.h.config_path.as_deref(), &config.origin.files);
+        self.files.send_if_modified(|files| {
+            let differ = *files != watched;
+            if differ {
+                *files = watched;
+            }
+            differ
+        });
+        Ok(ReloadOutcome { hash, changed, restart_needed })
+    }
+
+    /// Asks the Backend API about `next`'s secret key when it is not the running one (the
+    /// runbook's key rotation without a redeploy). A key Clerk refuses, or one that could not be
+    /// checked, is a problem under the key that set it: the running key stays in force, and the
+    /// operator is told what Clerk answered. Only a fingerprint of a key is ever written.
+    async fn check_new_secret_key(&self, running: &Config, next: Config) -> Result<Config, ConfigErrors> {
+        let Some(key) = next.clerk.secret_key.as_ref() else {
+            return Ok(next);
+        };
+        if running.clerk.secret_key.as_ref() == Some(key) {
+            return Ok(next);
+        }
+        let api_url = &next.clerk.api_url;
+        let check = self.h.keys.check_secret_key(api_url, key, next.clerk.keys.fetch_timeout).await;
+        metrics::counter!(metric::SECRET_KEY_CHECKS, "result" => check.label()).increment(1);
+        let fingerprint = key.fingerprint();
+        let message = match check {
+            SecretKeyCheck::Accepted => {
+                tracing::info!(%fingerprint, "the Backend API accepted the new secret key");
+                return Ok(next);
+            }
+            SecretKeyCheck::Rejected(answer) => format!(
+                "the Backend API ({api_url}) refused the new secret key (fingerprint {fingerprint}): {answer}; \
+                 the running key stays in use. Put a secret key of this instance (API keys page of the Clerk \
+                 dashboard) in its place, then reload"
+            ),
+            SecretKeyCheck::Unchecked(why) => format!(
+                "the new secret key (fingerprint {fingerprint}) could not be checked at the Backend API, so it \
+                 is not used yet: {why}; the running key stays in use. Reload again (`clerkgate reload`) once \
+                 {api_url} answers"
+            ),
+        };
+        let key = next.clerk.secret_key_from.clone().unwrap_or_else(|| "clerk.secret_key".into());
+        Err(ConfigErrors(vec![ConfigProblem { key, message }]))
     }
 
     /// Takes a fetched key set: queues it to be recorded (saved, and audited when its keys

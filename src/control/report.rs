@@ -35,7 +35,7 @@ pub struct StoreCheck {
 pub struct ReloadAttempt {
     /// When (ms since the epoch).
     pub at_ms: i64,
-    /// Who asked (`signal`, an admin token id).
+    /// Who asked (`signal`, `file-watch`, an admin token id).
     pub actor: String,
     /// The hash of the config it put in force; `None` when refused.
     pub hash: Option<String>,

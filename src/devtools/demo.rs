@@ -114,7 +114,7 @@ async fn run_inner() -> Result<(), String> {
     let signals = crate::control::signals::Signals::register().map_err(|e| e.to_string())?;
     let running = app::start(
         config,
-        Options { clock: Clock::system(), config_path: Some(config_path.clone()), env, discard_state: false },
+        Options { clock: Clock::system(), config_path: Some(config_path.clone()), env, ..Options::default() },
     )
     .await
     .map_err(|e| e.to_string())?;

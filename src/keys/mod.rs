@@ -33,7 +33,7 @@ pub use crate::verifying_key::VerifyingKey;
 pub use jwks::{parse_jwks, to_jwks_value, ParsedJwks};
 
 use crate::clock::{duration_ms, Clock};
-use crate::config::{Config, JwksSource, KeysConfig};
+use crate::config::{Config, JwksSource, KeysConfig, Secret};
 use crate::telemetry::names;
 
 /// Largest JWKS body accepted; Clerk's is a few hundred bytes.
@@ -175,6 +175,28 @@ pub enum FetchError {
     /// The fetch succeeded but the set could not be put in force.
     #[error("{0}")]
     Install(InstallError),
+}
+
+/// What the Backend API said about a secret key ([`KeyStore::check_secret_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretKeyCheck {
+    /// 200 with a JWKS: the key works.
+    Accepted,
+    /// 401 or 403: the key is wrong or deleted; what Clerk said.
+    Rejected(String),
+    /// No verdict: unreachable, a timeout, a 5xx or an answer that is not a JWKS; why.
+    Unchecked(String),
+}
+
+impl SecretKeyCheck {
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SecretKeyCheck::Accepted => "accepted",
+            SecretKeyCheck::Rejected(_) => "rejected",
+            SecretKeyCheck::Unchecked(_) => "unchecked",
+        }
+    }
 }
 
 /// What the last fetch attempts looked like, for `/status` and `/readyz`.
@@ -484,6 +506,23 @@ impl KeyStore {
     }
 
     async fn fetch_once(&self, source: &JwksSource) -> Result<ParsedJwks, FetchError> {
+        let (status, body) = self.get_jwks(source).await?;
+        if !status.is_success() {
+            if let Some(message) = clerk_key_invalid(&body) {
+                return Err(FetchError::SecretKeyInvalid(message));
+            }
+            return Err(FetchError::Unavailable(format!(
+                "Error loading Clerk JWKS from {} with code={}",
+                source.url,
+                status.as_u16()
+            )));
+        }
+        parse_jwks(&body).map_err(|e| FetchError::Unavailable(format!("{}: {e}", source.url)))
+    }
+
+    /// One GET of `source`, with its bearer: the status and the body (at most
+    /// [`MAX_JWKS_BYTES`]).
+    async fn get_jwks(&self, source: &JwksSource) -> Result<(reqwest::StatusCode, Vec<u8>), FetchError> {
         let mut req = self
             .client
             .get(&source.url)
@@ -507,17 +546,39 @@ impl KeyStore {
             }
             body.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            if let Some(message) = clerk_key_invalid(&body) {
-                return Err(FetchError::SecretKeyInvalid(message));
+        Ok((status, body))
+    }
+
+    /// Asks the Backend API at `api_url` whether it takes `secret_key`, as the runbook's key
+    /// check does: `GET {api_url}/v1/jwks` with the key as bearer, bounded by `timeout`. The
+    /// control task asks before a reload puts a new secret key in force.
+    pub async fn check_secret_key(&self, api_url: &str, secret_key: &Secret, timeout: Duration) -> SecretKeyCheck {
+        let source = JwksSource { url: format!("{api_url}/v1/jwks"), bearer: Some(secret_key.clone()) };
+        let answer = tokio::time::timeout(timeout, self.get_jwks(&source)).await;
+        let (status, body) = match answer {
+            Err(_) => {
+                return SecretKeyCheck::Unchecked(format!(
+                    "no answer from {} within {}",
+                    source.url,
+                    humantime::format_duration(timeout)
+                ))
             }
-            return Err(FetchError::Unavailable(format!(
-                "Error loading Clerk JWKS from {} with code={}",
-                source.url,
-                status.as_u16()
-            )));
+            Ok(Err(e)) => return SecretKeyCheck::Unchecked(e.to_string()),
+            Ok(Ok(answer)) => answer,
+        };
+        match status.as_u16() {
+            200..=299 => match parse_jwks(&body) {
+                Ok(_) => SecretKeyCheck::Accepted,
+                Err(e) => {
+                    SecretKeyCheck::Unchecked(format!("{} answered {status} without a usable JWKS: {e}", source.url))
+                }
+            },
+            401 | 403 => SecretKeyCheck::Rejected(match clerk_error(&body) {
+                Some((code, message)) => format!("{} {code}: {message}", status.as_u16()),
+                None => status.to_string(),
+            }),
+            _ => SecretKeyCheck::Unchecked(format!("{} answered {status}", source.url)),
         }
-        parse_jwks(&body).map_err(|e| FetchError::Unavailable(format!("{}: {e}", source.url)))
     }
 
     /// Hands a fetched set to the control task and waits until it is in force (and, unless
@@ -549,15 +610,23 @@ impl KeyStore {
 }
 
 fn clerk_key_invalid(body: &[u8]) -> Option<String> {
+    clerk_error(body).filter(|(code, _)| code == "clerk_key_invalid").map(|(_, message)| message)
+}
+
+/// The first error of a Clerk error body (`{"errors":[{"code","message","long_message"}]}`),
+/// preferring `clerk_key_invalid`: its code and its most helpful message.
+fn clerk_error(body: &[u8]) -> Option<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let errors = v.get("errors")?.as_array()?;
-    errors.iter().find(|e| e.get("code").and_then(|c| c.as_str()) == Some("clerk_key_invalid")).map(|e| {
-        e.get("long_message")
-            .or_else(|| e.get("message"))
-            .and_then(|m| m.as_str())
-            .unwrap_or("secret key invalid")
-            .to_string()
-    })
+    let code = |e: &serde_json::Value| e.get("code").and_then(|c| c.as_str()).map(str::to_string);
+    let error = errors.iter().find(|e| code(e).as_deref() == Some("clerk_key_invalid")).or(errors.first())?;
+    let message = error
+        .get("long_message")
+        .or_else(|| error.get("message"))
+        .and_then(|m| m.as_str())
+        .unwrap_or("secret key invalid")
+        .to_string();
+    Some((code(error).unwrap_or_default(), message))
 }
 
 #[cfg(test)]

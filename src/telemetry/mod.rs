@@ -63,6 +63,11 @@ fn describe() {
     describe_gauge!(names::JWKS_KEYS, "Keys in the remote key set (0 with only a networkless key).");
     describe_counter!(names::RELOADS, "Config reloads, by result (ok, error).");
     describe_counter!(
+        names::SECRET_KEY_CHECKS,
+        "A reload's new secret key checked at the Backend API, by result (accepted, rejected, unchecked); \
+         only an accepted key goes in force."
+    );
+    describe_counter!(
         names::UPSTREAM_ERRORS,
         "Failures of the upstream hop, by kind (connect, timeout, broken, upgrade)."
     );

@@ -18,6 +18,9 @@ pub const JWKS_AGE: &str = "clerkgate_jwks_age_seconds";
 pub const JWKS_KEYS: &str = "clerkgate_jwks_keys";
 /// Config reloads, by `result` (`ok`, `error`).
 pub const RELOADS: &str = "clerkgate_config_reloads_total";
+/// Checks of a reload's new secret key at the Backend API, by `result` (`accepted`, `rejected`,
+/// `unchecked`).
+pub const SECRET_KEY_CHECKS: &str = "clerkgate_secret_key_checks_total";
 /// Failures of the upstream hop, by `kind` (`connect`, `timeout`, `broken`, and `upgrade` for a
 /// `101` the gateway did not ask for).
 pub const UPSTREAM_ERRORS: &str = "clerkgate_upstream_errors_total";

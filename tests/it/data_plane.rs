@@ -622,7 +622,7 @@ async fn upstream_without_a_head_within_response_timeout_is_504() {
     let env = Env::from_pairs(Vec::<(String, String)>::new());
     let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let running =
-        app::start(config, Options { clock: Clock::system(), config_path: Some(path), env, discard_state: false })
+        app::start(config, Options { clock: Clock::system(), config_path: Some(path), env, ..Options::default() })
             .await
             .expect("start");
     let url = format!("http://{}", running.data_addr);

@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fuzz targets", &["fuzzing"]),
     ("development tools", &["devtools"]),
     ("wiring", &["app"]),
-    ("edges: data-plane listener, admin API", &["listener", "admin"]),
+    ("edges: data-plane listener, admin API, file watch", &["listener", "admin", "file_watch"]),
     ("TLS termination", &["tls"]),
     ("the one writer", &["control"]),
     ("durable state and audit", &["store"]),

@@ -14,12 +14,12 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
-/// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
-/// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
-mod edge_tls;
 /// Issue #11, the shipped deployment files: Dockerfile, config/, deploy/ (Kubernetes manifests,
 /// compose, systemd) hold together, and each of those checks is shown to fail on a broken file.
 mod deploy;
+/// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
+/// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
+mod edge_tls;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;
@@ -54,6 +54,10 @@ mod operators_misc;
 mod operators_state;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
+/// Issue #11 item 5, reload from mounted files: a kubelet `..data` swap reloads without a
+/// signal, a bad one keeps the running config, no reload without a change, a rotated secret key
+/// is checked at the Backend API first, re-arming, the polling fallback, the binary's default.
+mod reload_watch;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;

@@ -1,5 +1,6 @@
 //! A real JWKS HTTP server on 127.0.0.1:0 whose answer tests can change, and which counts
-//! every request it receives (and records the headers of the last one).
+//! every request it receives (and records the headers of the last one). Like the Backend API,
+//! it can take only some secret keys ([`JwksServer::accept_only`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ struct Inner {
     reply: Mutex<JwksReply>,
     hits: AtomicUsize,
     last_headers: Mutex<Vec<(String, String)>>,
+    accepted: Mutex<Option<Vec<String>>>,
 }
 
 /// The JWKS server.
@@ -60,6 +62,7 @@ impl JwksServer {
             reply: Mutex::new(reply),
             hits: AtomicUsize::new(0),
             last_headers: Mutex::new(Vec::new()),
+            accepted: Mutex::new(None),
         });
         let server = JwksServer { addr, inner: inner.clone() };
         tokio::spawn(async move {
@@ -104,6 +107,32 @@ impl JwksServer {
     pub fn last_headers(&self) -> Vec<(String, String)> {
         self.inner.last_headers.lock().unwrap().clone()
     }
+
+    /// The bearer token of the last request, if it had one.
+    pub fn last_bearer(&self) -> Option<String> {
+        let headers = self.last_headers();
+        let (_, value) = headers.iter().find(|(k, _)| k == "authorization")?;
+        value.strip_prefix("Bearer ").map(str::to_string)
+    }
+
+    /// From now on, answers only requests whose bearer is one of `keys`, as the Backend API
+    /// does; any other gets Clerk's 401 `clerk_key_invalid`.
+    pub fn accept_only(&self, keys: &[&str]) {
+        *self.inner.accepted.lock().unwrap() = Some(keys.iter().map(|k| k.to_string()).collect());
+    }
+}
+
+/// Clerk's answer to a deleted or wrong secret key (clerk-ops.md §3).
+pub fn clerk_key_invalid_body() -> String {
+    serde_json::json!({
+        "errors": [{
+            "code": "clerk_key_invalid",
+            "message": "Secret Key is invalid",
+            "long_message": "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct.",
+        }],
+        "clerk_trace_id": "trace_test",
+    })
+    .to_string()
 }
 
 async fn answer(inner: &Inner, req: Request<hyper::body::Incoming>) -> Response<Body> {
@@ -113,7 +142,18 @@ async fn answer(inner: &Inner, req: Request<hyper::body::Incoming>) -> Response<
         .iter()
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let reply = inner.reply.lock().unwrap().clone();
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let refused = match &*inner.accepted.lock().unwrap() {
+        Some(keys) => !bearer.is_some_and(|b| keys.contains(&b)),
+        None => false,
+    };
+    let reply =
+        if refused { JwksReply::Status(401, clerk_key_invalid_body()) } else { inner.reply.lock().unwrap().clone() };
     let json = |v: &Value| {
         Response::builder().header("content-type", "application/json").body(Body::from(v.to_string())).unwrap()
     };

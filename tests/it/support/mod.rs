@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use clerkgate::app::{self, Options, Running};
 use clerkgate::clock::Clock;
 use clerkgate::config::{Config, Env};
+use clerkgate::file_watch::WatchMode;
 use clerkgate::mint::{SigningKey, TokenSpec};
 use clerkgate::store::ControlStore;
 use serde_json::Value;
@@ -78,6 +79,7 @@ pub struct GatewayBuilder {
     clock: Clock,
     env: Vec<(String, String)>,
     store: Option<StoreMaker>,
+    watch: WatchMode,
 }
 
 /// Builds the state store for a gateway from its state dir.
@@ -94,6 +96,7 @@ pub fn gateway() -> GatewayBuilder {
         clock: Clock::system(),
         env: Vec::new(),
         store: None,
+        watch: WatchMode::Off,
     }
 }
 
@@ -138,6 +141,13 @@ impl GatewayBuilder {
     /// Keep control state in the store `make` builds from the state dir (default: the file store).
     pub fn store(mut self, make: impl FnOnce(PathBuf) -> Arc<dyn ControlStore> + Send + 'static) -> Self {
         self.store = Some(Box::new(make));
+        self
+    }
+
+    /// Watch the config file and the files it names this way (default: off, so that a test
+    /// that rewrites its config reloads it only when it says so).
+    pub fn watch(mut self, mode: WatchMode) -> Self {
+        self.watch = mode;
         self
     }
 
@@ -249,6 +259,19 @@ impl TestGateway {
             req = req.header(*k, *v);
         }
         Reply::from(req.send().await.expect("request")).await
+    }
+
+    /// An admin API call with the builder's admin token ([`ADMIN_TOKEN`]).
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        admin_call(self.admin_url(path), method, body).await
+    }
+
+    /// The audit events with `action` (e.g. `config.reload`), oldest first, from `GET /audit`.
+    pub async fn audited(&self, action: &str) -> Vec<Value> {
+        let r = self.admin("GET", "/audit", None).await;
+        assert_eq!(r.status, 200, "GET /audit: {}", r.body);
+        let events = r.json()["events"].as_array().cloned().unwrap_or_default();
+        events.into_iter().filter(|e| e["action"] == action).collect()
     }
 }
 
@@ -363,18 +386,35 @@ impl GatewayBuilder {
     /// Starts the gateway in-process after passing its config text through `edit`
     /// (e.g. `|t| with_keys(&t, "upstream", "response_timeout = \"300ms\"")`).
     pub async fn start_edited(self, edit: impl FnOnce(String) -> String) -> TestGateway {
+        self.start_placed(|dir, text| {
+            let path = dir.join("clerkgate.toml");
+            std::fs::write(&path, edit(text)).expect("write config");
+            path
+        })
+        .await
+    }
+
+    /// Starts the gateway in-process from the config file that `place` writes, given the
+    /// gateway's temporary directory and the config text (laid out as the kubelet does, say);
+    /// `place` answers the path to start from.
+    pub async fn start_placed(self, place: impl FnOnce(&Path, String) -> PathBuf) -> TestGateway {
         let upstream = match self.upstream {
             Some(u) => u,
             None => upstream().await,
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let state_dir = dir.path().join("state");
-        let text = edit(self.config_text(upstream, &state_dir.display().to_string()));
-        let path = dir.path().join("clerkgate.toml");
-        std::fs::write(&path, &text).expect("write config");
+        let path = place(dir.path(), self.config_text(upstream, &state_dir.display().to_string()));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
         let env = Env::from_pairs(self.env.clone());
         let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
-        let opts = Options { clock: self.clock.clone(), config_path: Some(path.clone()), env, discard_state: false };
+        let opts = Options {
+            clock: self.clock.clone(),
+            config_path: Some(path.clone()),
+            env,
+            discard_state: false,
+            watch: self.watch,
+        };
         let running = match self.store {
             Some(make) => app::start_with_store(config, opts, make(state_dir)).await,
             None => app::start(config, opts).await,
@@ -481,7 +521,15 @@ impl BinaryGateway {
 
     /// Like [`BinaryGateway::start`], in an existing directory (a restart keeps `state/`).
     pub fn start_in(dir: Arc<tempfile::TempDir>, config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
-        Self::launch(dir, config_text, env, &[], vec![binary().into()])
+        Self::launch(dir, config_text, env, &[], vec![binary().into()], false)
+    }
+
+    /// Like [`BinaryGateway::start`], watching its files as `clerkgate run` does by default.
+    /// The others run with `--no-watch`, so that a test that rewrites the config file reloads
+    /// exactly when it sends SIGHUP or `POST /reload`.
+    pub fn start_watching(config_text: &str) -> BinaryGateway {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::launch(dir, config_text, &[], &[], vec![binary().into()], true)
     }
 
     /// Like [`BinaryGateway::start_in`], with the command `program` (e.g. `setpriv … BINARY`,
@@ -494,13 +542,13 @@ impl BinaryGateway {
         env: &[(&str, &str)],
         program: Vec<std::ffi::OsString>,
     ) -> BinaryGateway {
-        Self::launch(dir, config_text, env, &[], program)
+        Self::launch(dir, config_text, env, &[], program, false)
     }
 
     /// Like [`BinaryGateway::start_in`], with more arguments after `run --config FILE` (such as
     /// `--discard-state`).
     pub fn start_in_with_args(dir: Arc<tempfile::TempDir>, config_text: &str, args: &[&str]) -> BinaryGateway {
-        Self::launch(dir, config_text, &[], args, vec![binary().into()])
+        Self::launch(dir, config_text, &[], args, vec![binary().into()], false)
     }
 
     /// Like [`BinaryGateway::start`], with the soft open-descriptor limit lowered to
@@ -508,7 +556,7 @@ impl BinaryGateway {
     pub fn start_with_soft_nofile(config_text: &str, soft_nofile: u64) -> BinaryGateway {
         let script = format!("ulimit -S -n {soft_nofile} && exec \"$0\" \"$@\"");
         let program = ["sh", "-c", &script, binary()].map(std::ffi::OsString::from).to_vec();
-        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], &[], program)
+        Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, &[], &[], program, false)
     }
 
     fn launch(
@@ -517,6 +565,7 @@ impl BinaryGateway {
         env: &[(&str, &str)],
         args: &[&str],
         program: Vec<std::ffi::OsString>,
+        watching: bool,
     ) -> BinaryGateway {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
@@ -527,11 +576,11 @@ impl BinaryGateway {
         }
         let (program, prefix) = program.split_first().expect("a program to run");
         let mut cmd = Command::new(program);
-        cmd.args(prefix)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .args(args)
+        cmd.args(prefix).arg("run").arg("--config").arg(&config_path);
+        if !watching {
+            cmd.arg("--no-watch");
+        }
+        cmd.args(args)
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -678,13 +727,18 @@ impl BinaryGateway {
 
     /// An admin call with [`ADMIN_TOKEN`] and an optional JSON body.
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = client().request(method, self.admin_url(path)).bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        Reply::from(req.send().await.expect("admin request")).await
+        admin_call(self.admin_url(path), method, body).await
     }
+}
+
+/// `method url` with [`ADMIN_TOKEN`] and an optional JSON body.
+async fn admin_call(url: String, method: &str, body: Option<Value>) -> Reply {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client().request(method, url).bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    Reply::from(req.send().await.expect("admin request")).await
 }
 
 impl Drop for BinaryGateway {
