@@ -477,3 +477,29 @@ async fn an_https_upstream_is_checked_against_its_ca() {
     assert!(message.contains("TLS handshake"), "names TLS: {message}");
     gw.stop().await;
 }
+
+/// Item 5 with item 6: a certificate renewed on disk (cert-manager writing into a Secret
+/// mount) reaches new connections with no signal and no admin call — the file watcher reloads,
+/// because the certificate's directory is watched like every other file the config names.
+#[tokio::test]
+async fn a_certificate_renewed_on_disk_is_picked_up_without_a_signal() {
+    let ca = TestCa::new();
+    let (old, new) = (ca.leaf(), ca.leaf());
+    let files = PairFiles::new(&old);
+    let gw = gateway()
+        .jwt_key()
+        .watch(clerkgate::file_watch::WatchMode::Events)
+        .start_edited(|t| with_keys(&t, "server", &files.keys()))
+        .await;
+    let (_, presented) = Conn::open(gw.addr(), &ca, b"http/1.1").await;
+    assert_eq!(presented, old.der);
+
+    files.put(&new.chain_pem, &new.key_pem);
+    support::eventually("a new connection presents the renewed certificate", Duration::from_secs(10), || async {
+        let (_, presented) = Conn::open(gw.addr(), &ca, b"http/1.1").await;
+        (presented == new.der).then_some(())
+    })
+    .await;
+    assert!(!gw.audited("config.reload").await.is_empty(), "the renewal was reloaded and audited");
+    gw.stop().await;
+}
