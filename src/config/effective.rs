@@ -32,6 +32,11 @@ impl Config {
         server
             .insert("max_connections_per_client".into(), Value::Integer(self.server.max_connections_per_client as i64));
         server.insert("shutdown_grace".into(), dur(self.server.shutdown_grace));
+        server.insert(
+            "trusted_proxies".into(),
+            Value::Array(self.server.trusted_proxies.nets().iter().map(|n| Value::String(n.to_string())).collect()),
+        );
+        server.insert("proxy_protocol".into(), Value::Boolean(self.server.proxy_protocol));
         root.insert("server".into(), Value::Table(server));
 
         let mut upstream = Table::new();

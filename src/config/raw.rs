@@ -28,6 +28,8 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "shutdown_grace",
             "tls_cert",
             "tls_key",
+            "trusted_proxies",
+            "proxy_protocol",
         ],
     ),
     (
@@ -100,6 +102,8 @@ pub(crate) struct RawServer {
     pub(crate) shutdown_grace: Option<String>,
     pub(crate) tls_cert: Option<String>,
     pub(crate) tls_key: Option<String>,
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    pub(crate) proxy_protocol: Option<bool>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -16,9 +16,9 @@ use super::raw::{self, RawConfig, Unknown};
 use super::source::Source;
 use super::{suggest, unwise};
 use super::{
-    vars, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource, KeysConfig,
-    LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, StateBackend, StateConfig, UpgradeProtocols,
-    UpstreamConfig,
+    vars, AdminConfig, Cidr, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource,
+    KeysConfig, LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, StateBackend, StateConfig,
+    TrustedProxies, UpgradeProtocols, UpstreamConfig,
 };
 use crate::mode::Mode;
 use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
@@ -360,6 +360,14 @@ impl Validator {
             self.warn("server.max_connections_per_client", "larger than server.max_connections, which caps it");
         }
         let shutdown_grace = self.duration("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30), false);
+        let trusted_proxies = self.trusted_proxies(raw.trusted_proxies.unwrap_or_default());
+        let proxy_protocol = raw.proxy_protocol.unwrap_or(false);
+        if proxy_protocol && trusted_proxies.is_empty() {
+            self.problem(
+                "server.proxy_protocol",
+                "needs server.trusted_proxies: a PROXY header is read only from a trusted peer, and none is listed",
+            );
+        }
         Some(ServerConfig {
             listen: listen?,
             header_read_timeout,
@@ -369,7 +377,33 @@ impl Validator {
             max_connections,
             max_connections_per_client,
             shutdown_grace,
+            trusted_proxies,
+            proxy_protocol,
         })
+    }
+
+    /// `server.trusted_proxies`: every entry an address or a network; each bad one is a problem.
+    /// A network that holds every address is accepted with a warning: then any client can
+    /// write its own `X-Forwarded-For` and PROXY header.
+    fn trusted_proxies(&mut self, entries: Vec<String>) -> TrustedProxies {
+        let mut nets = Vec::new();
+        for entry in &entries {
+            match Cidr::parse(entry.trim()) {
+                Ok(net) => {
+                    if net.is_everything() {
+                        self.warn(
+                            "server.trusted_proxies",
+                            format!(
+                                "{entry:?} trusts every peer: any client can then set the address the upstream sees"
+                            ),
+                        );
+                    }
+                    nets.push(net);
+                }
+                Err(message) => self.problem("server.trusted_proxies", message),
+            }
+        }
+        TrustedProxies::new(nets)
     }
 
     fn upstream(&mut self, raw: raw::RawUpstream) -> Option<UpstreamConfig> {
