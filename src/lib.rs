@@ -42,7 +42,7 @@
 //!  logging and metrics           telemetry
 //!  validated configuration       config
 //!  what the config is made of    routes    mode    verifying_key
-//!  base                          clock    fsutil
+//!  base                          clock    fsutil    proxy_protocol (the PROXY header parser)
 //! ```
 //!
 //! # Invariants (each has a test; the README says where)
@@ -76,6 +76,7 @@ pub mod keys;
 pub mod listener;
 pub mod mode;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reason;
 pub mod revocation;
 pub mod routes;
