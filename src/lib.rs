@@ -47,7 +47,9 @@
 //!
 //! # Invariants (each has a test; the README says where)
 //!
-//! 1. A client's copy of any gateway header never reaches the upstream, in any mode.
+//! 1. A client's copy of any gateway header never reaches the upstream, in any mode — except,
+//!    from a peer in `server.trusted_proxies` only, an `X-Forwarded-For` chain of IP addresses
+//!    (written anew, the peer appended) and an `X-Forwarded-Proto` of `http` or `https`.
 //! 2. Keys never come from the request (`jku`, `x5u`, `jwk`, `x5c` are ignored).
 //! 3. The request path never awaits the network, except the bounded unknown-kid refetch.
 //! 4. A bad reload never replaces a good config; a bad JWKS answer never replaces good keys.

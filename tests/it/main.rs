@@ -14,6 +14,10 @@ mod control;
 mod data_plane;
 /// The demo, run as printed.
 mod demo;
+/// Issue #11 item 7, behind a load balancer: `server.trusted_proxies` (a trusted peer's
+/// X-Forwarded-For kept and appended to), PROXY protocol v1/v2 from trusted peers only, and
+/// the per-client limit for balancers and the clients they carry.
+mod edge_lb;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;
