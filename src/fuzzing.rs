@@ -23,6 +23,7 @@ use crate::config::{parse_publishable_key, Config, Env, HeaderPolicy, Publishabl
 use crate::devtools::mint::SigningKey;
 use crate::headers::{is_hop_by_hop, is_reserved, sanitize_request, sanitize_response};
 use crate::keys::{parse_jwks, to_jwks_value, KeySet, VerifyingKey};
+use crate::proxy_protocol::{self as pp, Parsed};
 use crate::reason::Reason;
 use crate::routes::{already_normal, normalise, Access, Route, RoutePattern, RouteRule, RouteTable};
 use crate::verifying_key::MIN_RSA_BITS;
@@ -31,7 +32,7 @@ use crate::verifying_key::MIN_RSA_BITS;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `tests/fuzz_regressions/<name>/`.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("token", token),
     ("cookie", cookie),
     ("path_routes", path_routes),
@@ -39,6 +40,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("config", config),
     ("jwks", jwks),
     ("svix", svix),
+    ("proxy_protocol", proxy_protocol),
 ];
 
 /// "Now" for every time-dependent check: 2023-11-14, in seconds.
@@ -414,4 +416,44 @@ pub fn svix(data: &[u8]) {
     assert_eq!(webhook::verify(Some(secret), &headers, body, NOW_S), Ok(()), "a correct signature was refused");
     let tampered = [body, b"!"].concat();
     assert!(webhook::verify(Some(secret), &headers, &tampered, NOW_S).is_err(), "a changed body verified");
+}
+
+/// The PROXY protocol parser: the input is the start of a connection. Checked: a decision is
+/// final — more bytes never change plain traffic, a refusal or a whole header (the listener
+/// peeks until it has one); every strict prefix of a whole header is incomplete; a header fits
+/// the listener's buffer; a source it names survives being written as v1 and v2 again.
+pub fn proxy_protocol(data: &[u8]) {
+    let parsed = pp::parse(data);
+    assert_eq!(
+        parsed == Parsed::NotProxy,
+        pp::starts_with_signature(data) == Some(false),
+        "plain traffic and signature detection disagree"
+    );
+    let more = [data, b"\r\nGET / HTTP/1.1\r\n\r\n"].concat();
+    match parsed {
+        Parsed::Incomplete => assert!(data.len() < pp::MAX_LEN, "the listener's buffer is full and undecided"),
+        Parsed::NotProxy | Parsed::Invalid(_) => {
+            assert_eq!(std::mem::discriminant(&pp::parse(&more)), std::mem::discriminant(&parsed), "not final")
+        }
+        Parsed::Complete { len, source } => {
+            assert!(len <= data.len() && len <= pp::MAX_LEN, "a header of {len} bytes");
+            if data.starts_with(b"PROXY ") {
+                assert!(len <= pp::MAX_V1_LEN, "a v1 header of {len} bytes");
+            }
+            assert_eq!(pp::parse(&more), parsed, "more bytes changed a whole header");
+            assert_eq!(pp::parse(&data[..len]), parsed, "the header alone parses differently");
+            for n in 0..len {
+                assert_eq!(pp::parse(&data[..n]), Parsed::Incomplete, "a {n}-byte prefix of a whole header");
+            }
+            if let Some(source) = source {
+                let destination = std::net::SocketAddr::new(
+                    if source.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+                    443,
+                );
+                for header in [pp::encode_v1(source, destination), pp::encode_v2(Some((source, destination)), &[])] {
+                    assert_eq!(pp::parse(&header), Parsed::Complete { len: header.len(), source: Some(source) });
+                }
+            }
+        }
+    }
 }

@@ -44,12 +44,14 @@
 //!  logging and metrics           telemetry
 //!  validated configuration       config
 //!  what the config is made of    routes    mode    verifying_key
-//!  base                          clock    fsutil
+//!  base                          clock    fsutil    proxy_protocol (the PROXY header parser)
 //! ```
 //!
 //! # Invariants (each has a test; the README says where)
 //!
-//! 1. A client's copy of any gateway header never reaches the upstream, in any mode.
+//! 1. A client's copy of any gateway header never reaches the upstream, in any mode — except,
+//!    from a peer in `server.trusted_proxies` only, an `X-Forwarded-For` chain of IP addresses
+//!    (written anew, the peer appended) and an `X-Forwarded-Proto` of `http` or `https`.
 //! 2. Keys never come from the request (`jku`, `x5u`, `jwk`, `x5c` are ignored).
 //! 3. The request path never awaits the network, except the bounded unknown-kid refetch.
 //! 4. A bad reload never replaces a good config; a bad JWKS answer never replaces good keys.
@@ -79,6 +81,7 @@ pub mod keys;
 pub mod listener;
 pub mod mode;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reason;
 pub mod revocation;
 pub mod routes;

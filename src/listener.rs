@@ -7,8 +7,14 @@
 //! or an upstream connection for free:
 //!
 //! - **Limits at accept**: at most `server.max_connections` open at once, and at most
-//!   `server.max_connections_per_client` from one IP address. A connection over either limit
-//!   gets a one-shot `503` with reason `too-many-connections` and is closed.
+//!   `server.max_connections_per_client` from one client address. A connection over either
+//!   limit gets a one-shot `503` with reason `too-many-connections` and is closed. A peer in
+//!   `server.trusted_proxies` (a load balancer, carrying many clients) counts only in the
+//!   total; the client a PROXY header names counts under its own address.
+//! - **Who the client is** ([`proxy_header`]): with `server.proxy_protocol`, a connection from
+//!   a trusted peer may start with a PROXY header naming the client; one from any other peer
+//!   that starts with a PROXY signature is closed unserved. A trusted client's requests carry
+//!   what it said in `X-Forwarded-For` and `X-Forwarded-Proto` ([`PeerForwarded`]).
 //! - **A watchdog per connection**, one timer in the connection's own task (no task or timer
 //!   per request), closes the connection when:
 //!   - no first request arrived within `header_read_timeout` of accept — this covers a
@@ -24,10 +30,12 @@
 //! The request-body side (a client that stops sending its body) is bounded in the proxy hop
 //! by `server.request_body_timeout`, see [`crate::proxy`].
 
+mod proxy_header;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,7 +57,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::answer::{Answer, Fault};
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TrustedProxies};
+use crate::headers::PeerForwarded;
 use crate::proxy::ConnInfo;
 use crate::telemetry::names as metric;
 
@@ -70,7 +79,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// state files and the JWKS fetch.
 const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// The time limits and counts every data-plane connection is held to, fixed at start.
+/// The time limits, counts and trust every data-plane connection is held to, fixed at start.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
     /// From accept to the first complete request head.
@@ -85,6 +94,10 @@ pub struct ConnLimits {
     pub max_connections_per_client: usize,
     /// How long a shutdown waits for in-flight requests.
     pub grace: Duration,
+    /// Peers that speak for their clients (`server.trusted_proxies`).
+    pub trusted_proxies: TrustedProxies,
+    /// Read a PROXY header from trusted peers (`server.proxy_protocol`).
+    pub proxy_protocol: bool,
 }
 
 impl ConnLimits {
@@ -111,6 +124,8 @@ impl ConnLimits {
             max_connections,
             max_connections_per_client: server.max_connections_per_client.min(max_connections),
             grace: server.shutdown_grace,
+            trusted_proxies: server.trusted_proxies.clone(),
+            proxy_protocol: server.proxy_protocol,
         }
     }
 }
@@ -188,7 +203,8 @@ pub async fn serve<S>(
             },
             () = &mut shutdown => break,
         };
-        let slot = match gate.admit(remote.ip()) {
+        let trusted = limits.trusted_proxies.contains(remote.ip());
+        let slot = match gate.admit((!trusted).then_some(remote.ip())) {
             Ok(slot) => slot,
             Err(refused) => {
                 refuse(&stream, refused);
@@ -197,25 +213,26 @@ pub async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let watch = Arc::new(ConnWatch::new());
-        let limits = limits.clone();
+        let (builder, service, limits, tls) = (builder.clone(), service.clone(), limits.clone(), tls.clone());
         let mut drain = drain_rx.clone();
-        let Some(tls) = &tls else {
-            let per_request =
-                PerRequest { inner: service.clone(), info: ConnInfo { remote, tls: false }, watch: watch.clone() };
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
-                .into_owned();
-            tokio::spawn(async move {
-                let _slot = slot;
-                drive(conn, &watch, &limits, drain).await;
-            });
-            continue;
-        };
-        let (tls, builder, service) = (tls.clone(), builder.clone(), service.clone());
         tokio::spawn(async move {
-            let _slot = slot;
+            let mut stream = stream;
+            let mut slot = slot;
+            // PROXY header (when configured), then TLS (when configured), then HTTP.
+            let Some(mut info) = open(&mut stream, remote, trusted, &mut slot, &limits, watch.born).await else {
+                return;
+            };
+            let Some(tls) = tls else {
+                let per_request = PerRequest { inner: service, info, watch: watch.clone() };
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
+                    .into_owned();
+                drive(conn, &watch, &limits, drain).await;
+                return;
+            };
             let Some(stream) = handshake(&tls, stream, &watch, &limits, &mut drain).await else { return };
-            let per_request = PerRequest { inner: service, info: ConnInfo { remote, tls: true }, watch: watch.clone() };
+            info.tls = true;
+            let per_request = PerRequest { inner: service, info, watch: watch.clone() };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
                 .into_owned();
@@ -257,6 +274,70 @@ async fn handshake(
             }
         },
         _ = drain.changed() => None,
+    }
+}
+
+/// A connection's first step, before anything reads it as HTTP: who its client is. The socket
+/// peer, or — with `server.proxy_protocol`, from a trusted peer — the source its PROXY header
+/// names, which then counts under the per-client limit. `None`: the connection was closed (a
+/// PROXY header from an untrusted peer, a broken one, none complete within
+/// `header_read_timeout` of `born`, or a proxied client over its limit).
+async fn open(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    peer_trusted: bool,
+    slot: &mut Slot,
+    limits: &ConnLimits,
+    born: Instant,
+) -> Option<ConnInfo> {
+    let direct = Some(ConnInfo { remote: peer, tls: false, trusted: peer_trusted });
+    if !limits.proxy_protocol {
+        return direct;
+    }
+    let source = match tokio::time::timeout_at(
+        born + limits.header_read_timeout,
+        proxy_header::read(stream, peer_trusted),
+    )
+    .await
+    {
+        Ok(Ok(None)) => return direct,
+        // An IPv4 client in a v2 header's IPv6 block is the IPv4 address it carries.
+        Ok(Ok(Some(source))) => SocketAddr::new(source.ip().to_canonical(), source.port()),
+        Ok(Err(refusal)) => {
+            if refusal.is_protocol() {
+                metrics::counter!(metric::CONNECTIONS_REFUSED, "why" => "proxy_protocol").increment(1);
+            }
+            tracing::debug!(%peer, %refusal, "closed a connection at its start");
+            return None;
+        }
+        Err(_) => {
+            metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => CloseWhy::NoRequest.as_str()).increment(1);
+            tracing::debug!(%peer, "no whole PROXY header within server.header_read_timeout; closing the connection");
+            return None;
+        }
+    };
+    let trusted = limits.trusted_proxies.contains(source.ip());
+    if !trusted {
+        if let Err(refused) = slot.attribute(source.ip()) {
+            refuse(stream, refused);
+            discard_arrived(stream);
+            return None;
+        }
+    }
+    Some(ConnInfo { remote: source, tls: false, trusted })
+}
+
+/// Reads and drops what has already arrived on a connection about to be closed (its request,
+/// after the PROXY header was read), at most 64 KiB and without waiting: a socket closed
+/// with unread bytes is reset, and a reset can discard the answer just written before the
+/// client reads it.
+fn discard_arrived(stream: &TcpStream) {
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
 }
 
@@ -469,6 +550,15 @@ where
     fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
         let in_flight = Some(InFlight::start(&self.watch));
         let mut req = req.map(Body::new);
+        if self.info.trusted {
+            // Read before hygiene strips every client copy of these headers.
+            let said = PeerForwarded::read(req.headers());
+            if said.replaced {
+                metrics::counter!(metric::FORWARDED_REPLACED).increment(1);
+                tracing::debug!(peer = %self.info.remote, "a trusted peer's X-Forwarded-For or X-Forwarded-Proto was not usable; rebuilt");
+            }
+            req.extensions_mut().insert(said);
+        }
         req.extensions_mut().insert(self.info);
         PerRequestFuture { fut: self.inner.call(req), in_flight }
     }
@@ -574,7 +664,7 @@ enum Refused {
     PerClient,
 }
 
-/// Counts open connections, in total and per client address.
+/// Counts open connections, in total and per client address (a trusted peer's only in total).
 #[derive(Debug)]
 struct Admission {
     max_total: usize,
@@ -587,7 +677,8 @@ struct Admission {
 #[derive(Debug)]
 struct Slot {
     admission: Arc<Admission>,
-    ip: IpAddr,
+    /// The client address it counts under; `None` for a trusted peer.
+    ip: Option<IpAddr>,
 }
 
 impl Admission {
@@ -595,20 +686,52 @@ impl Admission {
         Admission { max_total, max_per_client, total: AtomicUsize::new(0), per_client: Mutex::new(HashMap::new()) }
     }
 
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {
+    /// Admits a connection from `ip`, or, with `None`, from a trusted peer (counted only in
+    /// the total).
+    fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, Refused> {
         let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
         let total = self.total.load(Ordering::Relaxed);
         if total >= self.max_total {
             return Err(Refused::Total);
         }
+        if let Some(ip) = ip {
+            self.count_client(&mut per_client, ip)?;
+        }
+        self.total.store(total + 1, Ordering::Relaxed);
+        metrics::gauge!(metric::CONNECTIONS_OPEN).set((total + 1) as f64);
+        Ok(Slot { admission: self.clone(), ip })
+    }
+
+    fn count_client(&self, per_client: &mut HashMap<IpAddr, usize>, ip: IpAddr) -> Result<(), Refused> {
         let count = per_client.entry(ip).or_insert(0);
         if *count >= self.max_per_client {
             return Err(Refused::PerClient);
         }
         *count += 1;
-        self.total.store(total + 1, Ordering::Relaxed);
-        metrics::gauge!(metric::CONNECTIONS_OPEN).set((total + 1) as f64);
-        Ok(Slot { admission: self.clone(), ip })
+        Ok(())
+    }
+
+    fn uncount_client(per_client: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+        if let Some(count) = per_client.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&ip);
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Counts this connection under the client `ip` from now on (the client a trusted peer's
+    /// PROXY header named), or refuses it when that client is at its limit.
+    fn attribute(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        let a = &self.admission;
+        let mut per_client = a.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        a.count_client(&mut per_client, ip)?;
+        if let Some(old) = self.ip.replace(ip) {
+            Admission::uncount_client(&mut per_client, old);
+        }
+        Ok(())
     }
 }
 
@@ -616,11 +739,8 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let a = &self.admission;
         let mut per_client = a.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = per_client.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_client.remove(&self.ip);
-            }
+        if let Some(ip) = self.ip {
+            Admission::uncount_client(&mut per_client, ip);
         }
         let total = a.total.load(Ordering::Relaxed).saturating_sub(1);
         a.total.store(total, Ordering::Relaxed);

@@ -39,6 +39,11 @@ impl Config {
         if let Some(health) = self.server.health_listen {
             server.insert("health_listen".into(), Value::String(health.to_string()));
         }
+        server.insert(
+            "trusted_proxies".into(),
+            Value::Array(self.server.trusted_proxies.nets().iter().map(|n| Value::String(n.to_string())).collect()),
+        );
+        server.insert("proxy_protocol".into(), Value::Boolean(self.server.proxy_protocol));
         root.insert("server".into(), Value::Table(server));
 
         let mut upstream = Table::new();

@@ -16,11 +16,12 @@
 //! `unwise.rs` (the durations that are warned about), `publishable_key.rs`, `env.rs`,
 //! `secret.rs` and `source.rs` (where values come from, and the name a problem with one is
 //! reported under), `tls.rs` (certificates, keys and CAs: parsed and checked), `hygiene.rs`
-//! (the `[upstream]` header policy), `effective.rs` (what `check-config` prints),
-//! `admin_access.rs` (`[admin]` alone, for the CLI to reach a running gateway),
-//! `restart.rs` (what a reload cannot change).
+//! (the `[upstream]` header policy), `cidr.rs` (`server.trusted_proxies`), `effective.rs`
+//! (what `check-config` prints), `admin_access.rs` (`[admin]` alone, for the CLI to reach a
+//! running gateway), `restart.rs` (what a reload cannot change).
 
 mod admin_access;
+mod cidr;
 mod effective;
 mod env;
 mod hygiene;
@@ -39,6 +40,7 @@ mod validate;
 use std::path::Path;
 
 pub use admin_access::AdminAccess;
+pub use cidr::{Cidr, TrustedProxies};
 pub use env::{vars, Env};
 pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};
 pub use publishable_key::{cookie_suffix, parse_publishable_key, PublishableKey};

@@ -29,6 +29,8 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "tls_cert",
             "tls_key",
             "health_listen",
+            "trusted_proxies",
+            "proxy_protocol",
         ],
     ),
     (
@@ -103,6 +105,8 @@ pub(crate) struct RawServer {
     pub(crate) tls_cert: Option<String>,
     pub(crate) tls_key: Option<String>,
     pub(crate) health_listen: Option<String>,
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    pub(crate) proxy_protocol: Option<bool>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

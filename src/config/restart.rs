@@ -1,5 +1,6 @@
-//! What a reload cannot change: the listeners are bound once, at start. A reload that changes
-//! one of them puts everything else in force and says which change waits for a restart.
+//! What a reload cannot change: the listeners are bound once, at start, and hold the
+//! connection limits and the load-balancer trust they were started with. A reload that changes
+//! one of those puts everything else in force and says which change waits for a restart.
 
 use super::Config;
 
@@ -14,6 +15,38 @@ impl Config {
         ] {
             if now != next {
                 out.push(format!("{key}: {next} takes a restart; the listener stays on {now} until then"));
+            }
+        }
+        let (now, next) = (&running.server, &self.server);
+        let shown = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+        if now.health_listen != next.health_listen {
+            out.push(format!(
+                "server.health_listen: {} takes a restart; it stays {} until then",
+                shown(next.health_listen),
+                shown(now.health_listen)
+            ));
+        }
+        // Read by the data-plane listener at start.
+        for (key, was, will) in [
+            ("server.trusted_proxies", format!("{:?}", now.trusted_proxies), format!("{:?}", next.trusted_proxies)),
+            ("server.proxy_protocol", now.proxy_protocol.to_string(), next.proxy_protocol.to_string()),
+            (
+                "server.header_read_timeout",
+                format!("{:?}", now.header_read_timeout),
+                format!("{:?}", next.header_read_timeout),
+            ),
+            ("server.idle_timeout", format!("{:?}", now.idle_timeout), format!("{:?}", next.idle_timeout)),
+            ("server.send_timeout", format!("{:?}", now.send_timeout), format!("{:?}", next.send_timeout)),
+            ("server.max_connections", now.max_connections.to_string(), next.max_connections.to_string()),
+            (
+                "server.max_connections_per_client",
+                now.max_connections_per_client.to_string(),
+                next.max_connections_per_client.to_string(),
+            ),
+            ("server.shutdown_grace", format!("{:?}", now.shutdown_grace), format!("{:?}", next.shutdown_grace)),
+        ] {
+            if was != will {
+                out.push(format!("{key}: the new value takes a restart; the listener keeps the old one until then"));
             }
         }
         match (running.server.tls.is_some(), self.server.tls.is_some()) {
@@ -43,11 +76,15 @@ mod tests {
             Config::from_toml(&text, &Env::default()).unwrap()
         };
         let running = load("listen = \"127.0.0.1:8080\"\nidle_timeout = \"30s\"");
-        assert!(load("listen = \"127.0.0.1:8080\"").restart_needed(&running).is_empty());
-        let moved = load("listen = \"127.0.0.1:8081\"").restart_needed(&running);
+        assert!(load("listen = \"127.0.0.1:8080\"\nidle_timeout = \"30s\"").restart_needed(&running).is_empty());
+        let moved = load("listen = \"127.0.0.1:8081\"\nidle_timeout = \"30s\"").restart_needed(&running);
         assert_eq!(
             moved,
             ["server.listen: 127.0.0.1:8081 takes a restart; the listener stays on 127.0.0.1:8080 until then"]
         );
+        let limits = load("listen = \"127.0.0.1:8080\"\nidle_timeout = \"30s\"\nmax_connections = 10\ntrusted_proxies = [\"10.0.0.0/8\"]\nhealth_listen = \"127.0.0.1:9902\"")
+            .restart_needed(&running);
+        let keys: Vec<&str> = limits.iter().map(|l| l.split(':').next().unwrap_or_default()).collect();
+        assert_eq!(keys, ["server.health_listen", "server.trusted_proxies", "server.max_connections"], "{limits:?}");
     }
 }

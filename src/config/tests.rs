@@ -90,6 +90,43 @@ fn upstream_header_policy_defaults_and_values() {
     assert!(errors.0.iter().all(|p| p.key == "upstream.upgrade_protocols" && p.message.contains("never spliced")));
 }
 
+/// Issue #11 item 7: nothing is trusted by default; each bad `trusted_proxies` entry is its own
+/// problem naming the entry; `proxy_protocol` without a trusted peer could never apply.
+#[test]
+fn trusted_proxies_and_proxy_protocol() {
+    let c = load(JWKS);
+    assert!(c.server.trusted_proxies.is_empty(), "nothing is trusted by default");
+    assert!(!c.server.proxy_protocol);
+
+    let c = load(&format!(
+        "{JWKS}\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\nproxy_protocol = true\n"
+    ));
+    assert!(c.server.proxy_protocol);
+    assert!(c.server.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+    assert!(c.server.trusted_proxies.contains("192.0.2.7".parse().unwrap()));
+    assert!(!c.server.trusted_proxies.contains("192.0.2.8".parse().unwrap()));
+    let out = c.effective_toml();
+    assert!(out.contains(r#"trusted_proxies = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]"#), "{out}");
+    assert_eq!(load(&out).server.trusted_proxies, c.server.trusted_proxies);
+
+    let errors = problems(
+        &format!("{JWKS}\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.internal\", \"10.1.2.3/8\", \"::/129\"]\n"),
+        &no_env(),
+    );
+    assert_eq!(errors.0.len(), 3, "{errors}");
+    for (problem, entry) in errors.0.iter().zip(["lb.internal", "10.1.2.3/8", "::/129"]) {
+        assert_eq!(problem.key, "server.trusted_proxies");
+        assert!(problem.message.contains(&format!("{entry:?}")), "{}", problem.message);
+    }
+
+    let errors = problems(&format!("{JWKS}\n[server]\nproxy_protocol = true\n"), &no_env());
+    assert_eq!(keys_of(&errors), BTreeSet::from(["server.proxy_protocol".to_string()]), "{errors}");
+    assert!(errors.0[0].message.contains("server.trusted_proxies"), "{errors}");
+
+    let c = load(&format!("{JWKS}\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n"));
+    assert!(c.warnings.iter().any(|w| w.starts_with("server.trusted_proxies: \"0.0.0.0/0\" trusts every peer")));
+}
+
 #[test]
 fn minimal_config_takes_the_spec_defaults() {
     let c = load(JWKS);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{HeaderPolicy, PublishableKey, Secret};
+use super::{HeaderPolicy, PublishableKey, Secret, TrustedProxies};
 use crate::mode::Mode;
 use crate::routes::RouteTable;
 use crate::verifying_key::VerifyingKey;
@@ -81,6 +81,12 @@ pub struct ServerConfig {
     /// The health listener (`/healthz`, `/readyz`, `/metrics` only), for the kubelet and
     /// Prometheus; off when unset.
     pub health_listen: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-For` chain and `X-Forwarded-Proto` are kept, which are exempt
+    /// from the per-client limit, and from which a PROXY header is read. Empty: none.
+    pub trusted_proxies: TrustedProxies,
+    /// A connection from a trusted peer may start with a PROXY protocol (v1 or v2) header,
+    /// whose source becomes the client address.
+    pub proxy_protocol: bool,
 }
 
 /// `server.tls_cert` and `server.tls_key`, read, parsed and checked to belong together.

@@ -16,9 +16,9 @@ use super::raw::{self, RawConfig, Unknown};
 use super::source::Source;
 use super::{suggest, tls, unwise};
 use super::{
-    vars, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource, KeysConfig,
-    LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, ServerTls, StateBackend, StateConfig,
-    UpgradeProtocols, UpstreamConfig, UpstreamTls,
+    vars, AdminConfig, Cidr, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource,
+    KeysConfig, LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, ServerTls, StateBackend, StateConfig,
+    TrustedProxies, UpgradeProtocols, UpstreamConfig, UpstreamTls,
 };
 use crate::mode::Mode;
 use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
@@ -381,6 +381,14 @@ impl Validator {
             None => None,
             Some(text) => Some(self.socket_addr("server.health_listen", Some(text), "")?),
         };
+        let trusted_proxies = self.trusted_proxies(raw.trusted_proxies.unwrap_or_default());
+        let proxy_protocol = raw.proxy_protocol.unwrap_or(false);
+        if proxy_protocol && trusted_proxies.is_empty() {
+            self.problem(
+                "server.proxy_protocol",
+                "needs server.trusted_proxies: a PROXY header is read only from a trusted peer, and none is listed",
+            );
+        }
         Some(ServerConfig {
             listen: listen?,
             header_read_timeout,
@@ -392,6 +400,8 @@ impl Validator {
             shutdown_grace,
             tls,
             health_listen,
+            trusted_proxies,
+            proxy_protocol,
         })
     }
 
@@ -461,6 +471,30 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// `server.trusted_proxies`: every entry an address or a network; each bad one is a problem.
+    /// A network that holds every address is accepted with a warning: then any client can
+    /// write its own `X-Forwarded-For` and PROXY header.
+    fn trusted_proxies(&mut self, entries: Vec<String>) -> TrustedProxies {
+        let mut nets = Vec::new();
+        for entry in &entries {
+            match Cidr::parse(entry.trim()) {
+                Ok(net) => {
+                    if net.is_everything() {
+                        self.warn(
+                            "server.trusted_proxies",
+                            format!(
+                                "{entry:?} trusts every peer: any client can then set the address the upstream sees"
+                            ),
+                        );
+                    }
+                    nets.push(net);
+                }
+                Err(message) => self.problem("server.trusted_proxies", message),
+            }
+        }
+        TrustedProxies::new(nets)
     }
 
     fn upstream(&mut self, raw: raw::RawUpstream) -> Option<UpstreamConfig> {

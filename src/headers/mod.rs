@@ -3,10 +3,15 @@
 //! Every function here is pure over a `HeaderMap`, so the rules are unit-tested and fuzzed
 //! without sockets. Below both the auth layer (which cleans the request and sets identity)
 //! and the proxy (which cleans the response and sets `X-Forwarded-*`), so neither imports
-//! the other.
+//! the other. What a trusted load balancer says in `X-Forwarded-For` and `X-Forwarded-Proto`
+//! is read before the strip, by [`PeerForwarded`] (`forwarded.rs`).
+
+mod forwarded;
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
+
+pub use forwarded::{forwarded_for, PeerForwarded, MAX_FORWARDED_HOPS};
 
 use crate::config::{protocol_name, HeaderPolicy, ROUTING_OVERRIDE_HEADERS};
 
@@ -36,9 +41,9 @@ pub mod names {
     pub const AUTH_BYPASS: HeaderName = HeaderName::from_static("x-auth-bypass");
     /// Set when the token was accepted only because of grace mode.
     pub const AUTH_DEGRADED: HeaderName = HeaderName::from_static("x-auth-degraded");
-    /// Rebuilt from the real connection.
+    /// Rebuilt from the real connection (a trusted peer's chain kept, the peer appended).
     pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    /// Rebuilt from the real connection.
+    /// Rebuilt from the real connection (a trusted peer's `http` or `https` kept).
     pub const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     /// Rebuilt from the real connection.
     pub const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

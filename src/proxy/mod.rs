@@ -6,8 +6,9 @@
 //!
 //! By the time a request gets here the auth layer has already cleaned its headers
 //! ([`crate::headers::sanitize_request`]) and set the identity headers. The proxy adds only the
-//! `X-Forwarded-*` trio, rebuilt from the real connection, and `Host` for HTTP/2 clients
-//! (whose authority travels in the URI).
+//! `X-Forwarded-*` trio, rebuilt from the real connection (keeping what a trusted load balancer
+//! said in `X-Forwarded-For` and `X-Forwarded-Proto`, see [`PeerForwarded`]), and `Host` for
+//! HTTP/2 clients (whose authority travels in the URI).
 
 mod body;
 mod connect;
@@ -32,17 +33,20 @@ use tower::Service;
 
 use crate::answer::{Answer, ClientFault, UpstreamFault};
 use crate::config::UpstreamConfig;
-use crate::headers::{self, names, AuthStatus, RequestedUpgrade};
+use crate::headers::{self, names, AuthStatus, PeerForwarded, RequestedUpgrade};
 use crate::state::Shared;
 use crate::telemetry::names as metric;
 
 /// Facts about the client connection, set by the listener as a request extension.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
-    /// The peer address.
+    /// The client's address: the socket peer, or the source a PROXY protocol header named.
     pub remote: SocketAddr,
     /// True when the client connection is TLS.
     pub tls: bool,
+    /// `remote` is in `server.trusted_proxies`: a load balancer, whose `X-Forwarded-For` chain
+    /// and `X-Forwarded-Proto` the listener read (as a [`PeerForwarded`] request extension).
+    pub trusted: bool,
 }
 
 type HttpClient = Client<connect::BoundedConnector, Body>;
@@ -113,6 +117,11 @@ impl Proxy {
         let scheme = if settings.tls_roots.is_some() { "https" } else { "http" };
         let status = req.extensions().get::<AuthStatus>().copied().unwrap_or(AuthStatus::SignedOut);
         let conn = req.extensions().get::<ConnInfo>().copied();
+        // Only a trusted peer's requests carry what it said; the common request looks for nothing.
+        let peer_said = match conn {
+            Some(c) if c.trusted => req.extensions_mut().remove::<PeerForwarded>().unwrap_or_default(),
+            _ => PeerForwarded::default(),
+        };
 
         // Host is preserved; an HTTP/2 client carries it as the URI authority instead.
         if !req.headers().contains_key(HOST) {
@@ -123,10 +132,11 @@ impl Proxy {
         let host = req.headers().get(HOST).cloned();
         let h = req.headers_mut();
         if let Some(conn) = conn {
-            if let Ok(v) = HeaderValue::from_str(&conn.remote.ip().to_string()) {
+            if let Some(v) = headers::forwarded_for(peer_said.chain.as_deref(), conn.remote.ip()) {
                 h.insert(names::FORWARDED_FOR, v);
             }
-            h.insert(names::FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+            let proto = peer_said.proto.unwrap_or(if conn.tls { "https" } else { "http" });
+            h.insert(names::FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
         if let Some(host) = host {
             h.insert(names::FORWARDED_HOST, host);

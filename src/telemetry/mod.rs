@@ -77,7 +77,14 @@ fn describe() {
     );
     describe_counter!(names::LOG_LINES_DROPPED, "Log lines dropped because the log writer fell behind.");
     describe_gauge!(names::CONNECTIONS_OPEN, "Client connections open now.");
-    describe_counter!(names::CONNECTIONS_REFUSED, "Client connections refused at accept, by why (total, per_client).");
+    describe_counter!(
+        names::CONNECTIONS_REFUSED,
+        "Client connections refused, by why (total, per_client, proxy_protocol: a PROXY header from an untrusted peer, or broken)."
+    );
+    describe_counter!(
+        names::FORWARDED_REPLACED,
+        "Requests from a trusted peer whose X-Forwarded-For or X-Forwarded-Proto was not usable and was rebuilt."
+    );
     describe_counter!(
         names::CONNECTIONS_CLOSED,
         "Client connections closed by the watchdog, by why (no_request, idle, send_stalled)."

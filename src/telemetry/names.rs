@@ -33,8 +33,13 @@ pub const LOG_LINES_DROPPED: &str = "clerkgate_log_lines_dropped_total";
 
 /// Client connections open now.
 pub const CONNECTIONS_OPEN: &str = "clerkgate_connections_open";
-/// Client connections refused at accept, by `why` (`total`, `per_client`).
+/// Client connections refused, by `why`: at accept (`total`, `per_client`), or at their PROXY
+/// header (`proxy_protocol`: from an untrusted peer, or broken; a proxied client over its own
+/// limit is `per_client`).
 pub const CONNECTIONS_REFUSED: &str = "clerkgate_connections_refused_total";
+/// Requests from a trusted peer whose `X-Forwarded-For` or `X-Forwarded-Proto` was not usable
+/// (not a list of IP addresses, too long, not one `http`/`https`) and was rebuilt.
+pub const FORWARDED_REPLACED: &str = "clerkgate_forwarded_replaced_total";
 /// Client connections the watchdog closed, by `why` (`no_request`, `idle`, `send_stalled`).
 pub const CONNECTIONS_CLOSED: &str = "clerkgate_connections_closed_total";
 /// TLS handshakes a client failed (not TLS, no common version or cipher, a bad record); a

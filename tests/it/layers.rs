@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("logging and metrics", &["telemetry"]),
     ("validated configuration", &["config"]),
     ("leaf types the config is made of", &["routes", "mode", "verifying_key"]),
-    ("base", &["clock", "fsutil"]),
+    ("base", &["clock", "fsutil", "proxy_protocol"]),
 ];
 
 /// One `crate::<module>` reference.

@@ -17,6 +17,10 @@ mod demo;
 /// Issue #11, the shipped deployment files: Dockerfile, config/, deploy/ (Kubernetes manifests,
 /// compose, systemd) hold together, and each of those checks is shown to fail on a broken file.
 mod deploy;
+/// Issue #11 item 7, behind a load balancer: `server.trusted_proxies` (a trusted peer's
+/// X-Forwarded-For kept and appended to), PROXY protocol v1/v2 from trusted peers only, and
+/// the per-client limit for balancers and the clients they carry.
+mod edge_lb;
 /// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
 /// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
 mod edge_tls;

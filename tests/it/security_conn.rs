@@ -3,15 +3,13 @@
 //! connections. Raw sockets and hand-made HTTP/2 frames, so each test does exactly what the
 //! hostile client did.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::support::{self, gateway, raw, with_keys, TestGateway};
+use crate::support::{self, counting_upstream, gateway, raw, with_keys, TestGateway};
 
 /// Short limits so each test sees the watchdog act quickly.
 const FAST: &str = "header_read_timeout = \"300ms\"\nidle_timeout = \"400ms\"\nsend_timeout = \"400ms\"\nrequest_body_timeout = \"400ms\"";
@@ -324,33 +322,6 @@ async fn an_http2_client_that_never_takes_its_response_is_cut_after_send_timeout
 
 // ---------------------------------------------------------------------------------------------
 // Item 11: cancelled requests and server-side resets do not churn upstream connections
-
-/// An HTTP/1.1 upstream that counts the connections it accepts and answers every request
-/// after `delay` with a small body.
-async fn counting_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(b"ok"),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, accepted)
-}
 
 /// Opens an HTTP/2 connection, sends its preface and SETTINGS, and drains what comes back.
 async fn h2_attacker(gw: &TestGateway) -> tokio::net::tcp::OwnedWriteHalf {

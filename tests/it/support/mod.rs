@@ -7,7 +7,9 @@ pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use clerkgate::app::{self, Options, Running};
 use clerkgate::clock::Clock;
@@ -67,6 +69,33 @@ pub fn sign(claims: &Value) -> String {
 /// Starts the echo upstream.
 pub async fn upstream() -> SocketAddr {
     clerkgate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("echo upstream")
+}
+
+/// An HTTP/1.1 upstream that counts the connections it accepts and answers every request
+/// after `delay` with a small body.
+pub async fn counting_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 /// A gateway being configured.
