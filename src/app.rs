@@ -202,8 +202,9 @@ pub async fn start_with_store(
     }));
     if let Some(health) = health {
         let health_router = crate::admin::health_router(ctx.clone(), rx.clone());
+        let health_limits = crate::listener::ConnLimits::for_health(&config.server);
         tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(health, health_router).with_graceful_shutdown(wait_for(drained_rx)).await;
+            crate::listener::serve(health, health_router, health_limits, None, wait_for(drained_rx)).await;
         }));
     }
     let admin_router = crate::admin::router(ctx.clone());

@@ -75,6 +75,8 @@ pub const H2_MAX_LOCAL_RESETS: usize = 64;
 /// outright. The watchdog closes only connections with nothing in flight, so this is short:
 /// it lets an HTTP/2 GOAWAY go out, and does not wait on a peer that never acknowledges it.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Connections the health listener holds at once.
+const HEALTH_MAX_CONNECTIONS: usize = 128;
 /// Descriptors kept back from `max_connections` for upstream connections, the admin listener,
 /// state files and the JWKS fetch.
 const RESERVED_DESCRIPTORS: u64 = 256;
@@ -98,6 +100,9 @@ pub struct ConnLimits {
     pub trusted_proxies: TrustedProxies,
     /// Read a PROXY header from trusted peers (`server.proxy_protocol`).
     pub proxy_protocol: bool,
+    /// This listener's connections count in the `clerkgate_connections_*` metrics (the data
+    /// plane's do; the health listener's do not, so the metrics describe client traffic).
+    pub counted: bool,
 }
 
 impl ConnLimits {
@@ -126,6 +131,25 @@ impl ConnLimits {
             grace: server.shutdown_grace,
             trusted_proxies: server.trusted_proxies.clone(),
             proxy_protocol: server.proxy_protocol,
+            counted: true,
+        }
+    }
+
+    /// The health listener's limits (`server.health_listen`): the data plane's time limits,
+    /// few connections — the kubelet's probes and a Prometheus scrape — and no load-balancer
+    /// trust. It is reachable from the pod network, so a client that opens connections and
+    /// sends nothing is cut off there too.
+    pub fn for_health(server: &ServerConfig) -> Self {
+        ConnLimits {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            send_timeout: server.send_timeout,
+            max_connections: HEALTH_MAX_CONNECTIONS,
+            max_connections_per_client: HEALTH_MAX_CONNECTIONS,
+            grace: server.shutdown_grace,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
+            counted: false,
         }
     }
 }
@@ -186,7 +210,7 @@ pub async fn serve<S>(
     let builder = Arc::new(builder);
     let tls = tls.map(TlsAcceptor::from);
     let limits = Arc::new(limits);
-    let gate = Arc::new(Admission::new(limits.max_connections, limits.max_connections_per_client));
+    let gate = Arc::new(Admission::new(limits.max_connections, limits.max_connections_per_client, limits.counted));
     // Every connection task holds a receiver: `send` asks them to drain, `closed` says they have.
     let (drain_tx, drain_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -207,7 +231,7 @@ pub async fn serve<S>(
         let slot = match gate.admit((!trusted).then_some(remote.ip())) {
             Ok(slot) => slot,
             Err(refused) => {
-                refuse(&stream, refused);
+                refuse(&stream, refused, limits.counted);
                 continue;
             }
         };
@@ -319,7 +343,7 @@ async fn open(
     let trusted = limits.trusted_proxies.contains(source.ip());
     if !trusted {
         if let Err(refused) = slot.attribute(source.ip()) {
-            refuse(stream, refused);
+            refuse(stream, refused, limits.counted);
             discard_arrived(stream);
             return None;
         }
@@ -387,7 +411,9 @@ where
                 match watch.check(Instant::now(), limits) {
                     Check::Fine(next) => deadline = next,
                     Check::Close(why) => {
-                        metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => why.as_str()).increment(1);
+                        if limits.counted {
+                            metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => why.as_str()).increment(1);
+                        }
                         tracing::debug!(why = why.as_str(), "closing a connection");
                         if why == CloseWhy::SendStalled {
                             // The client is not reading: nothing graceful can reach it.
@@ -671,6 +697,8 @@ struct Admission {
     max_per_client: usize,
     total: AtomicUsize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
+    /// Sets `clerkgate_connections_open`.
+    counted: bool,
 }
 
 /// One admitted connection; dropping it frees its place.
@@ -682,8 +710,14 @@ struct Slot {
 }
 
 impl Admission {
-    fn new(max_total: usize, max_per_client: usize) -> Self {
-        Admission { max_total, max_per_client, total: AtomicUsize::new(0), per_client: Mutex::new(HashMap::new()) }
+    fn new(max_total: usize, max_per_client: usize, counted: bool) -> Self {
+        Admission {
+            max_total,
+            max_per_client,
+            total: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            counted,
+        }
     }
 
     /// Admits a connection from `ip`, or, with `None`, from a trusted peer (counted only in
@@ -698,7 +732,9 @@ impl Admission {
             self.count_client(&mut per_client, ip)?;
         }
         self.total.store(total + 1, Ordering::Relaxed);
-        metrics::gauge!(metric::CONNECTIONS_OPEN).set((total + 1) as f64);
+        if self.counted {
+            metrics::gauge!(metric::CONNECTIONS_OPEN).set((total + 1) as f64);
+        }
         Ok(Slot { admission: self.clone(), ip })
     }
 
@@ -744,7 +780,9 @@ impl Drop for Slot {
         }
         let total = a.total.load(Ordering::Relaxed).saturating_sub(1);
         a.total.store(total, Ordering::Relaxed);
-        metrics::gauge!(metric::CONNECTIONS_OPEN).set(total as f64);
+        if a.counted {
+            metrics::gauge!(metric::CONNECTIONS_OPEN).set(total as f64);
+        }
     }
 }
 
@@ -752,7 +790,7 @@ impl Drop for Slot {
 /// waits: a fresh socket's send buffer takes these few hundred bytes, and a peer that cannot
 /// take them gets the close alone. The answer logs itself: at DEBUG for a client over its own
 /// limit, at most once a second at WARN when the gateway is full.
-fn refuse(stream: &TcpStream, why: Refused) {
+fn refuse(stream: &TcpStream, why: Refused, counted: bool) {
     let (label, answer) = match why {
         Refused::Total => (
             "total",
@@ -769,6 +807,8 @@ fn refuse(stream: &TcpStream, why: Refused) {
             ),
         ),
     };
-    metrics::counter!(metric::CONNECTIONS_REFUSED, "why" => label).increment(1);
+    if counted {
+        metrics::counter!(metric::CONNECTIONS_REFUSED, "why" => label).increment(1);
+    }
     let _ = stream.try_write(&answer.to_http1());
 }

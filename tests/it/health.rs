@@ -345,3 +345,24 @@ async fn the_binary_runs_unprivileged_with_a_read_only_working_dir_and_writes_on
     // Let the temp dirs be removed by their owner.
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod back");
 }
+
+/// The health listener is reachable from the pod network, so it holds its connections to the
+/// data plane's time limits: one that never sends a request is closed after
+/// `server.header_read_timeout`, and the listener still answers afterwards.
+#[tokio::test]
+async fn the_health_listener_cuts_off_silent_connections() {
+    let gw = gateway()
+        .jwt_key()
+        .start_edited(|t| with_keys(&t, "server", "health_listen = \"127.0.0.1:0\"\nheader_read_timeout = \"300ms\""))
+        .await;
+    let health = gw.running().health_addr.expect("the health listener is on");
+    let mut silent = tokio::net::TcpStream::connect(health).await.expect("connect");
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection to the health listener stays open: {closed:?}"
+    );
+    assert_eq!(get(format!("http://{health}/healthz")).await.status, 200);
+    gw.stop().await;
+}
