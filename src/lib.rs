@@ -49,7 +49,9 @@
 //!
 //! 1. A client's copy of any gateway header never reaches the upstream, in any mode.
 //! 2. Keys never come from the request (`jku`, `x5u`, `jwk`, `x5c` are ignored).
-//! 3. The request path never awaits the network, except the bounded unknown-kid refetch.
+//! 3. The request path never awaits the network, except the unknown-kid refetch and the browser
+//!    flow's Backend API calls (handshake payload, refresh), each bounded by `fetch_timeout` and
+//!    never in bypass mode.
 //! 4. A bad reload never replaces a good config; a bad JWKS answer never replaces good keys.
 //! 5. Bypass never starts without a reason and never outlives its expiry.
 //! 6. Admin mutations need the admin token and are audited; a change that cannot be audited

@@ -154,10 +154,8 @@ impl BackendApi {
             BackendCall::HandshakePayload { nonce } => {
                 self.client.get(format!("{api}/v1/clients/handshake_payload?nonce={}", form_encode(nonce)))
             }
-            BackendCall::Refresh { session_id, suffixed, body } => {
-                // Clerk's SDK puts the sid in the path as it is; an escape keeps a hostile one
-                // (`../`, `?`) from changing the URL.
-                let sid = percent_encoding::utf8_percent_encode(session_id, percent_encoding::NON_ALPHANUMERIC);
+            BackendCall::Refresh { session_id: sid, suffixed, body } => {
+                // The decision asks only for a sid of letters, digits, `_` and `-`.
                 let query = if *suffixed { "?suffixed_cookies=true" } else { "" };
                 self.client.post(format!("{api}/v1/sessions/{sid}/refresh{query}")).body(body.to_string())
             }

@@ -332,8 +332,14 @@ impl Flow<'_, '_> {
         let Ok(decoded) = verify::decode(&expired, Carrier::Cookie) else {
             return Err("expired-session-token-decode-failed".into());
         };
+        // Clerk's SDK puts the sid into the refresh URL's path as it is; one that is not a plain
+        // id (`sess_…`) could change the URL, so it counts as missing.
         let session_id = match decoded.payload.get("sid") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(s))
+                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                s.clone()
+            }
             _ => return Err("expired-session-token-missing-sid-claim".into()),
         };
         let cookies = match &self.facts.resumed.refresh {
