@@ -5,7 +5,6 @@
 //! The instance is Clerk's test fixture (`clerk.inspired.puma-74.lcl.dev`), production unless a
 //! test says development; tokens carry its `iss`, so the un-suffixed cookies are its own.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +12,6 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -73,21 +71,7 @@ impl BackendApi {
             seen: Mutex::new(Vec::new()),
         });
         let api = BackendApi { addr, inner: inner.clone() };
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let inner = inner.clone();
-                        async move { Ok::<_, Infallible>(serve(&inner, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        support::serve(listener, inner, |inner, req| async move { serve(&inner, req).await });
         api
     }
 

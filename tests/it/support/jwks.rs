@@ -1,7 +1,6 @@
 //! A real JWKS HTTP server on 127.0.0.1:0 whose answer tests can change, and which counts
 //! every request it receives (and records the headers of the last one).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +8,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -62,21 +60,7 @@ impl JwksServer {
             last_headers: Mutex::new(Vec::new()),
         });
         let server = JwksServer { addr, inner: inner.clone() };
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let inner = inner.clone();
-                        async move { Ok::<_, Infallible>(answer(&inner, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        super::serve(listener, inner, |inner, req| async move { answer(&inner, req).await });
         server
     }
 
