@@ -329,4 +329,23 @@ mod tests {
             "https://app.example.com/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fdashboard%3Ftab%3D1"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn number_reading_and_url_building_never_panic(s in "\\PC{0,40}") {
+            let _ = (js_number(&s), parse_int(&s), accounts_base_url(&s), counter_cookie(js_number(&s)));
+            let _ = sign_in_location(&s, &s, &s, Some(&s));
+            let _ = location(&HandshakeUrl {
+                frontend_api: &s,
+                redirect_url: &s,
+                suffixed: true,
+                reason: &s,
+                session: Some(&s),
+                dev_browser: Some(&s),
+            });
+            if let Some(r) = url_origin(&s) {
+                let _ = known_clerk_referrer(&r, &s, false);
+            }
+        }
+    }
 }

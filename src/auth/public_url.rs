@@ -375,4 +375,16 @@ mod tests {
             "https://accounts.example/sign-in"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn url_arithmetic_never_panics_and_queries_round_trip(s in "\\PC{0,64}", t in "\\PC{0,24}") {
+            let _ = url_origin(&s);
+            let _ = set_param(&s, &t, &t);
+            let _ = PublicUrl::new("http", &t, "/", Some(&s)).href_without(&["a", &t]);
+            let _ = PublicUrl::new("https", &s, &t, None).href();
+            let pairs = parse_query(&s);
+            proptest::prop_assert_eq!(parse_query(&serialize_query(&pairs)), pairs);
+        }
+    }
 }
