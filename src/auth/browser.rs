@@ -177,10 +177,9 @@ impl Flow<'_, '_> {
         }
         // 2. Satellite and multi-domain sync: a gateway serves its primary domain only.
         let cookies = self.facts.cookies();
-        let public = self.facts.public_url();
         // 3–4. A development instance needs its dev browser.
         if self.development() {
-            if public.has_param(handshake::DEV_BROWSER) {
+            if self.facts.has_query_param(handshake::DEV_BROWSER) {
                 return self.candidate(Failure::new(Reason::DevBrowserSync, ""));
             }
             if self.dev_browser().is_none() {
@@ -404,10 +403,9 @@ impl Flow<'_, '_> {
     /// `resolveHandshake`, when the request carries a handshake nonce or token (query first,
     /// then cookie; a nonce wins).
     fn resolve_handshake(&self) -> Option<Resolution> {
-        let public = self.facts.public_url();
         let cookies = self.facts.cookies();
         let from = |param: &str, cookie: Option<super::token::Cookie<'_>>| {
-            public.param(param).filter(|v| !v.is_empty()).or_else(|| cookie.map(|c| c.as_str().to_string()))
+            self.facts.query_param(param).filter(|v| !v.is_empty()).or_else(|| cookie.map(|c| c.as_str().to_string()))
         };
         let nonce = from(handshake::HANDSHAKE_NONCE, cookies.handshake_nonce());
         let token = if nonce.is_none() { from(handshake::HANDSHAKE, cookies.handshake()) } else { None };
@@ -446,7 +444,7 @@ impl Flow<'_, '_> {
         };
         headers.cors = true;
         if self.development() {
-            headers.location = Some(public.href_without(&handshake::HANDSHAKE_PARAMS));
+            headers.location = Some(self.facts.public_url().href_without(&handshake::HANDSHAKE_PARAMS));
         }
         let token = match session {
             None | Some(Some("")) => {
@@ -484,8 +482,7 @@ impl Flow<'_, '_> {
 /// The dev-browser token: the query's `__clerk_db_jwt`, else the cookie.
 pub fn dev_browser(facts: &RequestFacts<'_>) -> Option<String> {
     facts
-        .public_url()
-        .param(handshake::DEV_BROWSER)
+        .query_param(handshake::DEV_BROWSER)
         .filter(|v| !v.is_empty())
         .or_else(|| facts.cookies().dev_browser().map(|c| c.as_str().to_string()))
 }

@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method};
 
 use super::backend::Resumed;
-use super::public_url::PublicUrl;
+use super::public_url::{query_has, query_param, PublicUrl};
 use super::token::{self, Found, SessionCookies};
 use super::verify::Carrier;
 use crate::config::{Config, PublishableKey};
@@ -169,6 +169,17 @@ impl<'a> RequestFacts<'a> {
     /// The URL the browser asked for (Clerk's `clerkUrl`), built on each call.
     pub fn public_url(&self) -> PublicUrl<'a> {
         PublicUrl::of(self.parts)
+    }
+
+    /// A query parameter as `searchParams.get(name)` reads it (the query is parsed only when it
+    /// could hold the name).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(self.parts.uri.query(), name)
+    }
+
+    /// Whether the query has the parameter (`searchParams.has(name)`).
+    pub fn has_query_param(&self, name: &str) -> bool {
+        query_has(self.parts.uri.query(), name)
     }
 
     /// A request header as text (`None` when absent or not visible ASCII).

@@ -87,17 +87,27 @@ impl<'a> PublicUrl<'a> {
 
     /// `searchParams.has(name)`.
     pub fn has_param(&self, name: &str) -> bool {
-        self.query.is_some_and(|q| may_name(q, name) && parse_query(q).iter().any(|(k, _)| k == name))
+        query_has(self.query, name)
     }
 
     /// `searchParams.get(name)`: the first value, decoded.
     pub fn param(&self, name: &str) -> Option<String> {
-        let q = self.query?;
-        if !may_name(q, name) {
-            return None;
-        }
-        parse_query(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        query_param(self.query, name)
     }
+}
+
+/// `searchParams.has(name)` of a query string.
+pub fn query_has(query: Option<&str>, name: &str) -> bool {
+    query.is_some_and(|q| may_name(q, name) && parse_query(q).iter().any(|(k, _)| k == name))
+}
+
+/// `searchParams.get(name)` of a query string: the first value, decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let q = query?;
+    if !may_name(q, name) {
+        return None;
+    }
+    parse_query(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// Whether a query could hold `name` at all: spelled out, or behind a percent escape. A cheap
