@@ -122,6 +122,8 @@ struct Slots<'a> {
 }
 
 impl<'a> Slots<'a> {
+    /// One pass over the `Cookie` headers; with no `suffix` (no publishable key), only up to the
+    /// first `__session`.
     fn read(headers: &'a HeaderMap, suffix: Option<&str>) -> Self {
         let mut slots = Slots::default();
         for value in headers.get_all(COOKIE) {
@@ -134,6 +136,12 @@ impl<'a> Slots<'a> {
                 // Every name Clerk reads starts with two underscores; most cookies do not.
                 if !k.starts_with("__") {
                     continue;
+                }
+                // Without a publishable key there is no browser flow: only `__session` counts,
+                // and the first one ends the search.
+                if suffix.is_none() && k == "__session" {
+                    slots.session = Some(v.trim());
+                    return slots;
                 }
                 if let Some(slot) = slots.slot(k, suffix) {
                     if slot.is_none() {
