@@ -5,8 +5,9 @@
 //! by a constructor here (or, for auth refusals, by [`crate::auth::Failure::answer`]) and
 //! rendered by [`Answer::into_response`] or [`Answer::to_http1`], so they all carry the same
 //! JSON body and headers (SPEC §3): `{"error","message","reason"}`, `Cache-Control: no-store`,
-//! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, and whatever the constructor adds
-//! (`WWW-Authenticate`, `Retry-After`, `Location`, several `Set-Cookie`).
+//! `X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, for auth refusals `X-Clerk-Auth-Message` (as
+//! Clerk's SDK sets them), and whatever the constructor adds (`WWW-Authenticate`, `Retry-After`,
+//! `Location`, several `Set-Cookie`).
 //!
 //! Each answer says whose [`Fault`] it is (pingora's `ErrorSource`). The fault is the `fault`
 //! label of [`metric::ANSWERS`] and decides the log level: a client's fault is logged at DEBUG
@@ -78,7 +79,15 @@ struct ErrorBody<'a> {
 pub struct Answer {
     status: StatusCode,
     fault: Fault,
+    /// The reason's label: the metric label and the counter key.
     reason: &'static str,
+    /// The reason as sent, when it says more than the label (Clerk's
+    /// `session-token-expired-refresh-…`); `None` sends the label.
+    wire_reason: Option<Cow<'static, str>>,
+    /// False for a signed-in redirect, which carries no reason (as Clerk's signed-in state).
+    reason_header: bool,
+    /// Also send the message as `X-Clerk-Auth-Message` (auth states, as Clerk's SDK does).
+    message_header: bool,
     message: Cow<'static, str>,
     /// `X-Clerk-Auth-Status`; `None` where no request was read.
     auth_status: Option<&'static str>,
@@ -86,6 +95,8 @@ pub struct Answer {
     extra: Vec<(HeaderName, HeaderValue)>,
     /// False for a redirect, whose body is empty.
     json_body: bool,
+    /// Logged at WARN (at most once a second) with the answer, whatever its fault.
+    note: Option<&'static str>,
 }
 
 impl Answer {
@@ -95,10 +106,14 @@ impl Answer {
             status,
             fault,
             reason,
+            wire_reason: None,
+            reason_header: true,
+            message_header: false,
             message: message.into(),
             auth_status: Some("signed-out"),
             extra: Vec::new(),
             json_body: true,
+            note: None,
         }
     }
 
@@ -108,6 +123,32 @@ impl Answer {
         let mut a = Answer::new(Fault::Client, StatusCode::TEMPORARY_REDIRECT, reason, "");
         a.json_body = false;
         a.with_header(LOCATION, location)
+    }
+
+    /// Sends `wire` as the reason instead of the label (Clerk's reasons with a detail).
+    pub fn with_wire_reason(mut self, wire: Cow<'static, str>) -> Self {
+        if wire != self.reason {
+            self.wire_reason = Some(wire);
+        }
+        self
+    }
+
+    /// Also sends a non-empty message as `X-Clerk-Auth-Message` (where a header can carry it).
+    pub fn with_message_header(mut self) -> Self {
+        self.message_header = true;
+        self
+    }
+
+    /// Adds a note the gateway logs at WARN with the answer (a misconfiguration, say).
+    pub fn with_note(mut self, note: Option<&'static str>) -> Self {
+        self.note = note;
+        self
+    }
+
+    /// Sends no `X-Clerk-Auth-Reason`: a signed-in state has none.
+    pub fn without_reason_header(mut self) -> Self {
+        self.reason_header = false;
+        self
     }
 
     /// The answer when the upstream hop fails: 502, or 504 for a timeout.
@@ -193,9 +234,14 @@ impl Answer {
         self.fault
     }
 
-    /// The reason (`X-Clerk-Auth-Reason`, the body's `reason`).
+    /// The reason's label (metrics, counters); the wire reason may add a detail.
     pub fn reason(&self) -> &'static str {
         self.reason
+    }
+
+    /// The reason as sent (`X-Clerk-Auth-Reason`, the body's `reason`).
+    pub fn wire_reason(&self) -> &str {
+        self.wire_reason.as_deref().unwrap_or(self.reason)
     }
 
     /// The message for the operator reading the body.
@@ -207,9 +253,10 @@ impl Answer {
     fn render(&self) -> (HeaderMap, Vec<u8>) {
         self.record();
         let mut h = HeaderMap::with_capacity(5 + self.extra.len());
+        let reason = self.wire_reason();
         let body = if self.json_body {
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let body = ErrorBody { error: error_word(self.status), message: &self.message, reason: self.reason };
+            let body = ErrorBody { error: error_word(self.status), message: &self.message, reason };
             serde_json::to_vec(&body).unwrap_or_default()
         } else {
             Vec::new()
@@ -218,8 +265,16 @@ impl Answer {
         if let Some(s) = self.auth_status {
             h.insert(names::AUTH_STATUS, HeaderValue::from_static(s));
         }
-        if let Ok(v) = HeaderValue::from_str(self.reason) {
-            h.insert(names::AUTH_REASON, v);
+        if self.reason_header {
+            if let Ok(v) = HeaderValue::from_str(reason) {
+                h.insert(names::AUTH_REASON, v);
+            }
+        }
+        // Clerk's SDK drops a message header that is not a valid header value; so does this.
+        if self.message_header && !self.message.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&self.message) {
+                h.insert(names::AUTH_MESSAGE, v);
+            }
         }
         for (name, value) in &self.extra {
             h.append(name, value.clone());
@@ -260,7 +315,13 @@ impl Answer {
     /// Counts the answer and logs it at its fault's level.
     fn record(&self) {
         metrics::counter!(metric::ANSWERS, "fault" => self.fault.as_str(), "reason" => self.reason).increment(1);
-        let (status, reason, message) = (self.status.as_u16(), self.reason, &*self.message);
+        let (status, reason, message) = (self.status.as_u16(), self.wire_reason(), &*self.message);
+        if let Some(note) = self.note {
+            static NOTES: Throttle = Throttle::per_second();
+            if let Some(held_back) = NOTES.admit() {
+                tracing::warn!(status, reason, held_back, "{note}");
+            }
+        }
         if self.fault == Fault::Client {
             tracing::debug!(status, reason, message, "answered: the client's request");
         } else if let Some(held_back) = self.fault.throttle().admit() {
@@ -281,6 +342,7 @@ fn error_word(status: StatusCode) -> &'static str {
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
         StatusCode::TEMPORARY_REDIRECT => "redirect",
+        StatusCode::INTERNAL_SERVER_ERROR => "internal_server_error",
         _ => "error",
     }
 }
@@ -347,6 +409,8 @@ impl Reason {
     pub fn fault(self) -> Fault {
         match self {
             Reason::JwksUnavailable => Fault::Clerk,
+            // The instance's keys do not match the handshake: the gateway's configuration.
+            Reason::HandshakeFailed => Fault::Gateway,
             _ => Fault::Client,
         }
     }
@@ -359,7 +423,10 @@ impl Failure {
     pub fn answer(self, token_presented: bool) -> Answer {
         let reason = self.reason;
         let status = reason.status();
-        let answer = Answer::new(reason.fault(), status, reason.as_str(), self.message);
+        let wire = self.wire_reason();
+        let answer = Answer::new(reason.fault(), status, reason.as_str(), self.message)
+            .with_wire_reason(wire)
+            .with_message_header();
         if status == StatusCode::UNAUTHORIZED {
             let challenge = if token_presented {
                 HeaderValue::from_static("Bearer realm=\"clerkgate\", error=\"invalid_token\"")

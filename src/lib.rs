@@ -53,7 +53,9 @@
 //!    from a peer in `server.trusted_proxies` only, an `X-Forwarded-For` chain of IP addresses
 //!    (written anew, the peer appended) and an `X-Forwarded-Proto` of `http` or `https`.
 //! 2. Keys never come from the request (`jku`, `x5u`, `jwk`, `x5c` are ignored).
-//! 3. The request path never awaits the network, except the bounded unknown-kid refetch.
+//! 3. The request path never awaits the network, except the unknown-kid refetch and the browser
+//!    flow's Backend API calls (handshake payload, refresh), each bounded by `fetch_timeout` and
+//!    never in bypass mode.
 //! 4. A bad reload never replaces a good config; a bad JWKS answer never replaces good keys.
 //! 5. Bypass never starts without a reason and never outlives its expiry.
 //! 6. Admin mutations need the admin token and are audited; a change that cannot be audited

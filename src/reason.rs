@@ -52,6 +52,32 @@ pub enum Reason {
     InvalidHost,
     /// `CONNECT` or `TRACE`, which the gateway never forwards (405).
     MethodNotAllowed,
+    // Clerk's `AuthErrorReason`s: the states of its browser flow (clerk-semantics §4.3–4.8).
+    /// A development instance's request carries the dev-browser token in its query (Clerk).
+    DevBrowserSync,
+    /// A development instance's request has no dev-browser token (Clerk).
+    DevBrowserMissing,
+    /// Neither `__client_uat` nor a session cookie: the anonymous visitor (Clerk).
+    SessionTokenAndUatMissing,
+    /// A session cookie without `__client_uat` (Clerk).
+    SessionTokenButNoClientUat,
+    /// `__client_uat` says signed in, but there is no session cookie (Clerk).
+    ClientUatButNoSessionToken,
+    /// The session cookie was issued before the client's last change (Clerk).
+    SessionTokenIatBeforeClientUat,
+    /// An expired session token; the wire reason adds `-refresh-<why not refreshed>` (Clerk).
+    SessionTokenExpired,
+    /// A session token not valid yet (`nbf`) (Clerk).
+    SessionTokenNbf,
+    /// A session token issued in the future (`iat`) (Clerk).
+    SessionTokenIatInTheFuture,
+    /// A page load from another site onto the primary domain (Clerk).
+    PrimaryDomainCrossOriginSync,
+    /// A Backend API or SDK failure Clerk does not classify (Clerk).
+    UnexpectedError,
+    /// A development instance's handshake token does not verify: the keys do not match (500;
+    /// Clerk's SDK throws).
+    HandshakeFailed,
 }
 
 impl Reason {
@@ -80,6 +106,18 @@ impl Reason {
             Reason::WebhookInvalid => "webhook-invalid",
             Reason::InvalidHost => "invalid-host",
             Reason::MethodNotAllowed => "method-not-allowed",
+            Reason::DevBrowserSync => "dev-browser-sync",
+            Reason::DevBrowserMissing => "dev-browser-missing",
+            Reason::SessionTokenAndUatMissing => "session-token-and-uat-missing",
+            Reason::SessionTokenButNoClientUat => "session-token-but-no-client-uat",
+            Reason::ClientUatButNoSessionToken => "client-uat-but-no-session-token",
+            Reason::SessionTokenIatBeforeClientUat => "session-token-iat-before-client-uat",
+            Reason::SessionTokenExpired => "session-token-expired",
+            Reason::SessionTokenNbf => "session-token-nbf",
+            Reason::SessionTokenIatInTheFuture => "session-token-iat-in-the-future",
+            Reason::PrimaryDomainCrossOriginSync => "primary-domain-cross-origin-sync",
+            Reason::UnexpectedError => "unexpected-error",
+            Reason::HandshakeFailed => "handshake-failed",
         }
     }
 
@@ -92,12 +130,13 @@ impl Reason {
             }
             Reason::JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reason::HandshakeFailed => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// Every reason, for tables and metrics.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 34] = [
         Reason::TokenInvalid,
         Reason::TokenInvalidAlgorithm,
         Reason::TokenInvalidSignature,
@@ -120,6 +159,18 @@ impl Reason {
         Reason::WebhookInvalid,
         Reason::InvalidHost,
         Reason::MethodNotAllowed,
+        Reason::DevBrowserSync,
+        Reason::DevBrowserMissing,
+        Reason::SessionTokenAndUatMissing,
+        Reason::SessionTokenButNoClientUat,
+        Reason::ClientUatButNoSessionToken,
+        Reason::SessionTokenIatBeforeClientUat,
+        Reason::SessionTokenExpired,
+        Reason::SessionTokenNbf,
+        Reason::SessionTokenIatInTheFuture,
+        Reason::PrimaryDomainCrossOriginSync,
+        Reason::UnexpectedError,
+        Reason::HandshakeFailed,
     ];
 }
 
@@ -136,11 +187,22 @@ pub struct Failure {
     pub reason: Reason,
     /// Clerk's message for Clerk reasons (with the action and `(reason=…)` suffix), ours otherwise.
     pub message: String,
+    /// What Clerk appends to the reason on the wire: for [`Reason::SessionTokenExpired`], why the
+    /// token was not refreshed (`session-token-expired-refresh-<detail>`).
+    pub refresh: Option<String>,
 }
 
 impl Failure {
     /// A failure with a message.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure { reason, message: message.into() }
+        Failure { reason, message: message.into(), refresh: None }
+    }
+
+    /// The reason as sent (`X-Clerk-Auth-Reason`, the body, the handshake's `__clerk_hs_reason`).
+    pub fn wire_reason(&self) -> std::borrow::Cow<'static, str> {
+        match &self.refresh {
+            Some(why) => format!("{}-refresh-{why}", self.reason.as_str()).into(),
+            None => self.reason.as_str().into(),
+        }
     }
 }

@@ -45,19 +45,24 @@ fn config() -> Arc<Config> {
 
 /// A gate whose key set publishes the signer under `k1`, and which revokes `sess_revoked`.
 fn gate() -> Gate {
-    let config = config();
-    let clock = Clock::manual(NOW_MS);
+    gate_for(config(), signer(), NOW_MS)
+}
+
+/// A gate over `config` at `now_ms` whose key set publishes `signer` under `k1`, and which
+/// revokes `sess_revoked` (shared with the browser flow's tables).
+pub(in crate::auth) fn gate_for(config: Arc<Config>, signer: &SigningKey, now_ms: i64) -> Gate {
+    let clock = Clock::manual(now_ms);
     let keys = Arc::new(KeyStore::new(&config, clock.clone()));
-    let jwk = signer().jwk("k1");
+    let jwk = signer.jwk("k1");
     let key =
         VerifyingKey::from_jwk_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap(), Some("k1".into()))
             .unwrap();
-    keys.install(HashMap::from([("k1".to_string(), Arc::new(key))]), NOW_MS);
+    keys.install(HashMap::from([("k1".to_string(), Arc::new(key))]), now_ms);
     let mut revoked = RevocationList::default();
     revoked
         .sessions
         .insert("sess_revoked".into(), Entry { added_at_ms: 0, actor: "test".into(), reason: String::new() });
-    let shared = Arc::new(Shared::new(Runtime::initial(config, NOW_MS)));
+    let shared = Arc::new(Shared::new(Runtime::initial(config, now_ms)));
     Gate::new(shared, keys, Arc::new(crate::revocation::Revocations::new(revoked)), clock)
 }
 
@@ -96,6 +101,7 @@ fn outcome(d: Decision) -> (String, String) {
         Decision::Answer(a) => (format!("answer {}", a.status().as_u16()), a.reason().to_string()),
         Decision::NeedKid(kid) => ("need-kid".into(), kid),
         Decision::VerifyWebhook => ("verify-webhook".into(), String::new()),
+        Decision::Call(c) => ("call".into(), c.label().into()),
     }
 }
 
@@ -143,7 +149,8 @@ fn the_decision_table() {
         let mut parts = head(path, authorization);
         let routed = facts::prepare(&mut parts, &config).expect("a clean head");
         let mode_setting = setting(*mode);
-        let facts = RequestFacts::read(&parts, routed, &mode_setting, &config, NOW_MS, *refetched);
+        let resumed = crate::auth::backend::Resumed { refetched: *refetched, ..Default::default() };
+        let facts = RequestFacts::read(&parts, routed, &mode_setting, &config, NOW_MS, &resumed);
         let signatures = gate.signatures(&config, NOW_MS);
         let snapshot =
             Snapshot { config: &config, now_ms: NOW_MS, revocations: &gate.revocations, signatures: &signatures };

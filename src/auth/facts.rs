@@ -5,16 +5,22 @@
 //!    check `Host`, normalise the path (rewriting it when it was not in normal form) and find
 //!    its route. A head refused here is answered whatever the mode.
 //! 2. [`RequestFacts::read`] — what the decision needs to know, borrowed from the head: the
-//!    route, the mode in force, the credential and where it came from; and, asked for only
-//!    where they matter, whether the request is a page load (a document) or an API call
-//!    ([`RequestFacts::document`]) and the cookies Clerk's handshake reads
-//!    ([`RequestFacts::handshake_cookies`]) — so an API call never pays for parsing them.
+//!    route, the mode in force, the credential and where it came from, with Clerk's cookies
+//!    when the token came from one (read in one pass over `Cookie`); and, asked for only where
+//!    they matter, whether the request is a page load (a document) or an API call
+//!    ([`RequestFacts::document`]), the public URL ([`RequestFacts::public_url`]) and, for a
+//!    header token, the cookies ([`RequestFacts::cookies`]) — so a request pays only for what
+//!    its path through Clerk's flow reads.
 
-use http::header::{ACCEPT, HOST};
+use std::cell::OnceCell;
+
+use http::header::{ACCEPT, HOST, REFERER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method};
 
-use super::token::{self, Found};
+use super::backend::Resumed;
+use super::public_url::{query_has, query_param, PublicUrl};
+use super::token::{self, Found, SessionCookies};
 use super::verify::Carrier;
 use crate::config::{Config, PublishableKey};
 use crate::headers;
@@ -23,7 +29,7 @@ use crate::reason::{Failure, Reason};
 use crate::routes::{self, Route, RouteRule};
 
 /// `Sec-Fetch-Dest`, which browsers send with every request.
-const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+pub const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 
 /// Where a prepared request goes.
 #[derive(Debug, Clone, Copy)]
@@ -74,33 +80,48 @@ pub struct RequestFacts<'a> {
     pub credential: Found<'a>,
     /// A key refetch for this request's unknown `kid` has already happened: the `kid` is final.
     pub refetched: bool,
-    headers: &'a HeaderMap,
+    /// What earlier passes learned: a key refetch, Backend API answers.
+    pub resumed: &'a Resumed,
+    parts: &'a Parts,
     publishable_key: Option<&'a PublishableKey>,
+    now_s: i64,
+    cookies: OnceCell<SessionCookies<'a>>,
 }
 
 impl<'a> RequestFacts<'a> {
-    /// Step 2: reads the facts of a prepared head at `now_ms`.
+    /// Step 2: reads the facts of a prepared head at `now_ms`, after the passes that `resumed`
+    /// records.
     pub fn read(
         parts: &'a Parts,
         routed: Routed<'a>,
         mode: &'a ModeSetting,
         config: &'a Config,
         now_ms: i64,
-        refetched: bool,
+        resumed: &'a Resumed,
     ) -> Self {
         let publishable_key = config.clerk.publishable_key.as_ref();
+        let now_s = now_ms.div_euclid(1000);
         let webhook = routed.route.rule().is_some_and(|r| r.webhook);
-        let credential =
-            if webhook { Found::None } else { token::find(&parts.headers, publishable_key, now_ms.div_euclid(1000)) };
+        let cookies = OnceCell::new();
+        let credential = match token::header(&parts.headers) {
+            _ if webhook => Found::None,
+            Some(found) => found,
+            None => {
+                cookies.get_or_init(|| SessionCookies::read(&parts.headers, publishable_key, now_s)).session_token()
+            }
+        };
         RequestFacts {
             method: &parts.method,
             route: routed.route,
             never_bypass: routed.never_bypass,
             mode,
             credential,
-            refetched,
-            headers: &parts.headers,
+            refetched: resumed.refetched,
+            resumed,
+            parts,
             publishable_key,
+            now_s,
+            cookies,
         }
     }
 
@@ -136,12 +157,46 @@ impl<'a> RequestFacts<'a> {
     /// A page load (SPEC §8), which Clerk's handshake may redirect; otherwise an API call.
     /// Read from the head on each call (two header lookups at most).
     pub fn document(&self) -> bool {
-        is_document(self.method, self.headers)
+        is_document(self.method, &self.parts.headers)
     }
 
-    /// The cookies Clerk's handshake reads; parsed on each call, so ask only for a document.
-    pub fn handshake_cookies(&self) -> HandshakeCookies {
-        HandshakeCookies::read(self.headers, self.publishable_key)
+    /// Clerk's cookies: read already when the token came from a cookie, else on first ask.
+    pub fn cookies(&self) -> &SessionCookies<'a> {
+        let parts: &'a Parts = self.parts;
+        self.cookies.get_or_init(|| SessionCookies::read(&parts.headers, self.publishable_key, self.now_s))
+    }
+
+    /// The URL the browser asked for (Clerk's `clerkUrl`), built on each call.
+    pub fn public_url(&self) -> PublicUrl<'a> {
+        PublicUrl::of(self.parts)
+    }
+
+    /// A query parameter as `searchParams.get(name)` reads it (the query is parsed only when it
+    /// could hold the name).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(self.parts.uri.query(), name)
+    }
+
+    /// Whether the query has the parameter (`searchParams.has(name)`).
+    pub fn has_query_param(&self, name: &str) -> bool {
+        query_has(self.parts.uri.query(), name)
+    }
+
+    /// A request header as text (`None` when absent or not visible ASCII).
+    pub fn header(&self, name: &HeaderName) -> Option<&'a str> {
+        let parts: &'a Parts = self.parts;
+        parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Referer`, when present and not empty.
+    pub fn referer(&self) -> Option<&'a str> {
+        self.header(&REFERER).filter(|r| !r.is_empty())
+    }
+
+    /// Every request header, as the gateway forwards them (reserved ones already stripped).
+    pub fn headers(&self) -> &'a HeaderMap {
+        let parts: &'a Parts = self.parts;
+        &parts.headers
     }
 }
 
@@ -155,47 +210,6 @@ pub fn is_document(method: &Method, headers: &HeaderMap) -> bool {
     match headers.get(SEC_FETCH_DEST) {
         Some(dest) => dest == "document" || dest == "iframe",
         None => headers.get(ACCEPT).is_some_and(|a| a.as_bytes().starts_with(b"text/html")),
-    }
-}
-
-/// The cookies the handshake (clerk-semantics §1.3, §4.3–4.5) reads besides the session token,
-/// un-suffixed and, with a publishable key, suffixed (`<name>_<suffix>`). Values are decoded as
-/// the session cookie is (first occurrence wins; an empty value is no cookie).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HandshakeCookies {
-    /// `__client_uat`: `0` signed out, otherwise the client's last update (Unix seconds).
-    pub client_uat: Option<String>,
-    /// `__client_uat_<suffix>`.
-    pub client_uat_suffixed: Option<String>,
-    /// `__clerk_db_jwt`: the development browser token.
-    pub dev_browser: Option<String>,
-    /// `__clerk_db_jwt_<suffix>`.
-    pub dev_browser_suffixed: Option<String>,
-    /// `__refresh_<suffix>` (suffixed only).
-    pub refresh: Option<String>,
-    /// `__clerk_redirect_count`: the handshake loop counter (un-suffixed only).
-    pub redirect_count: Option<String>,
-    /// `__clerk_handshake` (un-suffixed only).
-    pub handshake: Option<String>,
-    /// `__clerk_handshake_nonce` (un-suffixed only).
-    pub handshake_nonce: Option<String>,
-}
-
-impl HandshakeCookies {
-    /// Reads them from `headers`.
-    pub fn read(headers: &HeaderMap, pk: Option<&PublishableKey>) -> Self {
-        let get = |name: &str| token::cookie_value(headers, name);
-        let suffixed = |name: &str| pk.and_then(|pk| get(&format!("{name}_{}", pk.cookie_suffix)));
-        HandshakeCookies {
-            client_uat: get("__client_uat"),
-            client_uat_suffixed: suffixed("__client_uat"),
-            dev_browser: get("__clerk_db_jwt"),
-            dev_browser_suffixed: suffixed("__clerk_db_jwt"),
-            refresh: suffixed("__refresh"),
-            redirect_count: get("__clerk_redirect_count"),
-            handshake: get("__clerk_handshake"),
-            handshake_nonce: get("__clerk_handshake_nonce"),
-        }
     }
 }
 
@@ -330,34 +344,5 @@ mod tests {
             let m = Method::from_bytes(method.as_bytes()).unwrap();
             assert_eq!(is_document(&m, &h), *document, "{method} dest={dest:?} accept={accept:?}");
         }
-    }
-
-    #[test]
-    fn handshake_cookies_are_read_suffixed_and_not() {
-        let pk = PublishableKey {
-            raw: "pk_test_x".into(),
-            frontend_api: "clerk.example.com".into(),
-            production: false,
-            cookie_suffix: "QvfNY2dr".into(),
-        };
-        let mut h = HeaderMap::new();
-        h.insert(
-            http::header::COOKIE,
-            "__client_uat=0; __client_uat_QvfNY2dr=1700000000; __clerk_db_jwt=dvb_1; \
-             __refresh_QvfNY2dr=r%3D1; __clerk_redirect_count=2; __refresh=ignored; theme=dark"
-                .parse()
-                .unwrap(),
-        );
-        let c = HandshakeCookies::read(&h, Some(&pk));
-        assert_eq!(c.client_uat.as_deref(), Some("0"));
-        assert_eq!(c.client_uat_suffixed.as_deref(), Some("1700000000"));
-        assert_eq!(c.dev_browser.as_deref(), Some("dvb_1"));
-        assert_eq!(c.dev_browser_suffixed, None);
-        assert_eq!(c.refresh.as_deref(), Some("r=1"));
-        assert_eq!(c.redirect_count.as_deref(), Some("2"));
-        assert_eq!(c.handshake, None);
-        // Without a publishable key there is no suffix, so no suffixed cookie and no refresh.
-        let c = HandshakeCookies::read(&h, None);
-        assert_eq!((c.client_uat_suffixed, c.refresh), (None, None));
     }
 }

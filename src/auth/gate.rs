@@ -13,17 +13,21 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::HeaderValue;
+use serde_json::{Map, Value};
 
+use super::backend::{BackendApi, Resumed};
 use super::bypass_log::{BypassLog, Note, SUMMARY_EVERY_MS};
 use super::cache::{Epoch, VerdictCache, VerificationGenerations};
 use super::counters::{Counters, OutcomeCounts};
 use super::decide::{decide, AuthStatus, Decision, Forward, Signatures, Snapshot, Unsigned};
 use super::facts::{self, RequestFacts};
+use super::handshake::HANDSHAKE_PARAMS;
+use super::public_url::{parse_query, serialize_query};
 use super::verify::{self, Carrier, Policy, Refusal, Verified};
 use crate::clock::{duration_ms, Clock};
 use crate::config::Config;
 use crate::headers::names;
-use crate::keys::KeyStore;
+use crate::keys::{KeySet, KeyStore};
 use crate::mode::{Mode, ModeSetting};
 use crate::reason::{Failure, Reason};
 use crate::revocation::Revocations;
@@ -45,6 +49,8 @@ pub struct Gate {
     pub revocations: Arc<Revocations>,
     /// The clock that decides token times and mode expiry.
     pub clock: Clock,
+    /// The Backend API client of the browser flow (handshake payload, refresh).
+    pub backend: BackendApi,
     verification: VerificationGenerations,
     counters: Counters,
     bypass_log: BypassLog,
@@ -68,6 +74,7 @@ impl Gate {
             keys,
             revocations,
             clock,
+            backend: BackendApi::new(),
             counters: Counters::new(),
             bypass_log: BypassLog::default(),
         }
@@ -83,13 +90,19 @@ impl Gate {
     /// extension, the path normalised, identity headers and tags set. `refetched` is true on
     /// the second pass after a key refetch, when an unknown `kid` is final.
     pub fn admit(&self, parts: &mut Parts, refetched: bool) -> Decision {
+        self.admit_resumed(parts, &Resumed { refetched, ..Resumed::first() })
+    }
+
+    /// [`Gate::admit`] after the waits that `resumed` records (a key refetch, Backend API
+    /// answers).
+    pub fn admit_resumed(&self, parts: &mut Parts, resumed: &Resumed) -> Decision {
         let rt = self.shared.load();
         let now_ms = self.clock.now_ms();
         let mode = rt.mode_at(now_ms);
         let decision = match facts::prepare(parts, &rt.config) {
             Err(refused) => Decision::Answer(refused.answer(false)),
             Ok(routed) => {
-                let facts = RequestFacts::read(parts, routed, mode, &rt.config, now_ms, refetched);
+                let facts = RequestFacts::read(parts, routed, mode, &rt.config, now_ms, resumed);
                 let signatures = self.signatures(&rt.config, now_ms);
                 let snapshot =
                     Snapshot { config: &rt.config, now_ms, revocations: &self.revocations, signatures: &signatures };
@@ -97,6 +110,9 @@ impl Gate {
             }
         };
         self.apply(parts, &decision, mode, now_ms);
+        if matches!(decision, Decision::Forward(_)) && rt.config.clerk.publishable_key.is_some() {
+            strip_handshake_params(parts);
+        }
         decision
     }
 
@@ -116,7 +132,7 @@ impl Gate {
         let decision = match verified {
             Ok(()) => {
                 parts.headers.insert(WEBHOOK_VERIFIED, HeaderValue::from_static("true"));
-                Decision::Forward(Forward { status: AuthStatus::SignedOut, identity: None })
+                Decision::Forward(Forward::new(AuthStatus::SignedOut, None))
             }
             Err(message) => Decision::Answer(Failure::new(Reason::WebhookInvalid, message).answer(false)),
         };
@@ -136,6 +152,12 @@ impl Gate {
             Decision::Forward(forward) => {
                 set_identity(parts, forward);
                 self.counters.forwarded(forward.status);
+                if let Some(note) = forward.note {
+                    static NOTES: crate::telemetry::Throttle = crate::telemetry::Throttle::per_second();
+                    if let Some(held_back) = NOTES.admit() {
+                        tracing::warn!(path = parts.uri.path(), held_back, "{note}");
+                    }
+                }
                 if forward.status == AuthStatus::Bypass {
                     let note = self.bypass_log.forwarded(mode.since_ms, now_ms, forward.identity.is_some());
                     log_bypassed(parts, forward, mode, note);
@@ -143,7 +165,7 @@ impl Gate {
                 }
             }
             Decision::Answer(answer) => self.counters.rejected(answer.reason()),
-            Decision::NeedKid(_) | Decision::VerifyWebhook => return,
+            Decision::NeedKid(_) | Decision::VerifyWebhook | Decision::Call(_) => return,
         }
         // Only the end of bypass closes its summary: a request refused or enforced while
         // bypass is still in force (a `bypass = "never"` route, a 405) does not.
@@ -165,22 +187,60 @@ impl Gate {
     ) -> Result<Verified, Unsigned> {
         let clerk = &config.clerk;
         let set = self.keys.current();
-        let remote = (clerk.jwks.is_some() && set.usable(now_ms, clerk.keys.max_stale)).then_some(&**set);
+        let remote = self.usable_remote(&set, config, now_ms);
         let policy = Policy {
             authorized_parties: &clerk.authorized_parties,
             issuer: clerk.issuer.as_deref(),
             skew_ms: duration_ms(clerk.clock_skew),
         };
-        match verify::verify_signed(token, carrier, remote, clerk.jwt_key.as_ref(), &policy) {
-            Ok(v) => Ok(v),
-            Err(Refusal::Failed(f)) => Err(Unsigned::Failed(f)),
-            Err(Refusal::UnknownKid(kid)) if !refetched => Err(Unsigned::NeedKid(kid)),
-            Err(Refusal::UnknownKid(kid)) => Err(Unsigned::Failed(verify::kid_mismatch(&kid, carrier))),
-            Err(Refusal::NoKeys) => Err(Unsigned::Failed(Failure::new(
-                Reason::JwksUnavailable,
-                "No usable signing keys are loaded: the JWKS has not answered yet, or the last good keys are older than clerk.keys.max_stale.",
-            ))),
-        }
+        verify::verify_signed(token, carrier, remote, clerk.jwt_key.as_ref(), &policy)
+            .map_err(|r| unsigned(r, carrier, refetched))
+    }
+
+    /// The remote key set when it is configured and usable.
+    fn usable_remote<'k>(&self, set: &'k KeySet, config: &Config, now_ms: i64) -> Option<&'k KeySet> {
+        let clerk = &config.clerk;
+        (clerk.jwks.is_some() && set.usable(now_ms, clerk.keys.max_stale)).then_some(set)
+    }
+}
+
+/// What a refusal of the signed stage means to the decision.
+fn unsigned(refusal: Refusal, carrier: Carrier, refetched: bool) -> Unsigned {
+    match refusal {
+        Refusal::Failed(f) => Unsigned::Failed(f),
+        Refusal::UnknownKid(kid) if !refetched => Unsigned::NeedKid(kid),
+        Refusal::UnknownKid(kid) => Unsigned::Failed(verify::kid_mismatch(&kid, carrier)),
+        Refusal::NoKeys => Unsigned::Failed(Failure::new(
+            Reason::JwksUnavailable,
+            "No usable signing keys are loaded: the JWKS has not answered yet, or the last good keys are older than clerk.keys.max_stale.",
+        )),
+    }
+}
+
+/// Removes the handshake's query parameters (`__clerk_handshake`, `__clerk_handshake_nonce`,
+/// `__clerk_help`, `__clerk_db_jwt`) from a request about to be forwarded: they carry session
+/// cookies and never reach the upstream. Any other parameter stays; the query is rewritten only
+/// when one was there.
+fn strip_handshake_params(parts: &mut Parts) {
+    let Some(query) = parts.uri.query() else { return };
+    if !query.contains("clerk") && !query.contains('%') {
+        return;
+    }
+    let pairs = parse_query(query);
+    if !pairs.iter().any(|(k, _)| HANDSHAKE_PARAMS.contains(&k.as_str())) {
+        return;
+    }
+    let kept: Vec<(String, String)> =
+        pairs.into_iter().filter(|(k, _)| !HANDSHAKE_PARAMS.contains(&k.as_str())).collect();
+    let kept = serialize_query(&kept);
+    let path_and_query =
+        if kept.is_empty() { parts.uri.path().to_string() } else { format!("{}?{kept}", parts.uri.path()) };
+    let mut uri = parts.uri.clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        uri.path_and_query = Some(pq);
+    }
+    if let Ok(uri) = http::Uri::from_parts(uri) {
+        parts.uri = uri;
     }
 }
 
@@ -211,6 +271,14 @@ impl Signatures for SignedStage<'_> {
             gate.cache.insert(token, epoch, v.clone());
         }
         Ok(v)
+    }
+
+    fn verify_handshake(&self, token: &str, refetched: bool) -> Result<Map<String, Value>, Unsigned> {
+        let Self { gate, config, now_ms } = *self;
+        let set = gate.keys.current();
+        let remote = gate.usable_remote(&set, config, now_ms);
+        verify::verify_handshake(token, remote, config.clerk.jwt_key.as_ref())
+            .map_err(|r| unsigned(r, Carrier::Cookie, refetched))
     }
 }
 

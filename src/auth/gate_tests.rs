@@ -524,6 +524,7 @@ fn decide(gate: &Gate, token: &str, path: u8, cookie: bool) -> Outcome {
         }
         Decision::NeedKid(kid) => panic!("admit(.., true) asked for kid {kid} again"),
         Decision::VerifyWebhook => panic!("no webhook route is configured in this test"),
+        Decision::Call(c) => panic!("no publishable key is configured in this test, yet it asked for {c:?}"),
     }
 }
 

@@ -1,10 +1,11 @@
 //! The auth layer as tower plumbing: [`AuthLayer`] wraps a service in [`Auth`], which asks the
 //! [`Gate`] for a [`Decision`] and carries it out — forward to the inner service (tagging the
-//! response when the decision says so), answer, or take one of the two slow paths (wait for a
-//! key refetch, or read a webhook's body) and decide again. Nothing here decides anything.
+//! response, or adding a handshake's cookies to it, when the decision says so), answer, or take
+//! a slow path (wait for a key refetch or a Backend API call, or read a webhook's body) and
+//! decide again. Nothing here decides anything.
 //!
 //! The fast paths allocate no future: [`ResponseFuture`] is a small state machine over the
-//! inner service's future or a ready answer. Only the two slow paths box one.
+//! inner service's future or a ready answer. Only the slow paths box one.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -35,7 +36,8 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
-use super::decide::Decision;
+use super::backend::Resumed;
+use super::decide::{Decision, Forward};
 use super::gate::Gate;
 use crate::answer::{Answer, ClientFault};
 use crate::headers::names;
@@ -107,13 +109,11 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         match self.gate.admit(&mut parts, false) {
-            Decision::Forward(f) => {
-                ResponseFuture::forward(self.inner.call(Request::from_parts(parts, body)), f.tags_response())
-            }
+            Decision::Forward(f) => ResponseFuture::forward(self.inner.call(Request::from_parts(parts, body)), f),
             Decision::Answer(answer) => ResponseFuture::ready(answer.into_response()),
-            Decision::NeedKid(kid) => {
+            wait @ (Decision::NeedKid(_) | Decision::Call(_)) => {
                 let (gate, inner) = (self.gate.clone(), self.take_ready());
-                ResponseFuture::slow(Box::pin(after_refetch(gate, inner, parts, body, kid)))
+                ResponseFuture::slow(Box::pin(after_waits(gate, inner, parts, body, wait)))
             }
             Decision::VerifyWebhook => {
                 let (gate, inner) = (self.gate.clone(), self.take_ready());
@@ -123,27 +123,40 @@ where
     }
 }
 
-/// Waits for the one refetch of the key set for `kid` (single flight, bounded by
-/// `fetch_timeout`), then decides again with the `kid` final.
-async fn after_refetch<S>(
+/// Carries out the waits a decision asks for, one at a time — the one refetch of the key set
+/// for an unknown `kid` (single flight), a Backend API call of the browser flow — each bounded
+/// by `fetch_timeout`, deciding again after each with what it learned, until the decision
+/// forwards or answers. Each wait happens at most once per request.
+async fn after_waits<S>(
     gate: Arc<Gate>,
     mut inner: S,
     mut parts: Parts,
     body: Body,
-    kid: String,
+    mut decision: Decision,
 ) -> Result<Response<Body>, Infallible>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    gate.keys.refetch_for_unknown_kid(&kid).await;
-    match gate.admit(&mut parts, true) {
-        Decision::Forward(f) => Ok(tag(inner.call(Request::from_parts(parts, body)).await?, f.tags_response())),
-        Decision::Answer(answer) => Ok(answer.into_response()),
-        // A decision with the kid final never asks again; answer 503 rather than panic if it did.
-        Decision::NeedKid(_) | Decision::VerifyWebhook => {
-            let failure = Failure::new(Reason::JwksUnavailable, "key refetch did not settle");
-            Ok(failure.answer(true).into_response())
+    let mut resumed = Resumed::first();
+    loop {
+        match decision {
+            Decision::Forward(f) => return Ok(finish(inner.call(Request::from_parts(parts, body)).await?, f)),
+            Decision::Answer(answer) => return Ok(answer.into_response()),
+            Decision::NeedKid(kid) if !resumed.refetched => {
+                gate.keys.refetch_for_unknown_kid(&kid).await;
+                resumed.refetched = true;
+            }
+            Decision::Call(call) if !resumed.answered(&call) => {
+                let config = gate.shared.load().config.clone();
+                resumed.record(gate.backend.run(&call, &config.clerk).await);
+            }
+            // A decision never asks twice for the same wait; answer 503 rather than loop if it did.
+            Decision::NeedKid(_) | Decision::Call(_) | Decision::VerifyWebhook => {
+                let failure = Failure::new(Reason::JwksUnavailable, "the auth decision did not settle");
+                return Ok(failure.answer(true).into_response());
+            }
         }
+        decision = gate.admit_resumed(&mut parts, &resumed);
     }
 }
 
@@ -169,15 +182,36 @@ where
     match gate.admit_webhook(&mut parts, bytes.as_ref()) {
         Decision::Forward(_) => inner.call(Request::from_parts(parts, Body::from(bytes.unwrap_or_default()))).await,
         Decision::Answer(answer) => Ok(answer.into_response()),
-        Decision::NeedKid(_) | Decision::VerifyWebhook => {
+        Decision::NeedKid(_) | Decision::VerifyWebhook | Decision::Call(_) => {
             Ok(Failure::new(Reason::WebhookInvalid, "webhook check did not settle").answer(false).into_response())
         }
     }
 }
 
-fn tag(mut resp: Response<Body>, tag_response: bool) -> Response<Body> {
-    if tag_response {
+/// What a forward adds to the upstream's response: the bypass tag, a handshake's or refresh's
+/// cookies.
+#[derive(Debug, Default)]
+struct ResponseAdds {
+    bypass: bool,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+impl ResponseAdds {
+    fn of(f: Forward) -> Self {
+        ResponseAdds { bypass: f.tags_response(), headers: f.response_headers }
+    }
+}
+
+fn finish(resp: Response<Body>, f: Forward) -> Response<Body> {
+    add(resp, ResponseAdds::of(f))
+}
+
+fn add(mut resp: Response<Body>, adds: ResponseAdds) -> Response<Body> {
+    if adds.bypass {
         resp.headers_mut().insert(names::AUTH_BYPASS, HeaderValue::from_static("true"));
+    }
+    for (name, value) in adds.headers {
+        resp.headers_mut().append(name, value);
     }
     resp
 }
@@ -195,15 +229,15 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Forward { #[pin] fut: F, tag_response: bool },
+        Forward { #[pin] fut: F, adds: ResponseAdds },
         Ready { resp: Option<Response<Body>> },
         Slow { fut: SlowFuture },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    fn forward(fut: F, tag_response: bool) -> Self {
-        ResponseFuture { kind: Kind::Forward { fut, tag_response } }
+    fn forward(fut: F, f: Forward) -> Self {
+        ResponseFuture { kind: Kind::Forward { fut, adds: ResponseAdds::of(f) } }
     }
     fn ready(resp: Response<Body>) -> Self {
         ResponseFuture { kind: Kind::Ready { resp: Some(resp) } }
@@ -221,10 +255,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Forward { fut, tag_response } => {
-                let tag_response = *tag_response;
-                fut.poll(cx).map(|r| r.map(|resp| tag(resp, tag_response)))
-            }
+            KindProj::Forward { fut, adds } => fut.poll(cx).map(|r| r.map(|resp| add(resp, std::mem::take(adds)))),
             KindProj::Ready { resp } => Poll::Ready(Ok(resp.take().unwrap_or_else(|| Response::new(Body::empty())))),
             KindProj::Slow { fut } => fut.as_mut().poll(cx),
         }

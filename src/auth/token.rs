@@ -26,23 +26,24 @@ pub enum Found<'a> {
 
 /// Looks for the session token: header first, then the (possibly suffixed) `__session` cookie.
 pub fn find<'a>(headers: &'a HeaderMap, pk: Option<&PublishableKey>, now_s: i64) -> Found<'a> {
+    match header(headers) {
+        Some(found) => found,
+        None => SessionCookies::read(headers, pk, now_s).session_token(),
+    }
+}
+
+/// The header token, or a conflict; `None` when the cookies decide (no `Authorization`, or a
+/// scheme other than `Bearer`).
+pub fn header(headers: &HeaderMap) -> Option<Found<'_>> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
-    if let Some(first) = auth.next() {
-        if auth.next().is_some() {
-            return Found::Conflict("several Authorization headers");
-        }
-        // A value that is not visible ASCII cannot be a JWT; hand a marker that fails to decode
-        // so the answer is Clerk's `token-invalid`, not a silent fall-through to the cookie.
-        let value = first.to_str().unwrap_or("\u{1}");
-        if let Some(token) = header_token(value) {
-            return Found::Token(token, Carrier::Header);
-        }
+    let first = auth.next()?;
+    if auth.next().is_some() {
+        return Some(Found::Conflict("several Authorization headers"));
     }
-    match session_cookie(headers, pk, now_s) {
-        Some(Cookie::Borrowed(t)) => Found::Token(t, Carrier::Cookie),
-        Some(Cookie::Owned(t)) => Found::OwnedCookie(t),
-        None => Found::None,
-    }
+    // A value that is not visible ASCII cannot be a JWT; hand a marker that fails to decode
+    // so the answer is Clerk's `token-invalid`, not a silent fall-through to the cookie.
+    let value = first.to_str().unwrap_or("\u{1}");
+    header_token(value).map(|token| Found::Token(token, Carrier::Header))
 }
 
 /// The token in an `Authorization` value, per Clerk's `parseAuthorizationHeader`.
@@ -69,69 +70,183 @@ fn well_formed_escapes(v: &str) -> bool {
 
 /// A cookie value, borrowed when it needed no decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Cookie<'a> {
+pub enum Cookie<'a> {
+    /// Used as sent.
     Borrowed(&'a str),
+    /// Percent-decoded.
     Owned(String),
 }
 
-impl Cookie<'_> {
-    fn as_str(&self) -> &str {
+impl<'a> Cookie<'a> {
+    /// The value.
+    pub fn as_str(&self) -> &str {
         match self {
             Cookie::Borrowed(s) => s,
             Cookie::Owned(s) => s,
         }
     }
+
+    /// A raw value as the `cookie` npm package reads it: quotes removed, then percent-decoded
+    /// (a malformed escape keeps the whole value verbatim, as `decodeURIComponent` throwing does).
+    /// Clerk reads `getCookie(name) || undefined`: an empty value is no cookie.
+    fn from_raw(v: &'a str) -> Option<Cookie<'a>> {
+        let v = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
+        if v.is_empty() {
+            return None;
+        }
+        if !v.contains('%') || !well_formed_escapes(v) {
+            return Some(Cookie::Borrowed(v));
+        }
+        Some(match percent_encoding::percent_decode_str(v).decode_utf8() {
+            Ok(decoded) => Cookie::Owned(decoded.into_owned()),
+            Err(_) => Cookie::Borrowed(v),
+        })
+    }
 }
 
-/// The first value of cookie `name` across every `Cookie` header (RFC 6265 as the `cookie`
-/// npm package reads it: split on `;` first, then percent-decode; first occurrence wins;
-/// malformed escapes are kept verbatim).
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cookie<'a>> {
-    for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if k.trim() != name {
-                continue;
+/// The cookies Clerk's SDK reads (clerk-semantics §1.3), found in one pass over every `Cookie`
+/// header: the first occurrence of a name wins (RFC 6265 as the `cookie` npm package reads it:
+/// split on `;` first, then decode). Values are decoded only when asked for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slots<'a> {
+    session: Option<&'a str>,
+    session_suffixed: Option<&'a str>,
+    client_uat: Option<&'a str>,
+    client_uat_suffixed: Option<&'a str>,
+    dev_browser: Option<&'a str>,
+    dev_browser_suffixed: Option<&'a str>,
+    refresh_suffixed: Option<&'a str>,
+    handshake: Option<&'a str>,
+    handshake_nonce: Option<&'a str>,
+    redirect_count: Option<&'a str>,
+}
+
+impl<'a> Slots<'a> {
+    /// One pass over the `Cookie` headers; with no `suffix` (no publishable key), only up to the
+    /// first `__session`.
+    fn read(headers: &'a HeaderMap, suffix: Option<&str>) -> Self {
+        let mut slots = Slots::default();
+        for value in headers.get_all(COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for pair in value.split(';') {
+                let Some((k, v)) = pair.split_once('=') else {
+                    continue;
+                };
+                let k = k.trim();
+                // Every name Clerk reads starts with two underscores; most cookies do not.
+                if !k.starts_with("__") {
+                    continue;
+                }
+                // Without a publishable key there is no browser flow: only `__session` counts,
+                // and the first one ends the search.
+                if suffix.is_none() && k == "__session" {
+                    slots.session = Some(v.trim());
+                    return slots;
+                }
+                if let Some(slot) = slots.slot(k, suffix) {
+                    if slot.is_none() {
+                        *slot = Some(v.trim());
+                    }
+                }
             }
-            let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
-            // Clerk reads `getCookie(name) || undefined`: an empty value is no cookie.
-            if v.is_empty() {
-                return None;
+        }
+        slots
+    }
+
+    fn slot(&mut self, name: &str, suffix: Option<&str>) -> Option<&mut Option<&'a str>> {
+        Some(match name {
+            "__session" => &mut self.session,
+            "__client_uat" => &mut self.client_uat,
+            "__clerk_db_jwt" => &mut self.dev_browser,
+            "__clerk_handshake" => &mut self.handshake,
+            "__clerk_handshake_nonce" => &mut self.handshake_nonce,
+            "__clerk_redirect_count" => &mut self.redirect_count,
+            _ => {
+                let base = name.strip_suffix(suffix?)?.strip_suffix('_')?;
+                match base {
+                    "__session" => &mut self.session_suffixed,
+                    "__client_uat" => &mut self.client_uat_suffixed,
+                    "__clerk_db_jwt" => &mut self.dev_browser_suffixed,
+                    "__refresh" => &mut self.refresh_suffixed,
+                    _ => return None,
+                }
             }
-            if !v.contains('%') || !well_formed_escapes(v) {
-                // `decodeURIComponent` throws on a malformed escape, and the `cookie` package
-                // then keeps the whole value verbatim.
-                return Some(Cookie::Borrowed(v));
-            }
-            return Some(match percent_encoding::percent_decode_str(v).decode_utf8() {
-                Ok(decoded) => Cookie::Owned(decoded.into_owned()),
-                Err(_) => Cookie::Borrowed(v),
-            });
+        })
+    }
+}
+
+fn get<'a>(slot: Option<&'a str>) -> Option<Cookie<'a>> {
+    slot.and_then(Cookie::from_raw)
+}
+
+/// The request's Clerk cookies and which family this instance uses: suffixed
+/// (`<name>_<suffix>`, with a publishable key) or not (Clerk's `usesSuffixedCookies`).
+#[derive(Debug, Clone)]
+pub struct SessionCookies<'a> {
+    slots: Slots<'a>,
+    suffixed: bool,
+}
+
+impl<'a> SessionCookies<'a> {
+    /// Reads them at `now_s` (the suffixed-cookie decision looks at an unverified `exp`).
+    pub fn read(headers: &'a HeaderMap, pk: Option<&PublishableKey>, now_s: i64) -> Self {
+        let slots = Slots::read(headers, pk.map(|pk| pk.cookie_suffix.as_str()));
+        let suffixed = pk.is_some_and(|pk| uses_suffixed(&slots, pk, now_s));
+        SessionCookies { slots, suffixed }
+    }
+
+    /// True when the suffixed cookies are this instance's (`suffixed_cookies` in the handshake).
+    pub fn suffixed(&self) -> bool {
+        self.suffixed
+    }
+
+    fn pick(&self, plain: Option<&'a str>, suffixed: Option<&'a str>) -> Option<Cookie<'a>> {
+        // When the suffixed family is chosen there is no fallback to the plain one.
+        get(if self.suffixed { suffixed } else { plain })
+    }
+
+    /// `__session` (or `__session_<suffix>`).
+    pub fn session(&self) -> Option<Cookie<'a>> {
+        self.pick(self.slots.session, self.slots.session_suffixed)
+    }
+
+    /// The session cookie as the request's token.
+    pub fn session_token(&self) -> Found<'a> {
+        match self.session() {
+            Some(Cookie::Borrowed(t)) => Found::Token(t, Carrier::Cookie),
+            Some(Cookie::Owned(t)) => Found::OwnedCookie(t),
+            None => Found::None,
         }
     }
-    None
-}
 
-/// The value of cookie `name`, decoded as the session cookie is, owned.
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    cookie(headers, name).map(|c| c.as_str().to_owned())
-}
+    /// `__client_uat` (or suffixed), as sent.
+    pub fn client_uat(&self) -> Option<Cookie<'a>> {
+        self.pick(self.slots.client_uat, self.slots.client_uat_suffixed)
+    }
 
-fn session_cookie<'a>(headers: &'a HeaderMap, pk: Option<&PublishableKey>, now_s: i64) -> Option<Cookie<'a>> {
-    let Some(pk) = pk else {
-        return cookie(headers, "__session");
-    };
-    let suffixed = format!("__session_{}", pk.cookie_suffix);
-    let s = cookie(headers, "__session");
-    let ss = cookie(headers, &suffixed);
-    if uses_suffixed(headers, pk, s.as_ref().map(Cookie::as_str), ss.as_ref().map(Cookie::as_str), now_s) {
-        ss
-    } else {
-        s
+    /// `__clerk_db_jwt` (or suffixed): the development browser.
+    pub fn dev_browser(&self) -> Option<Cookie<'a>> {
+        self.pick(self.slots.dev_browser, self.slots.dev_browser_suffixed)
+    }
+
+    /// `__refresh_<suffix>` (suffixed only).
+    pub fn refresh(&self) -> Option<Cookie<'a>> {
+        get(self.slots.refresh_suffixed)
+    }
+
+    /// `__clerk_handshake` (never suffixed).
+    pub fn handshake(&self) -> Option<Cookie<'a>> {
+        get(self.slots.handshake)
+    }
+
+    /// `__clerk_handshake_nonce` (never suffixed).
+    pub fn handshake_nonce(&self) -> Option<Cookie<'a>> {
+        get(self.slots.handshake_nonce)
+    }
+
+    /// `__clerk_redirect_count` (never suffixed).
+    pub fn redirect_count(&self) -> Option<Cookie<'a>> {
+        get(self.slots.redirect_count)
     }
 }
 
@@ -144,11 +259,11 @@ fn unverified_number(token: Option<&str>, name: &str) -> i64 {
 }
 
 /// Clerk's `usesSuffixedCookies` (clerk-semantics §1.5), evaluated on unverified claims.
-fn uses_suffixed(headers: &HeaderMap, pk: &PublishableKey, s: Option<&str>, ss: Option<&str>, now_s: i64) -> bool {
-    let uat = cookie(headers, "__client_uat");
-    let suat = cookie(headers, &format!("__client_uat_{}", pk.cookie_suffix));
-    let u = uat.as_ref().map(Cookie::as_str);
-    let su = suat.as_ref().map(Cookie::as_str);
+fn uses_suffixed(slots: &Slots<'_>, pk: &PublishableKey, now_s: i64) -> bool {
+    let (s, ss) = (get(slots.session), get(slots.session_suffixed));
+    let (s, ss) = (s.as_ref().map(Cookie::as_str), ss.as_ref().map(Cookie::as_str));
+    let (uat, suat) = (get(slots.client_uat), get(slots.client_uat_suffixed));
+    let (u, su) = (uat.as_ref().map(Cookie::as_str), suat.as_ref().map(Cookie::as_str));
     if let Some(s) = s {
         match unverified_claim(s, "iss") {
             None => return false,

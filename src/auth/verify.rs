@@ -276,42 +276,7 @@ pub fn verify_signed(
     if token_type_mismatch(&decoded) {
         return Err(Refusal::Failed(fail(Reason::TokenTypeMismatch, "The token is not a session token.", carrier)));
     }
-    let header = &decoded.header;
-    match &header.typ {
-        None => {}
-        Some(Value::String(t)) if t == "JWT" => {}
-        Some(other) => {
-            return Err(Refusal::Failed(fail(
-                Reason::TokenInvalid,
-                format!("Invalid JWT type {}. Expected \"JWT\".", js_string(Some(other))),
-                carrier,
-            )))
-        }
-    }
-    let alg = header.alg.as_ref().and_then(Value::as_str);
-    if !matches!(alg, Some("RS256") | Some("RS384") | Some("RS512")) {
-        return Err(Refusal::Failed(fail(
-            Reason::TokenInvalidAlgorithm,
-            format!("Invalid JWT algorithm {}. Supported: RS256,RS384,RS512.", js_string(header.alg.as_ref())),
-            carrier,
-        )));
-    }
-    let kid = header.kid.as_ref().and_then(Value::as_str);
-    let key = match (kid.and_then(|k| keys.and_then(|set| set.get(k))), static_key) {
-        (Some(k), _) => k,
-        (None, Some(k)) => k,
-        (None, None) if keys.is_some() => return Err(Refusal::UnknownKid(kid.unwrap_or_default().to_string())),
-        (None, None) => return Err(Refusal::NoKeys),
-    };
-    if alg != Some("RS256") {
-        // Clerk's keys are RS256 keys; WebCrypto refuses to use them for SHA-384/512, so Clerk
-        // ends such tokens in `token-verification-failed`. The gateway does the same.
-        return Err(Refusal::Failed(fail(
-            Reason::TokenVerificationFailed,
-            "Error verifying JWT signature. The key cannot verify this algorithm.",
-            carrier,
-        )));
-    }
+    let key = header_and_key(&decoded, carrier, keys, static_key)?;
     if !key.verify(decoded.signing_input.as_bytes(), &decoded.signature) {
         return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "JWT signature is invalid.", carrier)));
     }
@@ -370,6 +335,82 @@ pub fn verify_signed(
         claims,
         identity,
     })
+}
+
+/// The header checks every Clerk JWT gets (`typ`, `alg`) and the key that verifies it: the
+/// remote set's key for its `kid`, else the networkless key. Keys only RS256 can use.
+fn header_and_key<'k>(
+    decoded: &Decoded<'_>,
+    carrier: Carrier,
+    keys: Option<&'k KeySet>,
+    static_key: Option<&'k Arc<VerifyingKey>>,
+) -> Result<&'k Arc<VerifyingKey>, Refusal> {
+    let header = &decoded.header;
+    match &header.typ {
+        None => {}
+        Some(Value::String(t)) if t == "JWT" => {}
+        Some(other) => {
+            return Err(Refusal::Failed(fail(
+                Reason::TokenInvalid,
+                format!("Invalid JWT type {}. Expected \"JWT\".", js_string(Some(other))),
+                carrier,
+            )))
+        }
+    }
+    let alg = header.alg.as_ref().and_then(Value::as_str);
+    if !matches!(alg, Some("RS256") | Some("RS384") | Some("RS512")) {
+        return Err(Refusal::Failed(fail(
+            Reason::TokenInvalidAlgorithm,
+            format!("Invalid JWT algorithm {}. Supported: RS256,RS384,RS512.", js_string(header.alg.as_ref())),
+            carrier,
+        )));
+    }
+    let kid = header.kid.as_ref().and_then(Value::as_str);
+    let key = match (kid.and_then(|k| keys.and_then(|set| set.get(k))), static_key) {
+        (Some(k), _) => k,
+        (None, Some(k)) => k,
+        (None, None) if keys.is_some() => return Err(Refusal::UnknownKid(kid.unwrap_or_default().to_string())),
+        (None, None) => return Err(Refusal::NoKeys),
+    };
+    if alg != Some("RS256") {
+        // Clerk's keys are RS256 keys; WebCrypto refuses to use them for SHA-384/512, so Clerk
+        // ends such tokens in `token-verification-failed`. The gateway does the same.
+        return Err(Refusal::Failed(fail(
+            Reason::TokenVerificationFailed,
+            "Error verifying JWT signature. The key cannot verify this algorithm.",
+            carrier,
+        )));
+    }
+    Ok(key)
+}
+
+/// Verifies a signed handshake token (the `__clerk_handshake` format, clerk-semantics §4.6) and
+/// returns its payload, whose `handshake` claim lists the `Set-Cookie` directives. Clerk checks
+/// only the form, `typ`, `alg`, the category (absent, session or "ignore": a JWT template could
+/// otherwise carry author-chosen directives) and the signature; no time or party checks.
+pub fn verify_handshake(
+    token: &str,
+    keys: Option<&KeySet>,
+    static_key: Option<&Arc<VerifyingKey>>,
+) -> Result<Map<String, Value>, Refusal> {
+    let carrier = Carrier::Cookie;
+    let decoded = decode(token, carrier).map_err(Refusal::Failed)?;
+    let key = header_and_key(&decoded, carrier, keys, static_key)?;
+    match &decoded.header.cat {
+        None => {}
+        Some(Value::String(c)) if c == CAT_SESSION || c == CAT_IGNORE => {}
+        Some(_) => {
+            return Err(Refusal::Failed(fail(
+                Reason::TokenInvalid,
+                "Invalid handshake token category. Make sure that this is a valid Clerk-generated JWT.",
+                carrier,
+            )))
+        }
+    }
+    if !key.verify(decoded.signing_input.as_bytes(), &decoded.signature) {
+        return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "Handshake signature is invalid.", carrier)));
+    }
+    Ok(decoded.payload)
 }
 
 /// Builds the identity headers, or refuses the token when one of its identity claims cannot

@@ -87,6 +87,12 @@ impl Config {
         if let Some(s) = &c.sign_in_url {
             clerk.insert("sign_in_url".into(), Value::String(s.clone()));
         }
+        if let Some(f) = &c.frontend_api {
+            clerk.insert("frontend_api".into(), Value::String(f.clone()));
+        }
+        if let Some(p) = &c.proxy_url {
+            clerk.insert("proxy_url".into(), Value::String(p.clone()));
+        }
         clerk.insert("status_url".into(), Value::String(c.status_url.clone()));
         clerk.insert("verdict_cache_entries".into(), Value::Integer(c.verdict_cache_entries as i64));
         if let Some(v) = redacted(&c.webhook_signing_secret) {

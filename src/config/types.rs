@@ -167,8 +167,14 @@ pub struct ClerkConfig {
     pub issuer: Option<String>,
     /// `sts: pending` sessions are refused when true (the default, as Clerk's SDK signs them out).
     pub reject_pending_sessions: bool,
-    /// Where signed-out page loads are sent.
+    /// Where signed-out page loads are sent: an absolute URL, or a path on the app's origin.
     pub sign_in_url: Option<String>,
+    /// The Frontend API the handshake goes to, when it is not the publishable key's (a host,
+    /// or an `https://` URL).
+    pub frontend_api: Option<String>,
+    /// Clerk's proxy mode: the Frontend API behind the app's own URL (absolute, or a path on
+    /// the app's origin); it wins over `frontend_api`.
+    pub proxy_url: Option<String>,
     /// Clerk's status page, for triage.
     pub status_url: String,
     /// The Svix signing secret for `webhook = "clerk"` routes.

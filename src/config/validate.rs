@@ -350,6 +350,19 @@ impl Validator {
         }
     }
 
+    /// An `http(s)://` URL, or a path (`/sign-in`) that Clerk resolves against the app's origin.
+    fn url_or_path(&mut self, key: &str, text: &str) {
+        let ok = if text.starts_with('/') && !text.starts_with("//") {
+            text.parse::<http::uri::PathAndQuery>().is_ok() && !text.contains('#')
+        } else {
+            text.parse::<http::Uri>()
+                .is_ok_and(|u| matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some())
+        };
+        if !ok {
+            self.problem(key, format!("{text:?} is not an http:// or https:// URL, nor a path like /sign-in"));
+        }
+    }
+
     fn http_url(&mut self, key: &str, text: &str) -> Option<http::Uri> {
         match text.parse::<http::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some() => Some(u),
@@ -616,9 +629,36 @@ impl Validator {
                 );
             }
         }
+        // Clerk resolves a sign-in URL against the app's URL, so a path is as good as a URL.
         let sign_in_url = raw.sign_in_url;
         if let Some(u) = &sign_in_url {
-            self.http_url("clerk.sign_in_url", u);
+            self.url_or_path("clerk.sign_in_url", u);
+        }
+        let frontend_api = raw.frontend_api.map(|f| f.trim_end_matches('/').to_string());
+        if let Some(f) = &frontend_api {
+            if f.starts_with("http://") || f.starts_with("https://") {
+                self.http_url("clerk.frontend_api", f);
+            } else if f
+                .parse::<http::uri::Authority>()
+                .map_or(true, |a| a.as_str().contains('@') || a.host().is_empty())
+            {
+                self.problem("clerk.frontend_api", format!("{f:?} is not a host like clerk.example.com"));
+            }
+        }
+        let proxy_url = raw.proxy_url;
+        if let Some(u) = &proxy_url {
+            self.url_or_path("clerk.proxy_url", u);
+        }
+        if publishable_key.is_none() {
+            for (key, set) in [("clerk.frontend_api", frontend_api.is_some()), ("clerk.proxy_url", proxy_url.is_some())]
+            {
+                if set {
+                    self.problem(
+                        key,
+                        "the browser handshake needs clerk.publishable_key (or CLERK_PUBLISHABLE_KEY) as well",
+                    );
+                }
+            }
         }
         let status_url = raw.status_url.unwrap_or_else(|| "https://status.clerk.com/api/v2/status.json".to_string());
         self.http_url("clerk.status_url", &status_url);
@@ -665,6 +705,8 @@ impl Validator {
             issuer: raw.issuer.map(|i| i.trim_end_matches('/').to_string()),
             reject_pending_sessions: raw.reject_pending_sessions.unwrap_or(true),
             sign_in_url,
+            frontend_api,
+            proxy_url,
             status_url,
             webhook_signing_secret,
             keys,

@@ -6,7 +6,7 @@
 //! client sent it; `Forwarded`, `X-Real-IP` and every other reserved header are always stripped.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderValue};
 
@@ -18,6 +18,18 @@ pub const MAX_FORWARDED_HOPS: usize = 32;
 
 /// The longest entry worth parsing: an IPv6 address in its longest spelling.
 const MAX_ENTRY_LEN: usize = 45;
+
+/// Facts about the client connection, set by the listener as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address: the socket peer, or the source a PROXY protocol header named.
+    pub remote: SocketAddr,
+    /// True when the client connection is TLS.
+    pub tls: bool,
+    /// `remote` is in `server.trusted_proxies`: a load balancer, whose `X-Forwarded-For` chain
+    /// and `X-Forwarded-Proto` the listener read (as a [`PeerForwarded`] request extension).
+    pub trusted: bool,
+}
 
 /// What a trusted peer said about its client, kept only where well-formed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

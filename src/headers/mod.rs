@@ -11,7 +11,7 @@ mod forwarded;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
-pub use forwarded::{forwarded_for, PeerForwarded, MAX_FORWARDED_HOPS};
+pub use forwarded::{forwarded_for, ConnInfo, PeerForwarded, MAX_FORWARDED_HOPS};
 
 use crate::config::{protocol_name, HeaderPolicy, ROUTING_OVERRIDE_HEADERS};
 
@@ -23,6 +23,8 @@ pub mod names {
     pub const AUTH_STATUS: HeaderName = HeaderName::from_static("x-clerk-auth-status");
     /// The refusal reason on answers.
     pub const AUTH_REASON: HeaderName = HeaderName::from_static("x-clerk-auth-reason");
+    /// The refusal's message on answers (Clerk's full message).
+    pub const AUTH_MESSAGE: HeaderName = HeaderName::from_static("x-clerk-auth-message");
     /// The verified user id.
     pub const USER_ID: HeaderName = HeaderName::from_static("x-clerk-user-id");
     /// The verified session id.

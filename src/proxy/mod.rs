@@ -15,7 +15,6 @@ mod connect;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,21 +32,10 @@ use tower::Service;
 
 use crate::answer::{Answer, ClientFault, UpstreamFault};
 use crate::config::UpstreamConfig;
+pub use crate::headers::ConnInfo;
 use crate::headers::{self, names, AuthStatus, PeerForwarded, RequestedUpgrade};
 use crate::state::Shared;
 use crate::telemetry::names as metric;
-
-/// Facts about the client connection, set by the listener as a request extension.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    /// The client's address: the socket peer, or the source a PROXY protocol header named.
-    pub remote: SocketAddr,
-    /// True when the client connection is TLS.
-    pub tls: bool,
-    /// `remote` is in `server.trusted_proxies`: a load balancer, whose `X-Forwarded-For` chain
-    /// and `X-Forwarded-Proto` the listener read (as a [`PeerForwarded`] request extension).
-    pub trusted: bool,
-}
 
 type HttpClient = Client<connect::BoundedConnector, Body>;
 

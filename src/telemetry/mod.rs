@@ -101,6 +101,10 @@ fn describe() {
         names::CANCELLED_UPSTREAM,
         "Upstream requests left to finish after their client went away, by result."
     );
+    describe_counter!(
+        names::BACKEND_API_CALLS,
+        "Backend API calls of the browser flow, by call (handshake_payload, refresh) and result (ok, error, unreachable)."
+    );
 }
 
 /// Renders every metric for `GET /metrics`, after bringing the ones read at scrape time up to

@@ -50,6 +50,9 @@ pub const CLIENT_BODY_ERRORS: &str = "clerkgate_client_body_errors_total";
 /// Upstream requests a client cancelled that were left to finish, so their connection stays
 /// pooled, by `result` (`finished`, `dropped`).
 pub const CANCELLED_UPSTREAM: &str = "clerkgate_cancelled_upstream_requests_total";
+/// Backend API calls of the browser flow, by `call` (`handshake_payload`, `refresh`) and
+/// `result` (`ok`, `error`, `unreachable`).
+pub const BACKEND_API_CALLS: &str = "clerkgate_backend_api_calls_total";
 
 /// Label values for `outcome` on [`REQUESTS`].
 pub mod outcome {

@@ -6,6 +6,9 @@
 
 mod support;
 
+/// Issue #12 items 1–6: Clerk's browser flow — cookie rules, handshake redirect and loop guard,
+/// handshake resolution and refresh through a stand-in Backend API, sign-in redirects, modes.
+mod browser_flow;
 /// Config loading and `check-config`.
 mod config;
 /// The control plane: modes, admin API, signals, reload, revocation, audit (real binary).

@@ -2,7 +2,6 @@
 //! every request it receives (and records the headers of the last one). Like the Backend API,
 //! it can take only some secret keys ([`JwksServer::accept_only`]).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +9,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -65,21 +63,7 @@ impl JwksServer {
             accepted: Mutex::new(None),
         });
         let server = JwksServer { addr, inner: inner.clone() };
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let inner = inner.clone();
-                        async move { Ok::<_, Infallible>(answer(&inner, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        super::serve(listener, inner, |inner, req| async move { answer(&inner, req).await });
         server
     }
 

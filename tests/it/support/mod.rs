@@ -66,6 +66,30 @@ pub fn sign(claims: &Value) -> String {
     key().sign(Some(KID), claims)
 }
 
+/// Serves HTTP/1.1 and HTTP/2 on `listener` with `answer` for every request, in the background.
+pub fn serve<S, F, Fut>(listener: tokio::net::TcpListener, state: Arc<S>, answer: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<axum::body::Body>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (state, answer) = (state.clone(), answer.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let (state, answer) = (state.clone(), answer.clone());
+                    async move { Ok::<_, std::convert::Infallible>(answer(state, req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
 /// Starts the echo upstream.
 pub async fn upstream() -> SocketAddr {
     clerkgate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("echo upstream")
