@@ -42,6 +42,10 @@ mod operators_misc;
 /// is audited, a dir made read-only while running shows in `/readyz` and `/status`, and a
 /// refused reload shows in `status`.
 mod operators_state;
+/// Issue #12 item 7, Clerk's own SDK as the judge: one table of requests through
+/// `@clerk/backend`'s `authenticateRequest` (tests/oracle) and through the gateway, compared
+/// row by row; every disagreement is a documented deviation.
+mod oracle;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that

@@ -363,6 +363,12 @@ impl GatewayBuilder {
     /// Starts the gateway in-process after passing its config text through `edit`
     /// (e.g. `|t| with_keys(&t, "upstream", "response_timeout = \"300ms\"")`).
     pub async fn start_edited(self, edit: impl FnOnce(String) -> String) -> TestGateway {
+        self.try_start_edited(edit).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`GatewayBuilder::start_edited`], but a config the gateway refuses is an error
+    /// (with the config text), not a panic.
+    pub async fn try_start_edited(self, edit: impl FnOnce(String) -> String) -> Result<TestGateway, String> {
         let upstream = match self.upstream {
             Some(u) => u,
             None => upstream().await,
@@ -373,14 +379,14 @@ impl GatewayBuilder {
         let path = dir.path().join("clerkgate.toml");
         std::fs::write(&path, &text).expect("write config");
         let env = Env::from_pairs(self.env.clone());
-        let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        let config = Config::load(&path, &env).map_err(|e| format!("test config invalid:\n{e}\n---\n{text}"))?;
         let opts = Options { clock: self.clock.clone(), config_path: Some(path.clone()), env, discard_state: false };
         let running = match self.store {
             Some(make) => app::start_with_store(config, opts, make(state_dir)).await,
             None => app::start(config, opts).await,
         }
-        .expect("start gateway");
-        TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir }
+        .map_err(|e| format!("start gateway: {e}"))?;
+        Ok(TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir })
     }
 }
 
