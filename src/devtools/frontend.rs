@@ -473,7 +473,9 @@ fn with_query(url: &str, name: &str, value: &str) -> String {
         None => (url, None),
     };
     let sep = if base.contains('?') { '&' } else { '?' };
-    let value = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+    const QUERY_VALUE: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.').remove(b'~');
+    let value = percent_encoding::utf8_percent_encode(value, QUERY_VALUE);
     let mut out = format!("{base}{sep}{name}={value}");
     if let Some(f) = fragment {
         out.push('#');

@@ -6,6 +6,9 @@
 
 mod support;
 
+/// Issue #12 item 8: Debian's headless Chromium through the real binary and the stand-in
+/// Clerk: an expired session cookie ends on the page, signed in, with a fresh cookie.
+mod browser;
 /// Config loading and `check-config`.
 mod config;
 /// The control plane: modes, admin API, signals, reload, revocation, audit (real binary).

@@ -411,12 +411,6 @@ fn oracle_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("oracle")
 }
 
-/// `node`, or `None` (with the reason printed) when it is not on PATH.
-fn node() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("node")).find(|p| p.is_file())
-}
-
 /// Runs oracle.mjs over `table`; panics with the program's stderr when it fails.
 fn run_oracle(node: &Path, table: &Value) -> Value {
     let dir = oracle_dir();
@@ -448,7 +442,7 @@ fn dead_addr() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clerk_sdk_and_clerkgate_agree_on_every_row() {
-    let Some(node) = node() else {
+    let Some(node) = support::on_path(&["node"]) else {
         eprintln!("SKIPPED oracle: `node` is not on PATH (.ci/run installs it); Clerk's SDK cannot judge");
         return;
     };

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod jwks;
 pub mod raw;
 
@@ -61,6 +62,20 @@ pub fn claims_at(iat: i64, edit: impl FnOnce(&mut serde_json::Map<String, Value>
 /// Signs arbitrary claims with [`key`] under [`KID`].
 pub fn sign(claims: &Value) -> String {
     key().sign(Some(KID), claims)
+}
+
+/// The first of `names` found as a file in a PATH directory (a tool the tests need), or `None`.
+pub fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).flat_map(|d| names.iter().map(move |n| d.join(n))).find(|p| p.is_file())
+}
+
+/// The claims of a JWT, unverified (`Null` when they do not decode).
+pub fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
 /// Starts the echo upstream.
