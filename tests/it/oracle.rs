@@ -43,8 +43,8 @@ const DEVIATIONS: &[(&str, &str)] = &[
     ),
     (
         "hs/token-bad-signature-dev",
-        "Clerk's SDK throws (the app answers 500) when a development handshake token does not \
-         verify; clerkgate answers like any other bad credential and never 500s on input",
+        "Clerk's SDK throws when a development handshake token does not verify (the app answers \
+         500, no reason); clerkgate answers the same 500 and names its reason, handshake-failed",
     ),
     (
         "xfwd/client-forwarded-host",
@@ -192,7 +192,12 @@ impl Table {
 /// What one side answered, reduced to what is compared.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Verdict {
+    /// `forward`, `refuse`, `handshake` (307 to the Frontend API), `redirect` (any other 307:
+    /// the development handshake's clean URL, or sign-in), `error` (500).
     kind: String,
+    /// The SDK's Location came from `auth.protect()`'s sign-in redirect (a framework's answer,
+    /// whose `Cache-Control` Clerk leaves to the framework), not from the request state.
+    sign_in: bool,
     reason: Option<String>,
     message: Option<String>,
     location: Option<String>,
@@ -233,8 +238,10 @@ fn sdk_verdict(row: &Value) -> Verdict {
             identity.insert(*field, opt_str(&row["identity"][*field]));
         }
     }
+    let kind = row["answer"]["kind"].as_str().unwrap_or("?");
     Verdict {
-        kind: row["answer"]["kind"].as_str().unwrap_or("?").to_string(),
+        kind: if kind == "sign-in" { "redirect".into() } else { kind.to_string() },
+        sign_in: kind == "sign-in",
         reason: opt_str(&row["reason"]),
         message: opt_str(&row["message"]),
         location: opt_str(&row["answer"]["location"]),
@@ -246,13 +253,7 @@ fn sdk_verdict(row: &Value) -> Verdict {
 }
 
 /// The gateway's answer to one row.
-fn gateway_verdict(
-    inst: &Instance,
-    status: u16,
-    headers: &[(String, String)],
-    body: &str,
-    calls: Vec<String>,
-) -> Verdict {
+fn gateway_verdict(status: u16, headers: &[(String, String)], body: &str, calls: Vec<String>) -> Verdict {
     let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let location = header("location");
     let echo: Option<Value> = serde_json::from_str::<Value>(body).ok().filter(|v| v["headers"].is_array());
@@ -260,7 +261,6 @@ fn gateway_verdict(
         200..=299 if echo.is_some() => "forward".to_string(),
         301 | 302 | 303 | 307 | 308 => match &location {
             Some(l) if url_path(l).ends_with("/v1/client/handshake") => "handshake".into(),
-            Some(l) if inst.sign_in_url.as_ref().is_some_and(|s| l.starts_with(s.as_str())) => "sign-in".into(),
             _ => "redirect".into(),
         },
         401 | 403 => "refuse".into(),
@@ -282,6 +282,7 @@ fn gateway_verdict(
     let body_message = serde_json::from_str::<Value>(body).ok().and_then(|v| opt_str(&v["message"]));
     Verdict {
         kind,
+        sign_in: false,
         reason: header("x-clerk-auth-reason"),
         message: header("x-clerk-auth-message").or(body_message),
         location,
@@ -387,7 +388,7 @@ fn differences(sdk: &Verdict, gw: &Verdict) -> Vec<String> {
         (None, None) => {}
         (a, b) => field("Location", a, b),
     }
-    if sdk.location.is_some() && sdk.cache_control != gw.cache_control {
+    if sdk.location.is_some() && !sdk.sign_in && sdk.cache_control != gw.cache_control {
         field("Cache-Control", &sdk.cache_control, &gw.cache_control);
     }
     let mut a: Vec<_> = sdk.set_cookies.iter().map(|c| cookie_parts(c)).collect();
@@ -559,7 +560,7 @@ async fn clerk_sdk_and_clerkgate_agree_on_every_row() {
                 } else {
                     Vec::new()
                 };
-                gateway_verdict(i, status, &headers, &body, calls)
+                gateway_verdict(status, &headers, &body, calls)
             }
         };
         let diffs = differences(&sdk, &gw);

@@ -30,8 +30,9 @@
 // `answer` is what Clerk's middleware makes of the state on a protected route: a Location in
 // the state's headers is a 307 (a handshake, or the development handshake's clean URL);
 // signed-in (and not pending) reaches the app; anything else is refused, or — for a page load
-// when the instance has a sign-in URL — redirected to it by Clerk's own createRedirect, the
-// way `auth.protect()` does (pending sessions to `<sign-in>/tasks`).
+// (a GET document request, SPEC §8) — redirected to sign in by Clerk's own createRedirect, the
+// way `auth.protect()` does: to the instance's sign-in URL, else the Account Portal derived
+// from the publishable key, pending sessions to `<sign-in>/tasks`.
 
 import { readFileSync } from 'node:fs';
 
@@ -73,7 +74,7 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
 
 // Imported only now: the SDK binds `fetch` when its module loads.
 const { createClerkClient } = await import('@clerk/backend');
-const { createRedirect } = await import('@clerk/backend/internal');
+const { createClerkRequest, createRedirect } = await import('@clerk/backend/internal');
 const sdkVersion = JSON.parse(
   readFileSync(new URL('./node_modules/@clerk/backend/package.json', import.meta.url), 'utf8'),
 ).version;
@@ -138,17 +139,20 @@ function answerOf(state, identity, req, inst) {
   if (state.status === 'signed-in' && identity?.sessionStatus !== 'pending') {
     return { kind: 'forward', status: 200, location: null };
   }
-  if (inst.sign_in_url && isPageLoad(req)) {
-    const clerkUrl = new URL(req.url);
+  if (isPageLoad(req)) {
+    // auth.protect(): the configured sign-in URL, else the Account Portal derived from the
+    // publishable key; in development the dev browser token goes along on a cross-origin hop.
+    const clerkReq = createClerkRequest(req);
     const { redirectToSignIn } = createRedirect({
       publishableKey: inst.publishable_key,
-      baseUrl: clerkUrl,
-      signInUrl: inst.sign_in_url,
+      baseUrl: clerkReq.clerkUrl,
+      signInUrl: inst.sign_in_url ?? undefined,
       sessionStatus: identity?.sessionStatus ?? null,
-      devBrowserToken: null,
+      devBrowserToken:
+        clerkReq.clerkUrl.searchParams.get('__clerk_db_jwt') || clerkReq.cookies.get('__clerk_db_jwt') || null,
       redirectAdapter: url => url,
     });
-    return { kind: 'sign-in', status: 307, location: redirectToSignIn({ returnBackUrl: clerkUrl.href }) };
+    return { kind: 'sign-in', status: 307, location: redirectToSignIn({ returnBackUrl: clerkReq.clerkUrl.href }) };
   }
   return { kind: 'refuse', status: 401, location: null };
 }
