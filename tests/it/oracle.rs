@@ -412,8 +412,8 @@ fn oracle_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("oracle")
 }
 
-/// Runs oracle.mjs over `table`; panics with the program's stderr when it fails.
-fn run_oracle(node: &Path, table: &Value) -> Value {
+/// Runs oracle.mjs over `table` and returns what it printed and how it exited.
+fn oracle_output(node: &Path, table: &Value) -> std::process::Output {
     let dir = oracle_dir();
     assert!(
         dir.join("node_modules").join("@clerk").join("backend").is_dir(),
@@ -422,17 +422,52 @@ fn run_oracle(node: &Path, table: &Value) -> Value {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), table.to_string()).expect("write the table");
     // A clean environment: nothing (a VERCEL_* variable, NODE_OPTIONS) changes what the SDK does.
-    let out = std::process::Command::new(node)
+    std::process::Command::new(node)
         .arg(dir.join("oracle.mjs"))
         .arg(file.path())
         .current_dir(&dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
-        .expect("run node");
+        .expect("run node")
+}
+
+/// Runs oracle.mjs over `table`; panics with the program's stderr when it fails.
+fn run_oracle(node: &Path, table: &Value) -> Value {
+    let out = oracle_output(node, table);
     assert!(out.status.success(), "oracle.mjs failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("oracle.mjs printed no JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The oracle is offline: when the SDK tries to reach anything but loopback (here a Backend API
+/// elsewhere, for a handshake nonce), the run fails and names the address.
+#[test]
+fn the_oracle_fails_loudly_when_the_sdk_reaches_past_loopback() {
+    let Some(node) = support::on_path(&["node"]) else {
+        eprintln!("SKIPPED oracle: `node` is not on PATH (.ci/run installs it)");
+        return;
+    };
+    let table = json!({
+        "now_ms": support::now_s() * 1000,
+        "jwt_key": key().public_pem(),
+        "instances": { "far": {
+            "publishable_key": publishable_key(true, "clerk.oracle.test"),
+            "secret_key": "sk_live_oracle",
+            "api_url": "https://api.clerk.invalid",
+        } },
+        "rows": [{
+            "id": "nonce", "instance": "far", "method": "GET", "url": "http://app.oracle.test/",
+            "headers": [["sec-fetch-dest", "document"], ["cookie", "__clerk_handshake_nonce=nonce_x"]],
+        }],
+    });
+    let out = oracle_output(&node, &table);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("row nonce: the SDK tried to reach https://api.clerk.invalid/v1/clients/handshake_payload"),
+        "{stderr}"
+    );
 }
 
 /// An address nothing listens on (bound, then released).
