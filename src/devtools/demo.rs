@@ -78,6 +78,7 @@ publishable_key = {publishable_key}
 secret_key = {secret_key}
 api_url = {clerk_url}
 proxy_url = {clerk_url}
+sign_in_url = {sign_in_url}
 
 [routes]
 default = "public"
@@ -109,6 +110,7 @@ level = "warn"
         publishable_key = toml_string(&demo_publishable_key()),
         secret_key = toml_string(&clerk.secret_key),
         clerk_url = toml_string(&clerk.url),
+        sign_in_url = toml_string(&format!("{}/sign-in", clerk.url)),
         admin_token = toml_string(admin_token),
         state_dir = toml_string(state_dir),
     )
@@ -139,12 +141,8 @@ async fn run_inner() -> Result<(), String> {
     let secret_key = format!("sk_live_demo{}", token_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
 
     let data = free_or_any(DATA_PORT);
-    let mut options = StandInOptions::new(&demo_publishable_key(), &secret_key, &key, DEMO_KID)?;
-    let clerk = ClerkStandIn::spawn(free_or_any(CLERK_PORT), {
-        options.after_sign_in = "/sign-in".into();
-        options
-    })
-    .await?;
+    let options = StandInOptions::new(&demo_publishable_key(), &secret_key, &key, DEMO_KID)?;
+    let clerk = ClerkStandIn::spawn(free_or_any(CLERK_PORT), options).await?;
     let demo_clerk = DemoClerk { url: clerk.url(), secret_key };
     let text = demo_config(
         &key.public_pem(),
@@ -185,6 +183,7 @@ async fn run_inner() -> Result<(), String> {
     let admin_jwt = key.sign(Some(DEMO_KID), &admin.claims(now));
     let gw = format!("http://{}", running.data_addr);
     let adm = format!("http://{}", running.admin_addr);
+    clerk.set_after_sign_in(&format!("{gw}/app"));
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "clerkgate".into());
 
     // A closed stdout (the reader went away) must not stop a demo that is serving: write, and
@@ -198,10 +197,11 @@ clerkgate demo is running (Ctrl-C to stop)
   clerk     {clerk_url}  (stand-in for Clerk's Frontend and Backend API: sign-in page, handshake)
   files     {dir}
 
-In a browser: open this sign-in URL, sign in as the demo user, and you land on the protected
-page {gw}/app signed in (the echo shows X-Clerk-User-Id). Its session token lives 60 seconds,
-as Clerk's do: wait past that, reload, and you stay signed in — the gateway sends the browser
-through Clerk's handshake (the stand-in) and back, and sets a fresh __session cookie.
+In a browser: open this sign-in URL (or {gw}/app, which sends a signed-out visitor there),
+sign in as the demo user, and you land on the protected page {gw}/app signed in (the echo
+shows X-Clerk-User-Id). Its session token lives 60 seconds, as Clerk's do: wait past that,
+reload, and you stay signed in — the gateway sends the browser through Clerk's handshake (the
+stand-in) and back, and sets a fresh __session cookie.
   sign in   {sign_in}?redirect_url={gw}/app
 
 The curl tokens below live one hour.

@@ -80,7 +80,8 @@ pub struct StandInOptions {
     pub session_ttl_s: i64,
     /// The `azp` of its session tokens (the app's origin), if any.
     pub azp: Option<String>,
-    /// Where the sign-in page sends the browser when no `redirect_url` is given.
+    /// Where the sign-in page sends the browser when no `redirect_url` is given (also
+    /// [`ClerkStandIn::set_after_sign_in`], once the app's address is known).
     pub after_sign_in: String,
     /// The handshake's answer format.
     pub handshake_format: HandshakeFormat,
@@ -121,6 +122,7 @@ struct Shared {
     nonces: Mutex<HashMap<String, Vec<String>>>,
     refresh: Mutex<HashMap<String, RefreshAnswer>>,
     calls: Mutex<Vec<String>>,
+    after_sign_in: Mutex<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +154,7 @@ impl ClerkStandIn {
         let pk = parse_publishable_key(&options.publishable_key)
             .map_err(|e| format!("the stand-in's publishable key {e}"))?;
         let shared = Arc::new(Shared {
+            after_sign_in: Mutex::new(options.after_sign_in.clone()),
             options,
             pk,
             clients: Mutex::new(HashMap::new()),
@@ -221,6 +224,11 @@ impl ClerkStandIn {
     /// Signs `user` in as a browser would through the page; returns the `__client` cookie value.
     pub fn sign_in_client(&self, user: &str) -> String {
         self.shared.new_client(user).0
+    }
+
+    /// Where the sign-in page sends the browser when no `redirect_url` is given.
+    pub fn set_after_sign_in(&self, url: &str) {
+        *lock(&self.shared.after_sign_in) = url.to_string();
     }
 
     /// Every Backend API call so far, as `METHOD /path?query` (as received).
@@ -387,7 +395,7 @@ async fn jwks(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Res
 }
 
 async fn sign_in_page(State(s): State<Arc<Shared>>, Query(q): Q) -> Response<Body> {
-    let back = q.get("redirect_url").cloned().unwrap_or_else(|| s.options.after_sign_in.clone());
+    let back = q.get("redirect_url").cloned().unwrap_or_else(|| lock(&s.after_sign_in).clone());
     let page = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in — clerkgate demo</title>
@@ -424,7 +432,7 @@ async fn sign_in(State(s): State<Arc<Shared>>, body: Bytes) -> Response<Body> {
         .get("redirect_url")
         .filter(|u| u.starts_with('/') || absolute_http_url(u).is_some())
         .cloned()
-        .unwrap_or_else(|| s.options.after_sign_in.clone());
+        .unwrap_or_else(|| lock(&s.after_sign_in).clone());
     let (client, session) = s.new_client(&user);
     let mut resp = Response::builder()
         .status(StatusCode::SEE_OTHER)
@@ -445,7 +453,7 @@ async fn sign_out(State(s): State<Arc<Shared>>, Query(q): Q, headers: HeaderMap)
         .get("redirect_url")
         .filter(|u| u.starts_with('/') || absolute_http_url(u).is_some())
         .cloned()
-        .unwrap_or_else(|| s.options.after_sign_in.clone());
+        .unwrap_or_else(|| lock(&s.after_sign_in).clone());
     let mut resp = Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(LOCATION, back)

@@ -118,12 +118,15 @@ impl Demo {
         self.printed("gateway")
     }
 
-    /// The first word after `label` on the line that starts with it (`  sign in   http://…`).
+    /// The URL or path after `label` on the indented line that starts with it
+    /// (`  sign in   http://…`, `  files     /tmp/…`).
     fn printed(&self, label: &str) -> String {
         self.stdout
             .lines()
-            .find_map(|l| l.trim_start().strip_prefix(label).filter(|r| r.starts_with(' ')))
-            .and_then(|r| r.split_whitespace().next())
+            .filter(|l| l.starts_with("  "))
+            .filter_map(|l| l.trim_start().strip_prefix(label).filter(|r| r.starts_with(' ')))
+            .filter_map(|r| r.split_whitespace().next())
+            .find(|w| w.contains("://") || w.starts_with('/'))
             .unwrap_or_else(|| panic!("no `{label}` line in:\n{}", self.stdout))
             .to_string()
     }
@@ -331,8 +334,14 @@ fn demo_sign_in_url_signs_a_browser_in_and_the_handshake_keeps_it_signed_in() {
         assert_eq!(status, 200, "{sign_in}: {page}");
         assert!(page.contains(r#"<form method="post" action="/sign-in">"#), "{page}");
 
-        // Signing in sets Clerk's cookies and sends the browser to the protected page.
+        // A signed-out page load of the protected page goes to that sign-in page.
         let app = format!("{gw}/app");
+        let (status, headers, body) = page_load(&client, &app, &mut Jar::default()).await;
+        assert_eq!(status, 307, "{app} signed out: {body}");
+        let to = headers["location"].to_str().expect("location");
+        assert!(to.starts_with(&format!("{clerk}/sign-in?redirect_url=")), "{to}");
+
+        // Signing in sets Clerk's cookies and sends the browser to the protected page.
         let form = format!(
             "user=user_2demo&redirect_url={}",
             percent_encoding::utf8_percent_encode(&app, percent_encoding::NON_ALPHANUMERIC)
