@@ -30,7 +30,7 @@
 //! ```text
 //!  entry                         cli (main.rs calls it)
 //!  fuzz targets                  fuzzing (the bodies fuzz/ calls)
-//!  development tools             devtools: demo, echo upstream, token minting
+//!  development tools             devtools: demo, echo upstream, token minting, Clerk stand-in
 //!  wiring                        app: builds everything from a config, binds the listeners
 //!  edges                         listener (data plane)        admin (API, guard, CLI client)
 //!                                file_watch (mounted files: asks control for reloads)

@@ -15,6 +15,10 @@ use crate::support::raw;
 /// Demos run one at a time: two starting together could both see 8080 free and race for it.
 static ONE_DEMO: Mutex<()> = Mutex::new(());
 
+/// The reasons for a request without any session: the gateway's own, and Clerk's for a
+/// production instance's cookie path (no `__session`, no `__client_uat`).
+const NO_SESSION: &[&str] = &["session-token-missing", "session-token-and-uat-missing"];
+
 /// How long the demo may take to print its lines (it generates an RSA key first).
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -111,11 +115,19 @@ impl Demo {
 
     /// The gateway's base URL as printed (`  gateway   http://…`).
     fn gateway_url(&self) -> String {
+        self.printed("gateway")
+    }
+
+    /// The URL or path after `label` on the indented line that starts with it
+    /// (`  sign in   http://…`, `  files     /tmp/…`).
+    fn printed(&self, label: &str) -> String {
         self.stdout
             .lines()
-            .find_map(|l| l.trim_start().strip_prefix("gateway"))
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no gateway line in:\n{}", self.stdout))
+            .filter(|l| l.starts_with("  "))
+            .filter_map(|l| l.trim_start().strip_prefix(label).filter(|r| r.starts_with(' ')))
+            .filter_map(|r| r.split_whitespace().next())
+            .find(|w| w.contains("://") || w.starts_with('/'))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{}", self.stdout))
             .to_string()
     }
 
@@ -189,11 +201,12 @@ fn demo_prints_curl_lines_that_work_as_printed() {
     assert_eq!(echoed(&echo, "x-clerk-auth-status"), ["signed-in"], "{echo}");
     assert_eq!(echo["path"], "/api/hello");
 
-    // 2. No token: 401 session-token-missing.
+    // 2. No token: 401, no session (the gateway's reason, or Clerk's for a cookie-less request).
     let reply = demo.run_si(demo.line(2, 0));
     assert_eq!(reply.status, 401, "{reply:?}");
-    assert_eq!(reply.header("x-clerk-auth-reason"), Some("session-token-missing"));
-    assert!(reply.body.contains("session-token-missing"), "{reply:?}");
+    let reason = reply.header("x-clerk-auth-reason").unwrap_or_default();
+    assert!(NO_SESSION.contains(&reason), "{reply:?}");
+    assert!(reply.body.contains(reason), "{reply:?}");
 
     // 3. A forged identity header is replaced by the token's.
     let echo = demo.run_json(demo.line(3, 0));
@@ -260,8 +273,133 @@ fn demo_bypass_lines_open_and_close_bypass() {
     let _ = demo.run(demo.line(6, 2));
     let after = demo.run_si(demo.line(6, 1));
     assert_eq!(after.status, 401, "after `{}`: {after:?}", demo.line(6, 2));
-    assert_eq!(after.header("x-clerk-auth-reason"), Some("session-token-missing"));
+    assert!(NO_SESSION.contains(&after.header("x-clerk-auth-reason").unwrap_or_default()), "{after:?}");
     assert_eq!(after.header("x-auth-bypass"), None);
 
+    demo.interrupt();
+}
+
+/// A browser's cookies by name: host-only on 127.0.0.1, which every port shares.
+#[derive(Default, Debug)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    /// Takes a response's `Set-Cookie` headers (`Max-Age=0` deletes).
+    fn take(&mut self, headers: &reqwest::header::HeaderMap) {
+        for v in headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+            let mut parts = v.split(';').map(str::trim);
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else { continue };
+            if parts.any(|a| a.eq_ignore_ascii_case("max-age=0")) {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// A page load as a browser sends it, with the jar's cookies; no redirect followed.
+async fn page_load(client: &reqwest::Client, url: &str, jar: &mut Jar) -> (u16, reqwest::header::HeaderMap, String) {
+    let resp = client
+        .get(url)
+        .header("sec-fetch-dest", "document")
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    jar.take(resp.headers());
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.text().await.unwrap_or_default())
+}
+
+#[test]
+fn demo_sign_in_url_signs_a_browser_in_and_the_handshake_keeps_it_signed_in() {
+    let _one = lock();
+    let demo = Demo::start();
+    let (sign_in, clerk, gw) = (demo.printed("sign in"), demo.printed("clerk"), demo.gateway_url());
+    let key_file = std::path::Path::new(&demo.printed("files")).join("dev-signing-key.pem");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let client =
+            reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let mut jar = Jar::default();
+
+        // The printed sign-in URL answers with the sign-in page.
+        let (status, _, page) = page_load(&client, &sign_in, &mut jar).await;
+        assert_eq!(status, 200, "{sign_in}: {page}");
+        assert!(page.contains(r#"<form method="post" action="/sign-in">"#), "{page}");
+
+        // A signed-out page load of the protected page goes to that sign-in page.
+        let app = format!("{gw}/app");
+        let (status, headers, body) = page_load(&client, &app, &mut Jar::default()).await;
+        assert_eq!(status, 307, "{app} signed out: {body}");
+        let to = headers["location"].to_str().expect("location");
+        assert!(to.starts_with(&format!("{clerk}/sign-in?redirect_url=")), "{to}");
+
+        // Signing in sets Clerk's cookies and sends the browser to the protected page.
+        let form = format!(
+            "user=user_2demo&redirect_url={}",
+            percent_encoding::utf8_percent_encode(&app, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let resp = client
+            .post(format!("{clerk}/sign-in"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(resp.status().as_u16(), 303, "{resp:?}");
+        assert_eq!(resp.headers()["location"], app.as_str());
+        jar.take(resp.headers());
+        let (status, _, body) = page_load(&client, &app, &mut jar).await;
+        assert_eq!(status, 200, "{app} after signing in: {body}\njar: {jar:?}");
+        let echo: Value = serde_json::from_str(&body).expect("echo JSON");
+        assert_eq!(echoed(&echo, "x-clerk-auth-status"), ["signed-in"], "{echo}");
+        assert_eq!(echoed(&echo, "x-clerk-user-id"), ["user_2demo"], "{echo}");
+
+        // Past the token's lifetime: the session cookie has expired.
+        let key = clerkgate::mint::SigningKey::from_pem(&std::fs::read_to_string(&key_file).expect("the demo's key"))
+            .expect("key");
+        let now = clerkgate::clock::Clock::system().now_ms() / 1000;
+        let fresh = jar.0.get("__session").cloned().expect("a __session cookie");
+        let mut claims =
+            clerkgate::mint::TokenSpec { sub: "user_2demo".into(), ..Default::default() }.claims(now - 300);
+        let fresh_claims = crate::support::claims_of(&fresh);
+        claims["sid"] = fresh_claims["sid"].clone();
+        claims["iss"] = fresh_claims["iss"].clone();
+        let expired = key.sign(Some("demo-key"), &claims);
+        for (name, value) in jar.0.iter_mut() {
+            if name.starts_with("__session") {
+                *value = expired.clone();
+            } else if name.starts_with("__client_uat") {
+                *value = (now - 600).to_string();
+            }
+        }
+
+        // Reload: a 307 handshake through the stand-in Frontend API ...
+        let (status, headers, body) = page_load(&client, &app, &mut jar).await;
+        assert_eq!(status, 307, "an expired session on a page load gets Clerk's handshake: {body}");
+        let location = headers["location"].to_str().expect("location").to_string();
+        assert!(location.starts_with(&format!("{clerk}/v1/client/handshake?")), "{location}");
+        assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+        let (status, headers, body) = page_load(&client, &location, &mut jar).await;
+        assert_eq!(status, 307, "the stand-in's handshake: {body}");
+        let back = headers["location"].to_str().expect("location").to_string();
+        assert!(back.starts_with(&app), "{back}");
+
+        // ... and back on the page, signed in, with a fresh session cookie.
+        let (status, _, body) = page_load(&client, &back, &mut jar).await;
+        assert_eq!(status, 200, "{back}: {body}");
+        let echo: Value = serde_json::from_str(&body).expect("echo JSON");
+        assert_eq!(echoed(&echo, "x-clerk-auth-status"), ["signed-in"], "{echo}");
+        assert_eq!(echoed(&echo, "x-clerk-user-id"), ["user_2demo"], "{echo}");
+        let renewed = jar.0.get("__session").cloned().expect("a __session cookie");
+        assert_ne!(renewed, expired, "the browser still holds the expired token");
+    });
     demo.interrupt();
 }

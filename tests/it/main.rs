@@ -6,6 +6,9 @@
 
 mod support;
 
+/// Issue #12 item 8: Debian's headless Chromium through the real binary and the stand-in
+/// Clerk: an expired session cookie ends on the page, signed in, with a fresh cookie.
+mod browser;
 /// Issue #12 items 1–6: Clerk's browser flow — cookie rules, handshake redirect and loop guard,
 /// handshake resolution and refresh through a stand-in Backend API, sign-in redirects, modes.
 mod browser_flow;
@@ -59,6 +62,10 @@ mod operators_misc;
 /// is audited, a dir made read-only while running shows in `/readyz` and `/status`, and a
 /// refused reload shows in `status`.
 mod operators_state;
+/// Issue #12 item 7, Clerk's own SDK as the judge: one table of requests through
+/// `@clerk/backend`'s `authenticateRequest` (tests/oracle) and through the gateway, compared
+/// row by row; every disagreement is a documented deviation.
+mod oracle;
 /// The proxy hop: streaming, hop-by-hop, forwarded headers, upgrades, 502/504, h2c.
 mod proxy;
 /// Issue #11 item 5, reload from mounted files: a kubelet `..data` swap reloads without a

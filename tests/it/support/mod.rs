@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod jwks;
 pub mod raw;
 
@@ -88,6 +89,30 @@ where
             });
         }
     });
+}
+
+/// A test that needs an outside tool (`node`, `chromium`) and does not find it: skipped with
+/// `message` on a developer's machine, but a failure where `.ci/run` promised the tool
+/// (`CLERKGATE_REQUIRE_TOOLS=1`), so CI can never pass by skipping.
+pub fn skip_without_tool(message: &str) {
+    if std::env::var_os("CLERKGATE_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{message}, and CLERKGATE_REQUIRE_TOOLS=1 says it must be there");
+    }
+    eprintln!("SKIPPED {message}");
+}
+
+/// The first of `names` found as a file in a PATH directory (a tool the tests need), or `None`.
+pub fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).flat_map(|d| names.iter().map(move |n| d.join(n))).find(|p| p.is_file())
+}
+
+/// The claims of a JWT, unverified (`Null` when they do not decode).
+pub fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
 /// Starts the echo upstream.
@@ -439,7 +464,13 @@ impl GatewayBuilder {
     /// Starts the gateway in-process after passing its config text through `edit`
     /// (e.g. `|t| with_keys(&t, "upstream", "response_timeout = \"300ms\"")`).
     pub async fn start_edited(self, edit: impl FnOnce(String) -> String) -> TestGateway {
-        self.start_placed(|dir, text| {
+        self.try_start_edited(edit).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`GatewayBuilder::start_edited`], but a config the gateway refuses is an error
+    /// (with the config text), not a panic.
+    pub async fn try_start_edited(self, edit: impl FnOnce(String) -> String) -> Result<TestGateway, String> {
+        self.try_start_placed(|dir, text| {
             let path = dir.join("clerkgate.toml");
             std::fs::write(&path, edit(text)).expect("write config");
             path
@@ -451,6 +482,11 @@ impl GatewayBuilder {
     /// gateway's temporary directory and the config text (laid out as the kubelet does, say);
     /// `place` answers the path to start from.
     pub async fn start_placed(self, place: impl FnOnce(&Path, String) -> PathBuf) -> TestGateway {
+        self.try_start_placed(place).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`GatewayBuilder::start_placed`], but a config the gateway refuses is an error.
+    pub async fn try_start_placed(self, place: impl FnOnce(&Path, String) -> PathBuf) -> Result<TestGateway, String> {
         let upstream = match self.upstream {
             Some(u) => u,
             None => upstream().await,
@@ -460,7 +496,7 @@ impl GatewayBuilder {
         let path = place(dir.path(), self.config_text(upstream, &state_dir.display().to_string()));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let env = Env::from_pairs(self.env.clone());
-        let config = Config::load(&path, &env).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        let config = Config::load(&path, &env).map_err(|e| format!("test config invalid:\n{e}\n---\n{text}"))?;
         let opts = Options {
             clock: self.clock.clone(),
             config_path: Some(path.clone()),
@@ -472,8 +508,8 @@ impl GatewayBuilder {
             Some(make) => app::start_with_store(config, opts, make(state_dir)).await,
             None => app::start(config, opts).await,
         }
-        .expect("start gateway");
-        TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir }
+        .map_err(|e| format!("start gateway: {e}"))?;
+        Ok(TestGateway { upstream, config_path: path, running: Some(running), clock: self.clock, _dir: dir })
     }
 }
 
