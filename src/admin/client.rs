@@ -427,32 +427,30 @@ pub fn show_revocation_list(v: &Revocations) -> String {
     out.join("\n")
 }
 
-/// `audit`: one line per event — time, actor, action, what it changed, why.
+/// `audit`: one line per event — time, actor, action, what it changed, why — and a last line
+/// for each line of the log that could not be read.
 pub fn show_audit(log: &AuditLog) -> String {
-    if log.events.is_empty() {
+    if log.events.is_empty() && log.skipped.is_empty() {
         return "no audit events".into();
     }
-    let lines: Vec<String> = log
-        .events
-        .iter()
-        .map(|e| {
-            let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
-            format!(
-                "{}  {}  {}  {} → {}{reason}",
-                super::rfc3339(e.time_ms),
-                e.actor,
-                e.action.as_str(),
-                summary(&e.before),
-                summary(&e.after)
-            )
-        })
-        .collect();
-    lines.join("\n")
+    let events = log.events.iter().map(|e| {
+        let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
+        format!(
+            "{}  {}  {}  {} → {}{reason}",
+            super::rfc3339(e.time_ms),
+            e.actor,
+            e.action,
+            summary(&e.before),
+            summary(&e.after)
+        )
+    });
+    let skipped = log.skipped.iter().map(|s| format!("(audit.jsonl line {} skipped: {})", s.line, s.why));
+    events.chain(skipped).collect::<Vec<_>>().join("\n")
 }
 
 /// One side of an audit event in a few words: a mode (and until when), a config hash, the
 /// problems of a refused reload, a revocation, a list of kids; anything else as compact JSON.
-fn summary(v: &Value) -> String {
+pub fn summary(v: &Value) -> String {
     let field = |name: &str| v.get(name).filter(|f| !f.is_null());
     let text = |f: &Value| f.as_str().map_or_else(|| f.to_string(), str::to_string);
     match v {
@@ -490,7 +488,7 @@ mod tests {
     use super::*;
     use crate::admin::api::tests::mode_view;
     use crate::mode::Mode;
-    use crate::store::{Action, AuditEvent};
+    use crate::store::{Action, AuditEvent, AuditRecord, SkippedLine};
 
     #[test]
     fn show_mode_says_who_why_and_until_when() {
@@ -552,9 +550,10 @@ mod tests {
 
     #[test]
     fn audit_lines_summarise_each_change() {
-        let event =
-            |action, before, after, reason: &str| AuditEvent::new(0, "admin:0123abcd", action, before, after, reason);
-        let log = AuditLog {
+        let event = |action, before, after, reason: &str| -> AuditRecord {
+            AuditEvent::new(0, "admin:0123abcd", action, before, after, reason).into()
+        };
+        let mut log = AuditLog {
             events: vec![
                 event(
                     Action::ModeSet,
@@ -573,6 +572,7 @@ mod tests {
                 event(Action::RevocationAdd, Value::Null, json!({"user_id": "user_1"}), "takeover"),
                 event(Action::RevocationRemove, json!({"issued_before_ms": 0}), Value::Null, ""),
             ],
+            skipped: vec![],
         };
         assert_eq!(
             show_audit(&log),
@@ -586,7 +586,14 @@ mod tests {
             ]
             .join("\n")
         );
-        assert_eq!(show_audit(&AuditLog { events: vec![] }), "no audit events");
+        log.events.truncate(1);
+        log.skipped.push(SkippedLine { line: 2, why: "not JSON: x".into() });
+        assert_eq!(
+            show_audit(&log),
+            "1970-01-01T00:00:00Z  admin:0123abcd  mode.set  enforce → grace until 1970-01-01T01:00:00Z  \"INC-1\"\n\
+             (audit.jsonl line 2 skipped: not JSON: x)"
+        );
+        assert_eq!(show_audit(&AuditLog { events: vec![], skipped: vec![] }), "no audit events");
     }
 
     #[test]
