@@ -436,12 +436,18 @@ async fn remove_revocation(
 
 /// `GET /audit?since=`: an RFC 3339 time (or `now`), or a duration back from now (`1h`, `30m`).
 pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
+    parse_time("since", text, now_ms)
+}
+
+/// A moment as the CLI and `GET /audit` take it: an RFC 3339 time (or `now`), or a duration
+/// back from now (`1h`, `30m`). The error names `key`.
+pub fn parse_time(key: &str, text: &str, now_ms: i64) -> Result<i64, String> {
     if let Ok(back) = humantime::parse_duration(text) {
         return Ok(now_ms.saturating_sub(i64::try_from(back.as_millis()).unwrap_or(i64::MAX)));
     }
     parse_moment(text, now_ms).map_err(|_| {
         format!(
-            "since: {text:?} is neither a duration back from now (1h, 30m) nor an RFC 3339 time (2026-01-01T00:00:00Z)"
+            "{key}: {text:?} is neither a duration back from now (1h, 30m) nor an RFC 3339 time (2026-01-01T00:00:00Z)"
         )
     })
 }
