@@ -238,7 +238,7 @@ pub fn build(inputs: Inputs) -> Report {
             Some(s.start - LEAD_MS),
             s.end.map_or(now, |e| (e + LEAD_MS).min(now)),
             format!(
-                "the last degraded period, with {} before and after it (give --since/--until for another)",
+                "the last degraded period, with {} before and after it; give --since/--until for another",
                 human_ms(LEAD_MS)
             ),
         ),
@@ -246,7 +246,7 @@ pub fn build(inputs: Inputs) -> Report {
             Some(now - DEFAULT_LOOKBACK_MS),
             now,
             format!(
-                "no change away from enforce in the audit log: the last {} (give --since/--until for another window)",
+                "no change away from enforce in the audit log: the last {}; give --since/--until for another window",
                 human_ms(DEFAULT_LOOKBACK_MS)
             ),
         ),
@@ -296,7 +296,9 @@ pub fn build(inputs: Inputs) -> Report {
 
     let revocations = revocations(named(&["revocation", "revoke"]));
     let mode_changes = mode_changes(&records, &window, now);
-    let requests = requests(&inputs.counters, since, until);
+    // Bypass and grace requests can only have been served from the incident's start on.
+    let counted_from = overlapping.first().map(|s| s.start).or(since);
+    let requests = requests(&inputs.counters, counted_from, until);
 
     let sectioned = |r: &AuditRecord| {
         ["mode.", "triage", "webhook", "config.reload", "revocation", "revoke"].iter().any(|p| r.action.starts_with(p))
@@ -552,7 +554,8 @@ fn revocations(events: Vec<Entry>) -> Revocations {
     out
 }
 
-fn requests(counters: &Result<Counters, String>, since: Option<i64>, until: i64) -> Requests {
+/// The counters, and what they cover of `from..=until`.
+fn requests(counters: &Result<Counters, String>, from: Option<i64>, until: i64) -> Requests {
     let c = match counters {
         Ok(c) => c,
         Err(why) => {
@@ -565,15 +568,15 @@ fn requests(counters: &Result<Counters, String>, since: Option<i64>, until: i64)
     let started = c.since.as_deref().and_then(|s| humantime::parse_rfc3339_weak(s).ok()).map(crate::clock::system_ms);
     let cover = match started {
         None => "since the gateway started (it does not say when)".to_string(),
-        Some(at) if since.is_some_and(|s| at > s) => format!(
-            "since the gateway started at {}, after the window began: requests before that were not counted",
+        Some(at) if from.is_some_and(|s| at > s) => format!(
+            "since the gateway started at {}, after the incident began: requests before that were not counted",
             rfc3339(at)
         ),
         Some(at) if at <= until => format!(
-            "since the gateway started at {}: the counts also hold any bypass or grace outside the window",
+            "since the gateway started at {}: the counts also hold any bypass or grace before the incident",
             rfc3339(at)
         ),
-        Some(at) => format!("since the gateway started at {}, after the window", rfc3339(at)),
+        Some(at) => format!("since the gateway started at {}, after the incident", rfc3339(at)),
     };
     Requests {
         available: true,
@@ -622,7 +625,7 @@ fn action_items(r: &Report, bypass_ms: i64, skipped: usize) -> Vec<String> {
         let next = if fixed {
             "a later reload went through: check that it put in force what was meant"
         } else {
-            "no reload went through after it, so the files on disk still differ from the config in force: fix them and run `clerkgate reload`"
+            "no reload went through after it: if the files on disk still hold the refused change, fix them and run `clerkgate reload`"
         };
         items.push(format!("A reload at {} ({}) was refused ({keys}); {next}.", e.time, e.actor));
     }

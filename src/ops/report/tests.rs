@@ -211,7 +211,7 @@ fn counters_say_what_they_cover() {
     });
     let r = build(i);
     assert_eq!((r.requests.bypass, r.requests.grace), (Some(42), Some(7)));
-    assert!(r.requests.note.contains("also hold any bypass or grace outside the window"), "{}", r.requests.note);
+    assert!(r.requests.note.contains("also hold any bypass or grace before the incident"), "{}", r.requests.note);
     let items = r.action_items.join("\n");
     assert!(items.contains("(42 counted by the gateway)"), "{items}");
     assert!(items.contains("3 request(s) were refused as token-invalid-authorized-parties"), "{items}");
