@@ -173,6 +173,7 @@ pub async fn start_with_store(
     let control_task = control::start(handles, control_rx, snapshot.epoch)
         .await
         .map_err(|e| StartError::Store(format!("cannot record how the gateway starts: {e}")))?;
+    let started_at_ms = clock.now_ms();
     let ctx = Arc::new(AdminState {
         shared: shared.clone(),
         keys: keys.clone(),
@@ -182,6 +183,7 @@ pub async fn start_with_store(
         control,
         store,
         report,
+        started_at_ms,
     });
 
     let (tx, rx) = watch::channel(false);

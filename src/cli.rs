@@ -65,6 +65,9 @@ enum Command {
     Revocations(AdminArgs),
     /// Show the audit log: when, who, what changed and why, one line per event, oldest first.
     Audit(AuditArgs),
+    /// The post-incident review, filled in from the audit log and the gateway's counters:
+    /// start, end, duration, category, severity, timeline, action items (Markdown or JSON).
+    IncidentReport(ReportArgs),
     /// Probe a local gateway's /healthz (or /readyz): exit 0 on 200, 1 otherwise. The exec probe
     /// for images without a shell or curl.
     Health(HealthArgs),
@@ -89,6 +92,16 @@ enum KeysCommand {
 
 #[derive(Debug, Args, Clone)]
 struct AdminArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// Print the raw JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How to reach a running gateway's admin API.
+#[derive(Debug, Args, Clone)]
+struct AdminTarget {
     /// The admin API: host:port as in admin.listen (127.0.0.1:9901, [::1]:9901) or a URL
     /// (http://127.0.0.1:9901) [default: admin.listen in --config, else $CLERKGATE_ADMIN_URL,
     /// else admin.listen in the default config, else 127.0.0.1:9901]
@@ -104,9 +117,16 @@ struct AdminArgs {
     /// else ./clerkgate.toml, when that file exists) is read, after the environment.
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Print the raw JSON answer.
-    #[arg(long)]
-    json: bool,
+}
+
+impl AdminTarget {
+    fn sources(&self) -> client::Sources {
+        client::Sources {
+            admin: self.admin.clone(),
+            token_file: self.admin_token_file.clone(),
+            config: self.config.clone(),
+        }
+    }
 }
 
 impl AdminArgs {
@@ -121,12 +141,7 @@ impl AdminArgs {
         body: Option<&impl serde::Serialize>,
         show: impl Fn(&T) -> String,
     ) -> ExitCode {
-        let sources = client::Sources {
-            admin: self.admin.clone(),
-            token_file: self.admin_token_file.clone(),
-            config: self.config.clone(),
-        };
-        let target = match client::Target::resolve(&sources, env) {
+        let target = match client::Target::resolve(&self.target.sources(), env) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("clerkgate: {e}");
@@ -145,6 +160,30 @@ struct AuditArgs {
     since: Option<String>,
     #[command(flatten)]
     admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The window's start: an RFC 3339 time, or how long ago (2h, 30m) [default: 30m before
+    /// the last change away from enforce, or 24h ago when there is none]
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// The window's end, in the same forms [default: 30m after the return to enforce, or now]
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// md: Markdown to paste into a post-mortem; json: for tools.
+    #[arg(long, value_enum, default_value = "md")]
+    format: crate::ops::report::command::Format,
+    /// Write the report to FILE (replaced whole) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Read audit.jsonl in DIR (the gateway's state.dir) instead of asking the gateway. Without
+    /// it, the audit log comes from the admin API, or from state.dir in the config when no
+    /// gateway answers.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    admin: AdminTarget,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +310,18 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => {
             let query: Vec<(&str, &str)> = a.since.as_deref().map(|s| ("since", s)).into_iter().collect();
             a.admin.call(&env, http::Method::GET, &["audit"], &query, None::<&()>, client::show_audit)
+        }
+        Command::IncidentReport(r) => {
+            use crate::ops::report::{command, gather};
+            let opts = command::Options {
+                sources: gather::Sources { admin: r.admin.sources(), state_dir: r.state_dir },
+                since: r.since,
+                until: r.until,
+                format: r.format,
+                out: r.out,
+            };
+            let now = crate::clock::Clock::system().now_ms();
+            runtime().block_on(command::run(opts, &env, now))
         }
         Command::Revoke(r) => revoke(r, &env),
         Command::Health(h) => health(h, &env),

@@ -12,7 +12,7 @@ use crate::auth::counters::OutcomeCounts;
 use crate::keys::KeyOrigin;
 use crate::mode::{Mode, ModeSource};
 use crate::revocation::Entry;
-use crate::store::AuditEvent;
+use crate::store::{AuditRecord, SkippedLine};
 
 /// Every admin error: a machine-readable `error` code, a sentence for the operator, and for a
 /// config that did not validate, every problem with its key.
@@ -226,6 +226,9 @@ pub struct Counters {
     pub cache_hits: u64,
     /// Verdict-cache misses.
     pub cache_misses: u64,
+    /// When counting began: the gateway's start (the counters are not kept across restarts).
+    #[serde(default)]
+    pub since: Option<String>,
 }
 
 impl From<OutcomeCounts> for Counters {
@@ -238,6 +241,7 @@ impl From<OutcomeCounts> for Counters {
             rejected: c.rejected.into_iter().map(|(reason, n)| (reason.to_string(), n)).collect(),
             cache_hits: c.cache_hits,
             cache_misses: c.cache_misses,
+            since: None,
         }
     }
 }
@@ -294,8 +298,12 @@ pub struct RevokeRequest {
 /// `GET /audit`: the events since the asked moment, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditLog {
-    /// The events, as written to `audit.jsonl`.
-    pub events: Vec<AuditEvent>,
+    /// The events, as written to `audit.jsonl` (an action this build does not know included).
+    pub events: Vec<AuditRecord>,
+    /// The lines of `audit.jsonl` that could not be read, with their number and why; absent
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedLine>,
 }
 
 #[cfg(test)]

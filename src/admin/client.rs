@@ -98,6 +98,36 @@ impl Target {
         Ok(Target { base, base_from, token, unused_tokens })
     }
 
+    /// The admin API's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// A request to `url` with the token (when there is one) and `timeout`.
+    fn request(
+        &self,
+        method: http::Method,
+        url: Url,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let client = reqwest::Client::builder().no_proxy().timeout(timeout).build().map_err(|e| chain(&e))?;
+        let req = client.request(method, url);
+        Ok(match &self.token {
+            Some((token, _)) => req.bearer_auth(token.expose()),
+            None => req,
+        })
+    }
+
+    /// Why `url` could not be reached, and where its address came from.
+    fn unreachable(&self, url: &Url, e: &reqwest::Error) -> String {
+        // reqwest's own words only repeat the URL; what went wrong is in its sources.
+        let why = std::error::Error::source(e).map_or_else(|| chain(e), chain);
+        format!(
+            "cannot reach the admin API at {url}: {why}\n  The address came from {}. Is clerkgate running, and is that its admin.listen? (--admin takes host:port or a URL)",
+            self.base_from
+        )
+    }
+
     /// The URL of the endpoint at `segments` (each percent-encoded) with `query`.
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.base.clone();
@@ -198,17 +228,15 @@ pub async fn call<T: DeserializeOwned>(
     show: impl Fn(&T) -> String,
 ) -> ExitCode {
     let url = target.url(segments, query);
-    let client = match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build() {
-        Ok(c) => c,
+    let mut req = match target.request(method, url.clone(), std::time::Duration::from_secs(30)) {
+        Ok(req) => req,
         Err(e) => {
-            eprintln!("clerkgate: {}", chain(&e));
+            eprintln!("clerkgate: {e}");
             return ExitCode::from(1);
         }
     };
-    let mut req = client.request(method, url.clone());
-    match &target.token {
-        Some((token, _)) => req = req.bearer_auth(token.expose()),
-        None => eprintln!("clerkgate: warning: no admin token ({TOKEN_SOURCES}); the admin API will refuse the call"),
+    if target.token.is_none() {
+        eprintln!("clerkgate: warning: no admin token ({TOKEN_SOURCES}); the admin API will refuse the call");
     }
     if let Some(body) = body {
         req = req.json(&body);
@@ -216,13 +244,7 @@ pub async fn call<T: DeserializeOwned>(
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
-            // reqwest's own words only repeat the URL; what went wrong is in its sources.
-            let why = std::error::Error::source(&e).map_or_else(|| chain(&e), chain);
-            eprintln!("clerkgate: cannot reach the admin API at {url}: {why}");
-            eprintln!(
-                "  The address came from {}. Is clerkgate running, and is that its admin.listen? (--admin takes host:port or a URL)",
-                target.base_from
-            );
+            eprintln!("clerkgate: {}", target.unreachable(&url, &e));
             return ExitCode::from(1);
         }
     };
@@ -268,6 +290,44 @@ pub async fn call<T: DeserializeOwned>(
         eprintln!("  {}: {}", p.key, p.message);
     }
     exit_code(status)
+}
+
+/// Why a [`get`] found no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetError {
+    /// Nothing answered at the address (no gateway running there, or a wrong address).
+    Unreachable(String),
+    /// The gateway answered, but not with what was asked for (a refused token, an old gateway).
+    Refused(String),
+}
+
+impl std::fmt::Display for GetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GetError::Unreachable(why) | GetError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads the endpoint at `segments` with `query` as a `T`, printing nothing: for commands that
+/// combine several answers (the incident report).
+pub async fn get<T: DeserializeOwned>(
+    target: &Target,
+    segments: &[&str],
+    query: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> Result<T, GetError> {
+    let url = target.url(segments, query);
+    let req = target.request(http::Method::GET, url.clone(), timeout).map_err(GetError::Refused)?;
+    let resp = req.send().await.map_err(|e| GetError::Unreachable(target.unreachable(&url, &e)))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let message = serde_json::from_str::<ApiError>(&text).map_or(text, |e| e.message);
+        let hint = if status == 401 { format!(" (the admin token comes from {TOKEN_SOURCES})") } else { String::new() };
+        return Err(GetError::Refused(format!("{url} answered {}: {message}{hint}", status.as_u16())));
+    }
+    serde_json::from_str(&text).map_err(|e| GetError::Refused(format!("{url} answered in an unexpected shape: {e}")))
 }
 
 /// 0 for success; 2 for a request refused as invalid (422), like a bad config or bad usage at
@@ -427,32 +487,30 @@ pub fn show_revocation_list(v: &Revocations) -> String {
     out.join("\n")
 }
 
-/// `audit`: one line per event — time, actor, action, what it changed, why.
+/// `audit`: one line per event — time, actor, action, what it changed, why — and a last line
+/// for each line of the log that could not be read.
 pub fn show_audit(log: &AuditLog) -> String {
-    if log.events.is_empty() {
+    if log.events.is_empty() && log.skipped.is_empty() {
         return "no audit events".into();
     }
-    let lines: Vec<String> = log
-        .events
-        .iter()
-        .map(|e| {
-            let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
-            format!(
-                "{}  {}  {}  {} → {}{reason}",
-                super::rfc3339(e.time_ms),
-                e.actor,
-                e.action.as_str(),
-                summary(&e.before),
-                summary(&e.after)
-            )
-        })
-        .collect();
-    lines.join("\n")
+    let events = log.events.iter().map(|e| {
+        let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
+        format!(
+            "{}  {}  {}  {} → {}{reason}",
+            super::rfc3339(e.time_ms),
+            e.actor,
+            e.action,
+            summary(&e.before),
+            summary(&e.after)
+        )
+    });
+    let skipped = log.skipped.iter().map(|s| format!("(audit.jsonl line {} skipped: {})", s.line, s.why));
+    events.chain(skipped).collect::<Vec<_>>().join("\n")
 }
 
 /// One side of an audit event in a few words: a mode (and until when), a config hash, the
 /// problems of a refused reload, a revocation, a list of kids; anything else as compact JSON.
-fn summary(v: &Value) -> String {
+pub fn summary(v: &Value) -> String {
     let field = |name: &str| v.get(name).filter(|f| !f.is_null());
     let text = |f: &Value| f.as_str().map_or_else(|| f.to_string(), str::to_string);
     match v {
@@ -490,7 +548,7 @@ mod tests {
     use super::*;
     use crate::admin::api::tests::mode_view;
     use crate::mode::Mode;
-    use crate::store::{Action, AuditEvent};
+    use crate::store::{Action, AuditEvent, AuditRecord, SkippedLine};
 
     #[test]
     fn show_mode_says_who_why_and_until_when() {
@@ -552,9 +610,10 @@ mod tests {
 
     #[test]
     fn audit_lines_summarise_each_change() {
-        let event =
-            |action, before, after, reason: &str| AuditEvent::new(0, "admin:0123abcd", action, before, after, reason);
-        let log = AuditLog {
+        let event = |action, before, after, reason: &str| -> AuditRecord {
+            AuditEvent::new(0, "admin:0123abcd", action, before, after, reason).into()
+        };
+        let mut log = AuditLog {
             events: vec![
                 event(
                     Action::ModeSet,
@@ -573,6 +632,7 @@ mod tests {
                 event(Action::RevocationAdd, Value::Null, json!({"user_id": "user_1"}), "takeover"),
                 event(Action::RevocationRemove, json!({"issued_before_ms": 0}), Value::Null, ""),
             ],
+            skipped: vec![],
         };
         assert_eq!(
             show_audit(&log),
@@ -586,7 +646,14 @@ mod tests {
             ]
             .join("\n")
         );
-        assert_eq!(show_audit(&AuditLog { events: vec![] }), "no audit events");
+        log.events.truncate(1);
+        log.skipped.push(SkippedLine { line: 2, why: "not JSON: x".into() });
+        assert_eq!(
+            show_audit(&log),
+            "1970-01-01T00:00:00Z  admin:0123abcd  mode.set  enforce → grace until 1970-01-01T01:00:00Z  \"INC-1\"\n\
+             (audit.jsonl line 2 skipped: not JSON: x)"
+        );
+        assert_eq!(show_audit(&AuditLog { events: vec![], skipped: vec![] }), "no audit events");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct AdminState {
     pub store: Arc<dyn ControlStore>,
     /// What the control task reports: whether the store takes writes, the last reload.
     pub report: Arc<Report>,
+    /// When the gateway started, ms: since when the outcome counters count.
+    pub started_at_ms: i64,
 }
 
 /// Largest admin request body accepted.
@@ -289,7 +291,7 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
             issued_before: revocations.issued_before_ms.map(rfc3339),
             issued_before_active: issued_before,
         },
-        counters: ctx.gate.outcome_counts().into(),
+        counters: api::Counters { since: Some(rfc3339(ctx.started_at_ms)), ..ctx.gate.outcome_counts().into() },
     };
     Json(body).into_response()
 }
@@ -434,12 +436,18 @@ async fn remove_revocation(
 
 /// `GET /audit?since=`: an RFC 3339 time (or `now`), or a duration back from now (`1h`, `30m`).
 pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
+    parse_time("since", text, now_ms)
+}
+
+/// A moment as the CLI and `GET /audit` take it: an RFC 3339 time (or `now`), or a duration
+/// back from now (`1h`, `30m`). The error names `key`.
+pub fn parse_time(key: &str, text: &str, now_ms: i64) -> Result<i64, String> {
     if let Ok(back) = humantime::parse_duration(text) {
         return Ok(now_ms.saturating_sub(i64::try_from(back.as_millis()).unwrap_or(i64::MAX)));
     }
     parse_moment(text, now_ms).map_err(|_| {
         format!(
-            "since: {text:?} is neither a duration back from now (1h, 30m) nor an RFC 3339 time (2026-01-01T00:00:00Z)"
+            "{key}: {text:?} is neither a duration back from now (1h, 30m) nor an RFC 3339 time (2026-01-01T00:00:00Z)"
         )
     })
 }
@@ -456,7 +464,7 @@ async fn audit(State(ctx): State<Arc<AdminState>>, Query(q): Query<AuditQuery>) 
         Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
     };
     match ctx.store.read_audit(since).await {
-        Ok(events) => Json(api::AuditLog { events }).into_response(),
+        Ok(lines) => Json(api::AuditLog { events: lines.records, skipped: lines.skipped }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
     }
 }

@@ -2,12 +2,14 @@
 //! from the file alone. The rest of the file is not validated — an operator must be able to
 //! reach the admin API with a config whose other sections are broken (a refused reload) or
 //! name secrets only the gateway's user can read — and the environment is not consulted: the
-//! CLI decides where the file stands among its token sources.
+//! CLI decides where the file stands among its token sources. [`state_dir`] reads `[state] dir`
+//! the same way, for the commands that read the gateway's records without it (the incident
+//! report when no gateway runs).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::raw::RawAdmin;
+use super::raw::{RawAdmin, RawState};
 use super::{ConfigErrors, ConfigProblem, Secret};
 
 /// What a config file says about reaching its admin API.
@@ -23,18 +25,7 @@ pub struct AdminAccess {
 impl AdminAccess {
     /// Reads `[admin]` from the file at `path`.
     pub fn load(path: &Path) -> Result<AdminAccess, ConfigErrors> {
-        let problem = |key: &str, message: String| ConfigErrors(vec![ConfigProblem { key: key.into(), message }]);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| problem("(file)", format!("cannot read {}: {e}", path.display())))?;
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| problem("(file)", format!("not valid TOML: {}", e.message().trim())))?;
-        let raw: RawAdmin = match table.remove("admin") {
-            None => RawAdmin::default(),
-            Some(section) => {
-                section.try_into().map_err(|e: toml::de::Error| problem("admin", e.message().trim().into()))?
-            }
-        };
+        let raw: RawAdmin = section(path, "admin")?;
         let listen =
             match raw.listen {
                 None => None,
@@ -52,6 +43,30 @@ impl AdminAccess {
             (None, None) => None,
         };
         Ok(AdminAccess { listen, token: token.filter(|(t, _)| !t.expose().is_empty()) })
+    }
+}
+
+/// `state.dir` of the file at `path` (its default when the file does not set it), relative to
+/// the working directory as for `run`. Nothing else in the file is read.
+pub fn state_dir(path: &Path) -> Result<PathBuf, ConfigErrors> {
+    let raw: RawState = section(path, "state")?;
+    Ok(PathBuf::from(raw.dir.unwrap_or_else(|| super::DEFAULT_STATE_DIR.to_string())))
+}
+
+fn problem(key: &str, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigProblem { key: key.into(), message }])
+}
+
+/// The section `name` of the TOML file at `path`, alone (its default when absent).
+fn section<T: serde::de::DeserializeOwned + Default>(path: &Path, name: &str) -> Result<T, ConfigErrors> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| problem("(file)", format!("cannot read {}: {e}", path.display())))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| problem("(file)", format!("not valid TOML: {}", e.message().trim())))?;
+    match table.remove(name) {
+        None => Ok(T::default()),
+        Some(section) => section.try_into().map_err(|e: toml::de::Error| problem(name, e.message().trim().into())),
     }
 }
 
@@ -95,5 +110,17 @@ mod tests {
         assert_eq!(key("[admin]\ntoken_file = \"/nonexistent/clerkgate-token\"\n"), "admin.token_file");
         assert_eq!(key("[admin]\nlisten = 9901\n"), "admin");
         assert_eq!(key("[admin\n"), "(file)");
+    }
+
+    #[test]
+    fn state_dir_alone_or_its_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clerkgate.toml");
+        std::fs::write(&path, "[server]\nlisten = 42\n[state]\ndir = \"/var/lib/clerkgate\"\n").unwrap();
+        assert_eq!(state_dir(&path).unwrap(), PathBuf::from("/var/lib/clerkgate"));
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(state_dir(&path).unwrap(), PathBuf::from("./clerkgate-state"));
+        std::fs::write(&path, "[state]\ndir = 1\n").unwrap();
+        assert_eq!(state_dir(&path).unwrap_err().0[0].key, "state");
     }
 }

@@ -18,7 +18,7 @@
 //! reported under), `tls.rs` (certificates, keys and CAs: parsed and checked), `hygiene.rs`
 //! (the `[upstream]` header policy), `cidr.rs` (`server.trusted_proxies`), `effective.rs`
 //! (what `check-config` prints), `admin_access.rs` (`[admin]` alone, for the CLI to reach a
-//! running gateway), `restart.rs` (what a reload cannot change).
+//! running gateway, and `[state] dir` alone), `restart.rs` (what a reload cannot change).
 
 mod admin_access;
 mod cidr;
@@ -39,7 +39,10 @@ mod validate;
 
 use std::path::Path;
 
-pub use admin_access::AdminAccess;
+pub use admin_access::{state_dir, AdminAccess};
+
+/// `state.dir` when the config does not set it.
+pub const DEFAULT_STATE_DIR: &str = "./clerkgate-state";
 pub use cidr::{Cidr, TrustedProxies};
 pub use env::{vars, Env};
 pub use hygiene::{is_http_like, protocol_name, HeaderPolicy, UpgradeProtocols, ROUTING_OVERRIDE_HEADERS};

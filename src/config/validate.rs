@@ -884,7 +884,7 @@ impl Validator {
         if raw.redis_url.is_some() && raw.backend.as_deref() != Some("redis") {
             self.problem("state.redis_url", "only applies with backend = \"redis\"");
         }
-        let dir = PathBuf::from(raw.dir.unwrap_or_else(|| "./clerkgate-state".to_string()));
+        let dir = PathBuf::from(raw.dir.unwrap_or_else(|| super::DEFAULT_STATE_DIR.to_string()));
         Some(StateConfig { dir, backend: StateBackend::File })
     }
 

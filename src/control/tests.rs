@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::*;
 use crate::config::Config;
-use crate::store::{FileStore, Snapshot, StoreError};
+use crate::store::{AuditLines, FileStore, Snapshot, StoreError};
 
 /// The file store, plus a channel on which the test reports changes "made elsewhere".
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl ControlStore for TwoWriters {
         self.elsewhere.subscribe()
     }
 
-    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>> {
+    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<AuditLines, StoreError>> {
         self.files.read_audit(since_ms)
     }
 

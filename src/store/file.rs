@@ -29,7 +29,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{AuditEvent, BoxFuture, Change, ControlState, ControlStore, Snapshot, StoreError, StoreEvent};
+use super::{
+    AuditEvent, AuditLines, AuditRecord, BoxFuture, Change, ControlState, ControlStore, SkippedLine, Snapshot,
+    StoreError, StoreEvent,
+};
 use crate::fsutil::Staged;
 use crate::keys::StoredKeys;
 
@@ -144,25 +147,47 @@ impl FileStore {
         Ok(inner.epoch)
     }
 
-    /// Audit events at or after `since_ms`, oldest first (blocking). A torn last line (a crash
-    /// mid-write) is skipped rather than failing the whole read.
-    pub fn read_audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
+    /// Audit records at or after `since_ms`, oldest first (blocking), and each line that could
+    /// not be read with its number and why: a line cut short by a crash, one that is not JSON
+    /// or not an audit event. Blank lines are nothing to report.
+    pub fn read_audit_lines(&self, since_ms: i64) -> Result<AuditLines, StoreError> {
         let path = self.audit_path();
         let io = |source| StoreError::Io { doing: "read the audit log", path: path.clone(), source };
         let f = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuditLines::default()),
             Err(e) => return Err(io(e)),
         };
-        let mut out = Vec::new();
-        for line in std::io::BufReader::new(f).lines() {
-            if let Ok(ev) = serde_json::from_str::<AuditEvent>(&line.map_err(io)?) {
-                if ev.time_ms >= since_ms {
-                    out.push(ev);
+        let mut out = AuditLines::default();
+        let mut reader = std::io::BufReader::new(f);
+        let mut line = Vec::new();
+        for number in 1.. {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                break;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<AuditRecord>(&line) {
+                Ok(record) if record.time_ms >= since_ms => out.records.push(record),
+                Ok(_) => {}
+                Err(e) if line.last() != Some(&b'\n') => {
+                    out.skipped.push(SkippedLine { line: number, why: format!("cut short (no end of line): {e}") })
                 }
+                Err(e) if e.is_syntax() || e.is_eof() => {
+                    out.skipped.push(SkippedLine { line: number, why: format!("not JSON: {e}") })
+                }
+                Err(e) => out.skipped.push(SkippedLine { line: number, why: format!("not an audit event: {e}") }),
             }
         }
         Ok(out)
+    }
+
+    /// The audit events at or after `since_ms` whose action this build knows (blocking).
+    pub fn read_audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        let lines = self.read_audit_lines(since_ms)?;
+        Ok(lines.records.into_iter().filter_map(|r| r.known_action().map(|action| r.with_action(action))).collect())
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
@@ -241,9 +266,9 @@ impl ControlStore for FileStore {
         self.others.subscribe()
     }
 
-    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>> {
+    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<AuditLines, StoreError>> {
         let store = self.clone();
-        Box::pin(off_runtime(move || store.read_audit_since(since_ms)))
+        Box::pin(off_runtime(move || store.read_audit_lines(since_ms)))
     }
 }
 
@@ -279,6 +304,30 @@ mod tests {
         assert!(again.state.revocations.sessions.contains_key("s1"), "{again:?}");
         let actions: Vec<Action> = store.read_audit_since(0).expect("read").iter().map(|e| e.action).collect();
         assert_eq!(actions, [Action::RevocationAdd, Action::ConfigReload]);
+    }
+
+    #[test]
+    fn every_line_is_read_or_reported_with_its_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(dir.path().to_path_buf());
+        let known = serde_json::to_string(&note(Action::ModeSet)).expect("serialise");
+        let newer = r#"{"time":"t","time_ms":2,"actor":"cli","action":"triage.run","after":{"severity":"SEV2"}}"#;
+        let mut text = format!("{known}\nnot json\n\n{newer}\n[1]\n").into_bytes();
+        text.extend_from_slice(b"\xff\n{\"time\":\"t\",\"time_ms\":3");
+        std::fs::write(store.audit_path(), text).expect("write");
+        let lines = store.read_audit_lines(i64::MIN).expect("read");
+        let actions: Vec<&str> = lines.records.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions, ["mode.set", "triage.run"], "an action this build does not know is kept");
+        let skipped: Vec<(u64, &str)> =
+            lines.skipped.iter().map(|s| (s.line, s.why.split(':').next().unwrap_or(""))).collect();
+        assert_eq!(
+            skipped,
+            [(2, "not JSON"), (5, "not an audit event"), (6, "not JSON"), (7, "cut short (no end of line)")],
+            "{:?}",
+            lines.skipped
+        );
+        assert_eq!(store.read_audit_lines(2).expect("read").records.len(), 1, "since is applied");
+        assert_eq!(store.read_audit_since(i64::MIN).expect("read").len(), 1, "the typed view keeps known actions");
     }
 
     #[test]

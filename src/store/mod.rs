@@ -58,8 +58,9 @@ pub trait ControlStore: Send + Sync + fmt::Debug + 'static {
     /// A store that nobody else writes (the file store) never sends one.
     fn changes(&self) -> broadcast::Receiver<StoreEvent>;
 
-    /// Audit events at or after `since_ms`, oldest first.
-    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>>;
+    /// Audit records at or after `since_ms`, oldest first, with every line that could not be
+    /// read (never silently dropped: an audit that hides a line hides what happened).
+    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<AuditLines, StoreError>>;
 
     /// Proves that the store takes a write now, changing nothing (the file store writes, fsyncs
     /// and removes a probe file, and opens the audit log for appending). The control task calls
@@ -236,9 +237,10 @@ impl fmt::Display for Action {
     }
 }
 
-/// One audit event: one JSON line in `audit.jsonl`.
+/// One audit event: one JSON line in `audit.jsonl`. The gateway writes it with an [`Action`];
+/// read back, it is an [`AuditRecord`], whose action is the name as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEvent {
+pub struct AuditEvent<A = Action> {
     /// RFC 3339 time.
     pub time: String,
     /// Milliseconds since the epoch (for filtering).
@@ -246,7 +248,7 @@ pub struct AuditEvent {
     /// Who: an admin token id, `signal`, `env`, `timer`, `keys`, `cli` (a start flag).
     pub actor: String,
     /// What.
-    pub action: Action,
+    pub action: A,
     /// State before, when meaningful.
     #[serde(default)]
     pub before: serde_json::Value,
@@ -280,6 +282,51 @@ impl AuditEvent {
     }
 }
 
+/// One audit line as read back, whoever wrote it. The action stays the text written, so a line
+/// from a newer clerkgate (an action this build does not know, such as a triage record) is read
+/// and shown, not dropped.
+pub type AuditRecord = AuditEvent<String>;
+
+impl AuditRecord {
+    /// The action, when this build knows it.
+    pub fn known_action(&self) -> Option<Action> {
+        serde_json::from_value(serde_json::Value::String(self.action.clone())).ok()
+    }
+}
+
+impl From<AuditEvent> for AuditRecord {
+    fn from(e: AuditEvent) -> Self {
+        let name = e.action.as_str().to_string();
+        e.with_action(name)
+    }
+}
+
+impl<A> AuditEvent<A> {
+    /// The same event with `action` in place of its own.
+    pub fn with_action<B>(self, action: B) -> AuditEvent<B> {
+        let AuditEvent { time, time_ms, actor, action: _, before, after, reason } = self;
+        AuditEvent { time, time_ms, actor, action, before, after, reason }
+    }
+}
+
+/// A line of the audit log that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedLine {
+    /// Its line number in `audit.jsonl`, from 1.
+    pub line: u64,
+    /// Why, e.g. "not JSON: expected value at line 1 column 1".
+    pub why: String,
+}
+
+/// The audit log as read back: the records in the order written, and the lines skipped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditLines {
+    /// The records.
+    pub records: Vec<AuditRecord>,
+    /// The lines that could not be read.
+    pub skipped: Vec<SkippedLine>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +348,8 @@ mod tests {
             let json = serde_json::to_value(action).expect("serialise");
             assert_eq!(json, serde_json::Value::from(action.as_str()));
             assert_eq!(serde_json::from_value::<Action>(json).expect("read back"), action);
+            let record = AuditRecord::from(AuditEvent::new(0, "a", action, serde_json::Value::Null, 1.into(), ""));
+            assert_eq!(record.known_action(), Some(action));
         }
     }
 

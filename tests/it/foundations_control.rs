@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clerkgate::store::{AuditEvent, BoxFuture, Change, ControlStore, FileStore, Snapshot, StoreError, StoreEvent};
+use clerkgate::store::{
+    AuditEvent, AuditLines, BoxFuture, Change, ControlStore, FileStore, Snapshot, StoreError, StoreEvent,
+};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -143,7 +145,7 @@ impl ControlStore for SlowStore {
         self.inner.changes()
     }
 
-    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<AuditEvent>, StoreError>> {
+    fn read_audit(&self, since_ms: i64) -> BoxFuture<'_, Result<AuditLines, StoreError>> {
         self.inner.read_audit(since_ms)
     }
 

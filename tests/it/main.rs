@@ -72,6 +72,10 @@ mod proxy;
 /// signal, a bad one keeps the running config, no reload without a change, a rotated secret key
 /// is checked at the Backend API first, re-arming, the polling fallback, the binary's default.
 mod reload_watch;
+/// Issue #13 item 6, `clerkgate incident-report` after a scripted incident through the real
+/// binary: every event with its time and actor, duration, action items, md and json, `--out`,
+/// an empty window, a malformed line, a record this build does not know, a stopped gateway.
+mod runbook_report;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;
