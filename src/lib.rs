@@ -41,6 +41,7 @@
 //!  the gateway's own answers     answer
 //!  what auth and proxy share     headers (names, hygiene)     reason (why refused)
 //!  what the request path reads   keys    state    revocation
+//!  the Backend API client        clerk_api (budget, 429 pauses, retries, Clerk's errors)
 //!  logging and metrics           telemetry
 //!  validated configuration       config
 //!  what the config is made of    routes    mode    verifying_key
@@ -67,6 +68,7 @@ pub mod admin;
 pub mod answer;
 pub mod app;
 pub mod auth;
+pub mod clerk_api;
 pub mod cli;
 pub mod clock;
 pub mod config;
