@@ -29,6 +29,7 @@
 //!
 //! ```text
 //!  entry                         cli (main.rs calls it)
+//!  runbook commands              ops: keys check, revoke --remote
 //!  fuzz targets                  fuzzing (the bodies fuzz/ calls)
 //!  development tools             devtools: demo, echo upstream, token minting
 //!  wiring                        app: builds everything from a config, binds the listeners
@@ -82,6 +83,7 @@ pub mod headers;
 pub mod keys;
 pub mod listener;
 pub mod mode;
+pub mod ops;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod reason;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 /// The layers, top to bottom: (name, modules).
 const LAYERS: &[(&str, &[&str])] = &[
     ("entry", &["cli"]),
+    ("runbook commands", &["ops"]),
     ("fuzz targets", &["fuzzing"]),
     ("development tools", &["devtools"]),
     ("wiring", &["app"]),
