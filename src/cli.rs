@@ -238,6 +238,9 @@ struct RevokeArgs {
     /// Backend API requests per 10 s [default: 800 for an sk_live_ key, 80 otherwise: 80 % of Clerk's limit].
     #[arg(long, value_name = "REQUESTS", requires = "remote")]
     rate: Option<u32>,
+    /// The limit on one Backend API request (each is tried up to 6 times on 5xx or no answer).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "remote")]
+    timeout: Duration,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -411,6 +414,7 @@ fn revoke_remote(r: RevokeArgs, env: &Env) -> ExitCode {
         no_gateway: r.no_gateway,
         concurrency: r.concurrency,
         rate: r.rate,
+        timeout: r.timeout,
     };
     runtime().block_on(crate::ops::revoke::run(&config, target, opts))
 }

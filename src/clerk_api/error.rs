@@ -146,9 +146,9 @@ pub struct ApiError {
     pub errors: Vec<ClerkError>,
     /// What happened, in a few words (Clerk's message, the connection error, the text body).
     pub detail: String,
-    /// The trace ids of the last answer.
-    #[serde(default, skip_serializing_if = "Trace::is_empty")]
-    pub trace: Trace,
+    /// The trace ids of the last answer (boxed: an error travels in every `Result`).
+    #[serde(default)]
+    pub trace: Box<Trace>,
     /// How many times the call was tried.
     pub attempts: u32,
 }
@@ -255,7 +255,7 @@ mod tests {
                 status: Some(500),
                 errors: vec![],
                 detail: "d".into(),
-                trace: Trace { cf_ray: Some("r1".into()), ..Trace::default() },
+                trace: Box::new(Trace { cf_ray: Some("r1".into()), ..Trace::default() }),
                 attempts: 6,
             };
             assert!(e.next_step().len() > 40, "{kind:?}");

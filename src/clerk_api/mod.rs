@@ -417,7 +417,7 @@ impl Client {
             status,
             errors: body.errors.clone(),
             detail,
-            trace,
+            trace: Box::new(trace),
             attempts,
         }
     }

@@ -75,6 +75,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Requests per 10 s instead of the key's default budget.
     pub rate: Option<u32>,
+    /// The limit on one request.
+    pub timeout: std::time::Duration,
 }
 
 /// Counts of a revocation.
@@ -227,7 +229,7 @@ impl Run {
                 "--resume continues an interrupted --all run; a --user or --session run is simply run again".into()
             );
         }
-        let mut settings = super::settings(config)?;
+        let mut settings = clerk_api::Settings { timeout: opts.timeout, ..super::settings(config)? };
         if let Some(rate) = opts.rate {
             settings.rate = Rate { requests: rate.max(1), per: Rate::WINDOW };
         }

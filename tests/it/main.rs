@@ -62,6 +62,9 @@ mod proxy;
 /// signal, a bad one keeps the running config, no reload without a change, a rotated secret key
 /// is checked at the Backend API first, re-arming, the polling fallback, the binary's default.
 mod reload_watch;
+/// Issue #13 items 1, 3 and 4: the Backend API client against a stand-in (`support::bapi`),
+/// `keys check`, and `revoke --remote` over 2,000 users with 429s, a SIGKILL and `--resume`.
+mod runbook_revoke;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod bapi;
 pub mod jwks;
 pub mod raw;
 
