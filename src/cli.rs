@@ -88,6 +88,19 @@ struct HealthArgs {
 enum KeysCommand {
     /// Fetch the JWKS now and show the kids loaded.
     Refresh(AdminArgs),
+    /// Check that the configured secret key works at the Backend API and which instance it
+    /// belongs to, compared with the running gateway's keys and clerk.jwt_key. Exit 0 accepted,
+    /// 1 no verdict (unreachable, 5xx, timeout), 2 no key configured, 3 rejected, 4 another instance.
+    Check(KeysCheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeysCheckArgs {
+    /// The limit on each of the (at most two) tries.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -141,7 +154,7 @@ impl AdminArgs {
         body: Option<&impl serde::Serialize>,
         show: impl Fn(&T) -> String,
     ) -> ExitCode {
-        let target = match client::Target::resolve(&self.target.sources(), env) {
+        let target = match self.target(env) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("clerkgate: {e}");
@@ -230,6 +243,9 @@ struct RevokeTarget {
     /// Lift one revocation: a session id, a user id, or `issued_before` (as `clerkgate revocations` lists them).
     #[arg(long, group = "what", value_name = "ID")]
     lift: Option<String>,
+    /// With --remote: every active or pending session of the instance.
+    #[arg(long, group = "what", requires = "remote")]
+    all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -239,9 +255,36 @@ struct RevokeArgs {
     /// Why (recorded in the audit log).
     #[arg(long, default_value = "", conflicts_with = "lift")]
     reason: String,
-    /// Also revoke at Clerk's Backend API (not available in this build).
-    #[arg(long)]
+    /// Also revoke at Clerk's Backend API, after the gateway: the session, every session of
+    /// the user, or with --all every active or pending session of the instance. Reads
+    /// clerk.api_url, the secret key and state.dir from --config. Exit 0 done, 1 Clerk failed
+    /// (continue --all with --resume), 2 usage, 3 secret key rejected, 4 --verify found survivors.
+    #[arg(long, conflicts_with_all = ["issued_before", "lift"])]
     remote: bool,
+    /// Count and estimate first; revoke nothing (not even at the gateway).
+    #[arg(long, requires = "remote")]
+    dry_run: bool,
+    /// Do not ask for confirmation (needed for --all without a terminal).
+    #[arg(long, requires = "remote")]
+    yes: bool,
+    /// Continue an interrupted --all run from its checkpoint in state.dir.
+    #[arg(long, requires = "all")]
+    resume: bool,
+    /// Afterwards, walk again and list sessions still active or pending.
+    #[arg(long, requires = "remote")]
+    verify: bool,
+    /// Revoke only at Clerk: no gateway runs here (nothing is recorded in an audit log then).
+    #[arg(long, requires = "remote")]
+    no_gateway: bool,
+    /// Users handled at once, all under the one rate budget.
+    #[arg(long, default_value_t = 8, requires = "remote")]
+    concurrency: usize,
+    /// Backend API requests per 10 s [default: 800 for an sk_live_ key, 80 otherwise: 80 % of Clerk's limit].
+    #[arg(long, value_name = "REQUESTS", requires = "remote")]
+    rate: Option<u32>,
+    /// The limit on one Backend API request (each is tried up to 6 times on 5xx or no answer).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "remote")]
+    timeout: Duration,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -304,6 +347,7 @@ pub fn main() -> ExitCode {
         Command::Keys { command: KeysCommand::Refresh(a) } => {
             a.call(&env, http::Method::POST, &["keys", "refresh"], &[], None::<&()>, client::show_keys)
         }
+        Command::Keys { command: KeysCommand::Check(k) } => keys_check(k, &env),
         Command::Revocations(a) => {
             a.call(&env, http::Method::GET, &["revocations"], &[], None::<&()>, client::show_revocation_list)
         }
@@ -358,10 +402,77 @@ fn health(h: HealthArgs, env: &Env) -> ExitCode {
     }
 }
 
+/// The gateway's whole config, for the commands that call Clerk: `--config`, else
+/// `$CLERKGATE_CONFIG`, else `./clerkgate.toml`. Exit 2 with every problem when it does not load.
+fn gateway_config(path: Option<PathBuf>, env: &Env) -> Result<Config, ExitCode> {
+    let path = ConfigArg { config: path }.path(env);
+    Config::load(&path, env).map_err(|errors| {
+        print_problems(&path, &errors);
+        ExitCode::from(2)
+    })
+}
+
+impl AdminArgs {
+    /// The admin API these arguments name, when it can be found.
+    fn target(&self, env: &Env) -> Result<client::Target, String> {
+        client::Target::resolve(&self.target.sources(), env)
+    }
+}
+
+fn keys_check(k: KeysCheckArgs, env: &Env) -> ExitCode {
+    let config = match gateway_config(k.admin.target.config.clone(), env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let target = k.admin.target(env).ok();
+    runtime().block_on(crate::ops::keys_check::run(&config, target.as_ref(), k.timeout, k.admin.json))
+}
+
+fn revoke_remote(r: RevokeArgs, env: &Env) -> ExitCode {
+    use crate::ops::revoke::{Options, Scope};
+    let scope = match (r.target.session, r.target.user, r.target.all) {
+        (Some(id), ..) => Scope::Session(id),
+        (_, Some(id), _) => Scope::User(id),
+        (.., true) => Scope::All,
+        _ => {
+            eprintln!("clerkgate: --remote takes --session ID, --user ID or --all");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match gateway_config(r.admin.target.config.clone(), env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let target = if r.no_gateway {
+        None
+    } else {
+        match r.admin.target(env) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("clerkgate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let opts = Options {
+        scope,
+        reason: r.reason,
+        dry_run: r.dry_run,
+        yes: r.yes,
+        resume: r.resume,
+        verify: r.verify,
+        json: r.admin.json,
+        no_gateway: r.no_gateway,
+        concurrency: r.concurrency,
+        rate: r.rate,
+        timeout: r.timeout,
+    };
+    runtime().block_on(crate::ops::revoke::run(&config, target, opts))
+}
+
 fn revoke(r: RevokeArgs, env: &Env) -> ExitCode {
     if r.remote {
-        eprintln!("clerkgate: --remote (revocation at Clerk's Backend API) is not available in this build; the local revocation was not made either");
-        return ExitCode::from(2);
+        return revoke_remote(r, env);
     }
     let t = r.target;
     let reason = r.reason;

@@ -29,7 +29,7 @@
 //!
 //! ```text
 //!  entry                         cli (main.rs calls it)
-//!  runbook commands              ops: the incident report
+//!  runbook commands              ops: keys check, revoke --remote, the incident report
 //!  fuzz targets                  fuzzing (the bodies fuzz/ calls)
 //!  development tools             devtools: demo, echo upstream, token minting, Clerk stand-in
 //!  wiring                        app: builds everything from a config, binds the listeners
@@ -42,6 +42,7 @@
 //!  the gateway's own answers     answer
 //!  what auth and proxy share     headers (names, hygiene)     reason (why refused)
 //!  what the request path reads   keys    state    revocation
+//!  the Backend API client        clerk_api (budget, 429 pauses, retries, Clerk's errors)
 //!  logging and metrics           telemetry
 //!  validated configuration       config
 //!  what the config is made of    routes    mode    verifying_key
@@ -70,6 +71,7 @@ pub mod admin;
 pub mod answer;
 pub mod app;
 pub mod auth;
+pub mod clerk_api;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -295,6 +295,22 @@ pub struct RevokeRequest {
     pub reason: String,
 }
 
+/// `POST /audit`: a runbook command records what it did elsewhere (at Clerk's Backend API),
+/// so that the audit log, and the incident report read from it, has it beside the gateway's own
+/// changes. Only runbook actions (`revocation.remote`) are taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookRecord {
+    /// The action.
+    pub action: crate::store::Action,
+    /// What the command did (its summary).
+    #[serde(default)]
+    pub after: serde_json::Value,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// `GET /audit`: the events since the asked moment, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditLog {

@@ -204,15 +204,7 @@ pub(super) fn url_of_listen(listen: std::net::SocketAddr) -> Result<Url, String>
 }
 
 /// An error and every error under it, so "error sending request" also says "Connection refused".
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
+pub(super) use crate::clerk_api::error_chain as chain;
 
 /// Calls the endpoint at `segments` with `query` and `body`, and prints the answer, read as a
 /// `T`, with `show` (or raw with `json`). Exit 0 on success, 2 when the gateway refused the
@@ -227,30 +219,13 @@ pub async fn call<T: DeserializeOwned>(
     json: bool,
     show: impl Fn(&T) -> String,
 ) -> ExitCode {
-    let url = target.url(segments, query);
-    let mut req = match target.request(method, url.clone(), std::time::Duration::from_secs(30)) {
-        Ok(req) => req,
+    let (status, value) = match request(target, method, segments, query, body).await {
+        Ok(answer) => answer,
         Err(e) => {
             eprintln!("clerkgate: {e}");
             return ExitCode::from(1);
         }
     };
-    if target.token.is_none() {
-        eprintln!("clerkgate: warning: no admin token ({TOKEN_SOURCES}); the admin API will refuse the call");
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("clerkgate: {}", target.unreachable(&url, &e));
-            return ExitCode::from(1);
-        }
-    };
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return exit_code(status);
@@ -268,26 +243,8 @@ pub async fn call<T: DeserializeOwned>(
         }
         return ExitCode::SUCCESS;
     }
-    let error = ApiError::deserialize(&value).ok();
-    let message = error.as_ref().map_or("", |e| e.message.as_str());
-    match (status.as_u16(), &target.token) {
-        (401, Some((_, from))) => {
-            eprintln!(
-                "clerkgate: the admin API refused the token from {from}: it must be the gateway's admin token (its admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)"
-            );
-            if !target.unused_tokens.is_empty() {
-                eprintln!(
-                    "  Also set, not sent: {}. A gateway reads CLERKGATE_ADMIN_TOKEN before its admin.token_file; name the right one with --admin-token-file FILE.",
-                    target.unused_tokens.join(", ")
-                );
-            }
-        }
-        (401, None) => eprintln!("clerkgate: the admin API needs a token: give {TOKEN_SOURCES}"),
-        (403, _) => eprintln!("clerkgate: the admin API refused the call: {message}"),
-        _ => eprintln!("clerkgate: {} {}: {message}", status.as_u16(), status.canonical_reason().unwrap_or("")),
-    }
-    for p in error.iter().flat_map(|e| &e.problems) {
-        eprintln!("  {}: {}", p.key, p.message);
+    for (i, line) in refusal(target, status, &value).iter().enumerate() {
+        eprintln!("{}{line}", if i == 0 { "clerkgate: " } else { "" });
     }
     exit_code(status)
 }
@@ -328,6 +285,55 @@ pub async fn get<T: DeserializeOwned>(
         return Err(GetError::Refused(format!("{url} answered {}: {message}{hint}", status.as_u16())));
     }
     serde_json::from_str(&text).map_err(|e| GetError::Refused(format!("{url} answered in an unexpected shape: {e}")))
+}
+
+/// Makes one call to the endpoint at `segments` and answers its status and body (JSON, or the
+/// text as a JSON string). Fails only when there is no answer, with what to check.
+pub async fn request(
+    target: &Target,
+    method: http::Method,
+    segments: &[&str],
+    query: &[(&str, &str)],
+    body: Option<Value>,
+) -> Result<(http::StatusCode, Value), String> {
+    let url = target.url(segments, query);
+    let mut req = target.request(method, url.clone(), std::time::Duration::from_secs(30))?;
+    if target.token.is_none() {
+        eprintln!("clerkgate: warning: no admin token ({TOKEN_SOURCES}); the admin API will refuse the call");
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.map_err(|e| target.unreachable(&url, &e))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// Why the admin API refused a call, in the CLI's words: a token it did not take (and which
+/// others were set), or its own message; the lines after the first are indented details.
+pub fn refusal(target: &Target, status: http::StatusCode, value: &Value) -> Vec<String> {
+    let error = ApiError::deserialize(value).ok();
+    let message = error.as_ref().map_or("", |e| e.message.as_str());
+    let mut lines = Vec::new();
+    match (status.as_u16(), &target.token) {
+        (401, Some((_, from))) => {
+            lines.push(format!(
+                "the admin API refused the token from {from}: it must be the gateway's admin token (its admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)"
+            ));
+            if !target.unused_tokens.is_empty() {
+                lines.push(format!(
+                    "  Also set, not sent: {}. A gateway reads CLERKGATE_ADMIN_TOKEN before its admin.token_file; name the right one with --admin-token-file FILE.",
+                    target.unused_tokens.join(", ")
+                ));
+            }
+        }
+        (401, None) => lines.push(format!("the admin API needs a token: give {TOKEN_SOURCES}")),
+        (403, _) => lines.push(format!("the admin API refused the call: {message}")),
+        _ => lines.push(format!("{} {}: {message}", status.as_u16(), status.canonical_reason().unwrap_or(""))),
+    }
+    lines.extend(error.iter().flat_map(|e| &e.problems).map(|p| format!("  {}: {}", p.key, p.message)));
+    lines
 }
 
 /// 0 for success; 2 for a request refused as invalid (422), like a bad config or bad usage at

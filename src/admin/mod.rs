@@ -13,6 +13,7 @@
 //! | `GET /revocations`, `POST /revocations` | token | `{"session_id"}`, `{"user_id"}` or `{"issued_before": RFC 3339 \| "now"}`, each with an optional `"reason"` |
 //! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
+//! | `POST /audit` | token | a runbook command records what it did at Clerk: `{"action":"revocation.remote","after":{…},"reason":"…"}` |
 //!
 //! [`health_router`] serves the three open endpoints alone, on `server.health_listen`: the same
 //! handlers, for the kubelet and Prometheus, while the rest of the API stays on loopback.
@@ -83,7 +84,7 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/keys/refresh", post(keys_refresh))
         .route("/revocations", get(list_revocations).post(add_revocation))
         .route("/revocations/{id}", delete(remove_revocation))
-        .route("/audit", get(audit))
+        .route("/audit", get(audit).post(record_audit))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))
@@ -466,6 +467,21 @@ async fn audit(State(ctx): State<Arc<AdminState>>, Query(q): Query<AuditQuery>) 
     match ctx.store.read_audit(since).await {
         Ok(lines) => Json(api::AuditLog { events: lines.records, skipped: lines.skipped }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+    }
+}
+
+async fn record_audit(
+    State(ctx): State<Arc<AdminState>>,
+    Extension(actor): Extension<AdminActor>,
+    body: Result<Json<api::RunbookRecord>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(record) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()),
+    };
+    match ctx.control.record(record.action, record.after, record.reason, actor.0).await {
+        Ok(()) => Json(json!({"recorded": record.action.as_str()})).into_response(),
+        Err(e) => control_error(e),
     }
 }
 

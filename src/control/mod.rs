@@ -144,6 +144,19 @@ pub enum Control {
         /// The list afterwards.
         reply: Reply<RevocationList>,
     },
+    /// Record what a runbook command did elsewhere (an audit line that changes no state).
+    Record {
+        /// The action; [`Action::is_runbook_record`].
+        action: Action,
+        /// What it did.
+        after: Value,
+        /// Why.
+        reason: String,
+        /// Who.
+        actor: Actor,
+        /// Answered once the line is durable.
+        reply: Reply<()>,
+    },
     /// Lift a revocation by session id, user id, or `issued_before`.
     Unrevoke {
         /// The id.
@@ -232,6 +245,11 @@ impl ControlHandle {
     /// Lifts a revocation.
     pub async fn unrevoke(&self, id: String, actor: Actor) -> Result<RevocationList, ControlError> {
         self.ask(|reply| Control::Unrevoke { id, actor, reply }).await
+    }
+
+    /// Records what a runbook command did elsewhere: one audit line, durable when this returns.
+    pub async fn record(&self, action: Action, after: Value, reason: String, actor: Actor) -> Result<(), ControlError> {
+        self.ask(|reply| Control::Record { action, after, reason, actor, reply }).await
     }
 }
 
@@ -385,6 +403,14 @@ impl Task {
             }
             Control::Unrevoke { id, actor, reply } => {
                 let _ = reply.send(self.unrevoke(&id, &actor).await);
+            }
+            Control::Record { action, after, reason, actor, reply } => {
+                let outcome = if action.is_runbook_record() {
+                    self.commit(Change::Note, self.event(&actor, action, Value::Null, after, &reason)).await
+                } else {
+                    Err(ControlError::Invalid(format!("{action} is the gateway's own record, not a runbook command's")))
+                };
+                let _ = reply.send(outcome);
             }
         }
     }

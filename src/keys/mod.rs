@@ -32,14 +32,14 @@ use tokio::sync::{mpsc, oneshot};
 pub use crate::verifying_key::VerifyingKey;
 pub use jwks::{parse_jwks, to_jwks_value, ParsedJwks};
 
+use crate::clerk_api::{self, ErrorBody, ErrorKind};
 use crate::clock::{duration_ms, Clock};
 use crate::config::{Config, JwksSource, KeysConfig, Secret};
 use crate::telemetry::names;
 
 /// Largest JWKS body accepted; Clerk's is a few hundred bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
-/// The Backend API version Clerk's SDK sends.
-pub const CLERK_API_VERSION: &str = "2026-05-12";
+pub use crate::clerk_api::CLERK_API_VERSION;
 
 /// The remote keys in force, by `kid`.
 #[derive(Debug, Default)]
@@ -508,8 +508,9 @@ impl KeyStore {
     async fn fetch_once(&self, source: &JwksSource) -> Result<ParsedJwks, FetchError> {
         let (status, body) = self.get_jwks(source).await?;
         if !status.is_success() {
-            if let Some(message) = clerk_key_invalid(&body) {
-                return Err(FetchError::SecretKeyInvalid(message));
+            let error = ErrorBody::parse(&body);
+            if error.has_code("clerk_key_invalid") {
+                return Err(FetchError::SecretKeyInvalid(error.summary()));
             }
             return Err(FetchError::Unavailable(format!(
                 "Error loading Clerk JWKS from {} with code={}",
@@ -549,35 +550,31 @@ impl KeyStore {
         Ok((status, body))
     }
 
-    /// Asks the Backend API at `api_url` whether it takes `secret_key`, as the runbook's key
-    /// check does: `GET {api_url}/v1/jwks` with the key as bearer, bounded by `timeout`. The
-    /// control task asks before a reload puts a new secret key in force.
+    /// Asks the Backend API at `api_url` whether it takes `secret_key`, as `clerkgate keys
+    /// check` does: `GET {api_url}/v1/jwks` with the key, through the one Backend API client,
+    /// tried once and bounded by `timeout`. The control task asks before a reload puts a new
+    /// secret key in force.
     pub async fn check_secret_key(&self, api_url: &str, secret_key: &Secret, timeout: Duration) -> SecretKeyCheck {
-        let source = JwksSource { url: format!("{api_url}/v1/jwks"), bearer: Some(secret_key.clone()) };
-        let answer = tokio::time::timeout(timeout, self.get_jwks(&source)).await;
-        let (status, body) = match answer {
-            Err(_) => {
-                return SecretKeyCheck::Unchecked(format!(
-                    "no answer from {} within {}",
-                    source.url,
-                    humantime::format_duration(timeout)
-                ))
-            }
-            Ok(Err(e)) => return SecretKeyCheck::Unchecked(e.to_string()),
-            Ok(Ok(answer)) => answer,
+        let settings =
+            clerk_api::Settings { timeout, attempts: 1, ..clerk_api::Settings::new(api_url, secret_key.clone()) };
+        let client = match clerk_api::Client::new(settings) {
+            Ok(c) => c,
+            Err(e) => return SecretKeyCheck::Unchecked(e),
         };
-        match status.as_u16() {
-            200..=299 => match parse_jwks(&body) {
+        let url = format!("{}/v1/jwks", client.settings().api_url);
+        match tokio::time::timeout(timeout, client.jwks()).await {
+            Err(_) => SecretKeyCheck::Unchecked(format!(
+                "no answer from {url} within {}",
+                humantime::format_duration(timeout)
+            )),
+            Ok(Ok(jwks)) => match parse_jwks(&jwks.body) {
                 Ok(_) => SecretKeyCheck::Accepted,
-                Err(e) => {
-                    SecretKeyCheck::Unchecked(format!("{} answered {status} without a usable JWKS: {e}", source.url))
-                }
+                Err(e) => SecretKeyCheck::Unchecked(format!("{url} answered without a usable JWKS: {e}")),
             },
-            401 | 403 => SecretKeyCheck::Rejected(match clerk_error(&body) {
-                Some((code, message)) => format!("{} {code}: {message}", status.as_u16()),
-                None => status.to_string(),
-            }),
-            _ => SecretKeyCheck::Unchecked(format!("{} answered {status}", source.url)),
+            Ok(Err(e)) if matches!(e.kind, ErrorKind::Credential | ErrorKind::Forbidden) => {
+                SecretKeyCheck::Rejected(format!("{} {}", e.status.unwrap_or_default(), e.detail))
+            }
+            Ok(Err(e)) => SecretKeyCheck::Unchecked(e.to_string()),
         }
     }
 
@@ -607,26 +604,6 @@ impl KeyStore {
         let url = self.settings.load().source.as_ref().map(|s| s.url.clone());
         self.put(KeySet { keys, fetched_at_ms: Some(fetched_at_ms), origin: KeyOrigin::Fetched, url })
     }
-}
-
-fn clerk_key_invalid(body: &[u8]) -> Option<String> {
-    clerk_error(body).filter(|(code, _)| code == "clerk_key_invalid").map(|(_, message)| message)
-}
-
-/// The first error of a Clerk error body (`{"errors":[{"code","message","long_message"}]}`),
-/// preferring `clerk_key_invalid`: its code and its most helpful message.
-fn clerk_error(body: &[u8]) -> Option<(String, String)> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let errors = v.get("errors")?.as_array()?;
-    let code = |e: &serde_json::Value| e.get("code").and_then(|c| c.as_str()).map(str::to_string);
-    let error = errors.iter().find(|e| code(e).as_deref() == Some("clerk_key_invalid")).or(errors.first())?;
-    let message = error
-        .get("long_message")
-        .or_else(|| error.get("message"))
-        .and_then(|m| m.as_str())
-        .unwrap_or("secret key invalid")
-        .to_string();
-    Some((code(error).unwrap_or_default(), message))
 }
 
 #[cfg(test)]

@@ -212,6 +212,10 @@ pub enum Action {
     /// State files that could not be read were set aside at start (`run --discard-state`).
     #[serde(rename = "state.discarded")]
     StateDiscarded,
+    /// A revocation at Clerk's Backend API (`clerkgate revoke --remote`) ended: what it covered
+    /// and its totals. Recorded by the CLI through `POST /audit`.
+    #[serde(rename = "revocation.remote")]
+    RevocationRemote,
 }
 
 impl Action {
@@ -227,7 +231,14 @@ impl Action {
             Action::RevocationAdd => "revocation.add",
             Action::RevocationRemove => "revocation.remove",
             Action::StateDiscarded => "state.discarded",
+            Action::RevocationRemote => "revocation.remote",
         }
+    }
+
+    /// True for an action a runbook command records through `POST /audit` (it changes nothing
+    /// the gateway holds); every other action is the gateway's own.
+    pub fn is_runbook_record(self) -> bool {
+        matches!(self, Action::RevocationRemote)
     }
 }
 
@@ -343,6 +354,7 @@ mod tests {
             Action::RevocationAdd,
             Action::RevocationRemove,
             Action::StateDiscarded,
+            Action::RevocationRemote,
         ];
         for action in all {
             let json = serde_json::to_value(action).expect("serialise");

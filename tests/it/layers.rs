@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the gateway's own answers", &["answer"]),
     ("what auth and proxy share", &["headers", "reason"]),
     ("what the request path reads", &["keys", "state", "revocation"]),
+    ("the Backend API client", &["clerk_api"]),
     ("logging and metrics", &["telemetry"]),
     ("validated configuration", &["config"]),
     ("leaf types the config is made of", &["routes", "mode", "verifying_key"]),

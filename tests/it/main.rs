@@ -76,6 +76,9 @@ mod reload_watch;
 /// binary: every event with its time and actor, duration, action items, md and json, `--out`,
 /// an empty window, a malformed line, a record this build does not know, a stopped gateway.
 mod runbook_report;
+/// Issue #13 items 1, 3 and 4: the Backend API client against a stand-in (`support::bapi`),
+/// `keys check`, and `revoke --remote` over 2,000 users with 429s, a SIGKILL and `--resume`.
+mod runbook_revoke;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod bapi;
 pub mod cdp;
 pub mod jwks;
 pub mod raw;
