@@ -41,6 +41,7 @@
 //!  the gateway's own answers     answer
 //!  what auth and proxy share     headers (names, hygiene)     reason (why refused)
 //!  what the request path reads   keys    state    revocation
+//!                                webhooks (the journal of Clerk's webhooks, the Svix signature)
 //!  logging and metrics           telemetry
 //!  validated configuration       config
 //!  what the config is made of    routes    mode    verifying_key
@@ -90,6 +91,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod verifying_key;
+pub mod webhooks;
 
 /// The echo upstream and token minting, at the paths the integration tests and benches use.
 pub use devtools::{echo, mint};

@@ -13,6 +13,8 @@
 //! | `GET /revocations`, `POST /revocations` | token | `{"session_id"}`, `{"user_id"}` or `{"issued_before": RFC 3339 \| "now"}`, each with an optional `"reason"` |
 //! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
+//! | `GET /webhooks?since=&failed=true&ids=a,b` | token | the webhook journal in replay order; `since` as for `/audit`, by arrival |
+//! | `POST /webhooks/replay` | token | `{"svix_id"}`: re-deliver one journalled event, re-signed with `clerk.upstream_webhook_secret`; audited |
 //!
 //! [`health_router`] serves the three open endpoints alone, on `server.health_listen`: the same
 //! handlers, for the kubelet and Prometheus, while the rest of the API stays on loopback.
@@ -25,6 +27,7 @@ pub mod api;
 pub mod client;
 pub mod guard;
 pub mod probe;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,9 +45,11 @@ use crate::clock::{from_ms, Clock};
 use crate::control::{ControlError, ControlHandle, Report, Revocation};
 use crate::keys::{FetchError, InstallError, KeyStore, Trigger};
 use crate::mode::Mode;
+use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::Shared;
 use crate::store::ControlStore;
+use crate::webhooks::Journal;
 use api::{ApiError, ModeRequest, Problem, RevokeRequest};
 use guard::AdminActor;
 
@@ -67,6 +72,10 @@ pub struct AdminState {
     pub store: Arc<dyn ControlStore>,
     /// What the control task reports: whether the store takes writes, the last reload.
     pub report: Arc<Report>,
+    /// The webhook journal (`GET /webhooks`, `POST /webhooks/replay`).
+    pub webhooks: Option<Arc<Journal>>,
+    /// The upstream hop, for replayed webhooks.
+    pub proxy: Proxy,
 }
 
 /// Largest admin request body accepted.
@@ -82,6 +91,8 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/revocations", get(list_revocations).post(add_revocation))
         .route("/revocations/{id}", delete(remove_revocation))
         .route("/audit", get(audit))
+        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks/replay", post(webhooks::replay))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))

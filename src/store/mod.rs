@@ -211,6 +211,9 @@ pub enum Action {
     /// State files that could not be read were set aside at start (`run --discard-state`).
     #[serde(rename = "state.discarded")]
     StateDiscarded,
+    /// A journalled webhook was re-delivered to the upstream (`clerkgate webhooks replay`).
+    #[serde(rename = "webhook.replayed")]
+    WebhookReplayed,
 }
 
 impl Action {
@@ -226,6 +229,7 @@ impl Action {
             Action::RevocationAdd => "revocation.add",
             Action::RevocationRemove => "revocation.remove",
             Action::StateDiscarded => "state.discarded",
+            Action::WebhookReplayed => "webhook.replayed",
         }
     }
 }
@@ -296,6 +300,7 @@ mod tests {
             Action::RevocationAdd,
             Action::RevocationRemove,
             Action::StateDiscarded,
+            Action::WebhookReplayed,
         ];
         for action in all {
             let json = serde_json::to_value(action).expect("serialise");

@@ -26,7 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the decision and the hop", &["auth", "proxy"]),
     ("the gateway's own answers", &["answer"]),
     ("what auth and proxy share", &["headers", "reason"]),
-    ("what the request path reads", &["keys", "state", "revocation"]),
+    ("what the request path reads", &["keys", "state", "revocation", "webhooks"]),
     ("logging and metrics", &["telemetry"]),
     ("validated configuration", &["config"]),
     ("leaf types the config is made of", &["routes", "mode", "verifying_key"]),
