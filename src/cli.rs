@@ -65,6 +65,12 @@ enum Command {
     Revocations(AdminArgs),
     /// Show the audit log: when, who, what changed and why, one line per event, oldest first.
     Audit(AuditArgs),
+    /// The webhook journal: every verified Clerk webhook the gateway received, and its
+    /// re-delivery to the upstream.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Probe a local gateway's /healthz (or /readyz): exit 0 on 200, 1 otherwise. The exec probe
     /// for images without a shell or curl.
     Health(HealthArgs),
@@ -79,6 +85,56 @@ struct HealthArgs {
     /// 127.0.0.1:9902) or a URL [default: $CLERKGATE_HEALTH_ADDR, else 127.0.0.1:9902]
     #[arg(long, value_name = "ADDRESS")]
     addr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// List journalled webhooks in replay order (Clerk's event time): id, type, delivery, status.
+    List(WebhooksListArgs),
+    /// Re-deliver journalled webhooks to the upstream in timestamp order, with their original
+    /// svix-id, re-signed with clerk.upstream_webhook_secret and a fresh timestamp; audited.
+    Replay(WebhooksReplayArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhooksSelection {
+    /// Only events received since this RFC 3339 time, or this long ago (1h, 30m).
+    #[arg(long, value_name = "1h|TIME")]
+    since: Option<String>,
+    /// Only events whose delivery to the upstream failed (or was cut short by a stop).
+    #[arg(long)]
+    failed: bool,
+    /// Only this event (its svix-id, msg_…); repeat for several.
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+}
+
+impl WebhooksSelection {
+    fn selection(self) -> crate::admin::replay::Selection {
+        crate::admin::replay::Selection { since: self.since, failed: self.failed, ids: self.ids }
+    }
+}
+
+#[derive(Debug, Args)]
+struct WebhooksListArgs {
+    #[command(flatten)]
+    select: WebhooksSelection,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+struct WebhooksReplayArgs {
+    #[command(flatten)]
+    select: WebhooksSelection,
+    /// Show what would be replayed, in order, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// At most this many events a second.
+    #[arg(long, default_value_t = 10.0, value_name = "N")]
+    rate: f64,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +166,19 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// The gateway to call, or exit 2 saying why it cannot be found.
+    fn target(&self, env: &Env) -> Result<client::Target, ExitCode> {
+        let sources = client::Sources {
+            admin: self.admin.clone(),
+            token_file: self.admin_token_file.clone(),
+            config: self.config.clone(),
+        };
+        client::Target::resolve(&sources, env).map_err(|e| {
+            eprintln!("clerkgate: {e}");
+            ExitCode::from(2)
+        })
+    }
+
     /// Makes one admin API call to the endpoint at `segments` and prints its answer with
     /// `show` (or raw with `--json`). Exit 2 when the address or token cannot be found.
     fn call<T: serde::de::DeserializeOwned>(
@@ -121,17 +190,9 @@ impl AdminArgs {
         body: Option<&impl serde::Serialize>,
         show: impl Fn(&T) -> String,
     ) -> ExitCode {
-        let sources = client::Sources {
-            admin: self.admin.clone(),
-            token_file: self.admin_token_file.clone(),
-            config: self.config.clone(),
-        };
-        let target = match client::Target::resolve(&sources, env) {
+        let target = match self.target(env) {
             Ok(t) => t,
-            Err(e) => {
-                eprintln!("clerkgate: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         };
         let body = body.and_then(|b| serde_json::to_value(b).ok());
         runtime().block_on(client::call(&target, method, segments, query, body, self.json, show))
@@ -273,6 +334,7 @@ pub fn main() -> ExitCode {
             a.admin.call(&env, http::Method::GET, &["audit"], &query, None::<&()>, client::show_audit)
         }
         Command::Revoke(r) => revoke(r, &env),
+        Command::Webhooks { command } => webhooks(command, &env),
         Command::Health(h) => health(h, &env),
     }
 }
@@ -304,6 +366,22 @@ fn health(h: HealthArgs, env: &Env) -> ExitCode {
             eprintln!("clerkgate health: {line}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `webhooks list|replay`, through the running gateway's admin API: the gateway is the
+/// journal's only writer, and the replay's outcomes and audit lines are its to record.
+fn webhooks(command: WebhooksCommand, env: &Env) -> ExitCode {
+    use crate::admin::replay;
+    match command {
+        WebhooksCommand::List(a) => match a.admin.target(env) {
+            Ok(target) => runtime().block_on(replay::list(&target, &a.select.selection(), a.admin.json)),
+            Err(code) => code,
+        },
+        WebhooksCommand::Replay(a) => match a.admin.target(env) {
+            Ok(target) => runtime().block_on(replay::replay(&target, &a.select.selection(), a.rate, a.dry_run)),
+            Err(code) => code,
+        },
     }
 }
 

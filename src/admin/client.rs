@@ -197,12 +197,46 @@ pub async fn call<T: DeserializeOwned>(
     json: bool,
     show: impl Fn(&T) -> String,
 ) -> ExitCode {
+    let (status, value) = match request(target, method, segments, query, body).await {
+        Ok(answer) => answer,
+        Err(code) => return code,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return exit_code(status);
+    }
+    if status.is_success() {
+        match T::deserialize(&value) {
+            Ok(answer) => println!("{}", show(&answer)),
+            Err(e) => {
+                // The call did succeed; only its answer is not what this CLI knows how to show.
+                eprintln!(
+                    "clerkgate: warning: the admin API answered in an unexpected shape ({e}); here it is as sent"
+                );
+                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    refused(target, status, &value)
+}
+
+/// Makes one call and reads its answer as JSON (a body that is not JSON becomes a string).
+/// A call that reaches no gateway is reported here, with where its address came from: `Err`
+/// holds the exit code.
+pub async fn request(
+    target: &Target,
+    method: http::Method,
+    segments: &[&str],
+    query: &[(&str, &str)],
+    body: Option<Value>,
+) -> Result<(http::StatusCode, Value), ExitCode> {
     let url = target.url(segments, query);
     let client = match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("clerkgate: {}", chain(&e));
-            return ExitCode::from(1);
+            return Err(ExitCode::from(1));
         }
     };
     let mut req = client.request(method, url.clone());
@@ -223,30 +257,18 @@ pub async fn call<T: DeserializeOwned>(
                 "  The address came from {}. Is clerkgate running, and is that its admin.listen? (--admin takes host:port or a URL)",
                 target.base_from
             );
-            return ExitCode::from(1);
+            return Err(ExitCode::from(1));
         }
     };
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
-        return exit_code(status);
-    }
-    if status.is_success() {
-        match T::deserialize(&value) {
-            Ok(answer) => println!("{}", show(&answer)),
-            Err(e) => {
-                // The call did succeed; only its answer is not what this CLI knows how to show.
-                eprintln!(
-                    "clerkgate: warning: the admin API answered in an unexpected shape ({e}); here it is as sent"
-                );
-                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
-            }
-        }
-        return ExitCode::SUCCESS;
-    }
-    let error = ApiError::deserialize(&value).ok();
+    Ok((status, value))
+}
+
+/// Says why the admin API refused a call (`value` is its answer) and what to do; the exit code.
+pub fn refused(target: &Target, status: http::StatusCode, value: &Value) -> ExitCode {
+    let error = ApiError::deserialize(value).ok();
     let message = error.as_ref().map_or("", |e| e.message.as_str());
     match (status.as_u16(), &target.token) {
         (401, Some((_, from))) => {

@@ -27,6 +27,7 @@ pub mod api;
 pub mod client;
 pub mod guard;
 pub mod probe;
+pub mod replay;
 pub mod webhooks;
 
 use std::sync::Arc;
