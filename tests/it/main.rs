@@ -62,6 +62,10 @@ mod proxy;
 /// signal, a bad one keeps the running config, no reload without a change, a rotated secret key
 /// is checked at the Backend API first, re-arming, the polling fallback, the binary's default.
 mod reload_watch;
+/// Issue #13 item 5 and item 3's webhook secrets: the webhook journal (durable before the
+/// upstream sees an event, once per svix-id), `webhooks list|replay` through the real binary
+/// with replays a Svix verifier accepts, several secrets, and the revocation feed.
+mod runbook_webhooks;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;
