@@ -63,6 +63,8 @@
 //!    refused, never shortened.
 //! 8. A state file that cannot be read is never replaced by an empty state: the start refuses
 //!    it, and only `run --discard-state` sets it aside — kept, and audited.
+//! 9. A verified webhook reaches the upstream only once it is durable in the journal, and once
+//!    per `svix-id` unless its delivery failed.
 
 pub mod admin;
 pub mod answer;
