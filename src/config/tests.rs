@@ -1046,7 +1046,7 @@ fn every_secret_problem_is_blamed_on_its_source() {
     let files = Files::new();
     let empty = files.write("empty", "\n");
     let pk_file = files.write("sk", &format!("{PK_TEST}\n"));
-    let bad_webhook = files.write("wh", "whsec_not base64!\n");
+    let bad_webhook = files.write("wh", "whsec_not-base64!\n");
     let short_token = files.write("token", "x\n");
     let q = |p: &str| toml_string(p);
     let public_admin = "[admin]\nlisten = \"0.0.0.0:9901\"\n";

@@ -311,7 +311,8 @@ impl Journal {
         let index = Arc::new(Mutex::new(index));
         let (tx, rx) = mpsc::channel(QUEUE);
         let (feed_tx, feed) = mpsc::channel(QUEUE);
-        let writer = Writer { path: path.clone(), file, index: index.clone(), limits, clock, feed: feed_tx };
+        drop(file);
+        let writer = Writer { path: path.clone(), index: index.clone(), limits, clock, feed: feed_tx };
         std::thread::Builder::new().name("webhook-journal".into()).spawn(move || writer.run(rx))?;
         Ok((Journal { path, index, tx, feed: Mutex::new(Some(feed)) }, loaded))
     }
@@ -473,11 +474,37 @@ fn summary_of(line: &Line, delivery: Delivery) -> Option<(Summary, Option<String
 /// The writer thread's state.
 struct Writer {
     path: PathBuf,
-    file: File,
     index: Arc<Mutex<Index>>,
     limits: Limits,
     clock: Clock,
     feed: mpsc::Sender<Fed>,
+}
+
+/// What one batch owes: its replies, and the revocations to feed once it is written.
+struct Answers {
+    owed: Vec<Owed>,
+    error: Option<JournalError>,
+    fed: Vec<Fed>,
+}
+
+impl Answers {
+    fn send(self, feed: &mpsc::Sender<Fed>) {
+        let Answers { owed, error, fed } = self;
+        for o in owed {
+            match (o, &error) {
+                (Owed::Now(reply, recorded), _) => drop(reply.send(Ok(recorded))),
+                (Owed::IfWritten(reply), None) => drop(reply.send(Ok(Recorded::New))),
+                (Owed::IfWritten(reply), Some(e)) => drop(reply.send(Err(e.clone()))),
+            }
+        }
+        if error.is_none() {
+            for f in fed {
+                if feed.try_send(f).is_err() {
+                    tracing::warn!("the webhook revocation feed is full; an event's revocation was not applied");
+                }
+            }
+        }
+    }
 }
 
 /// A reply held until the batch is written: known already, or owed once the write succeeds.
@@ -496,15 +523,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.batch(ops);
+            let answers = self.batch(ops);
+            // Any rewrite happens before the answers go out, so that once the last caller has
+            // its answer the writer touches the file no more (a restart may open it at once).
             if let Err(e) = self.maybe_compact() {
                 tracing::error!(error = %e, path = %self.path.display(), "could not rewrite the webhook journal");
             }
+            answers.send(&self.feed);
         }
     }
 
-    /// Appends what the operations need in one write and one fsync, then answers them.
-    fn batch(&mut self, ops: Vec<Op>) {
+    /// Appends what the operations need in one write and one fsync; the answers, to send.
+    fn batch(&mut self, ops: Vec<Op>) -> Answers {
         let now_ms = self.clock.now_ms();
         let mut buf = Vec::new();
         let mut owed = Vec::new();
@@ -573,8 +603,20 @@ impl Writer {
                 }
             }
         }
-        let written =
-            if buf.is_empty() { Ok(()) } else { self.file.write_all(&buf).and_then(|()| self.file.sync_data()) };
+        // Opened for each batch, not held: an open file would keep the volume from being
+        // remounted read-only, and a journal that can no longer be written should say so.
+        let written = if buf.is_empty() {
+            Ok(())
+        } else {
+            OpenOptions::new().append(true).open(&self.path).and_then(|mut file| {
+                let written = file.write_all(&buf).and_then(|()| file.sync_data());
+                if written.is_err() {
+                    // Cut what may have been written in part, so the file stays whole lines.
+                    let _ = file.set_len(start);
+                }
+                written
+            })
+        };
         let error = match written {
             Ok(()) => {
                 index.file_len = start + buf.len() as u64;
@@ -584,27 +626,11 @@ impl Writer {
                 None
             }
             Err(e) => {
-                // Cut what may have been written in part, so the file stays whole lines.
-                let _ = self.file.set_len(start);
                 tracing::error!(error = %e, path = %self.path.display(), "could not write the webhook journal");
                 Some(JournalError::Io { path: self.path.display().to_string(), message: e.to_string() })
             }
         };
-        drop(index);
-        for o in owed {
-            match (o, &error) {
-                (Owed::Now(reply, recorded), _) => drop(reply.send(Ok(recorded))),
-                (Owed::IfWritten(reply), None) => drop(reply.send(Ok(Recorded::New))),
-                (Owed::IfWritten(reply), Some(e)) => drop(reply.send(Err(e.clone()))),
-            }
-        }
-        if error.is_none() {
-            for f in fed {
-                if self.feed.try_send(f).is_err() {
-                    tracing::warn!("the webhook revocation feed is full; an event's revocation was not applied");
-                }
-            }
-        }
+        Answers { owed, error, fed }
     }
 
     /// Rewrites the file without the events past the limits, when it is over its size or an
@@ -677,7 +703,6 @@ impl Writer {
         }
         index.slots = slots;
         index.file_len = at;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
         tracing::info!(dropped, kept = index.slots.len(), bytes = at, "webhook journal rewritten within its limits");
         Ok(())
     }
