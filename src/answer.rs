@@ -196,6 +196,22 @@ impl Answer {
         a
     }
 
+    /// `200` for a verified webhook whose `svix-id` was delivered already (or is being
+    /// delivered): Svix stops retrying it, and the upstream receives it once.
+    pub fn webhook_duplicate(svix_id: &str, state: &str) -> Self {
+        let message =
+            format!("The webhook {svix_id} was received before ({state}); it is not delivered to the upstream again.");
+        Answer::new(Fault::Client, StatusCode::OK, "webhook-duplicate", message)
+    }
+
+    /// `503` with `Retry-After` for a verified webhook the gateway could not journal: it is not
+    /// forwarded either, so nothing is delivered that the journal lacks; Svix tries again.
+    pub fn webhook_not_journalled(why: String) -> Self {
+        let message = format!("{why}; the webhook was not forwarded, and Svix will deliver it again");
+        Answer::new(Fault::Gateway, StatusCode::SERVICE_UNAVAILABLE, "webhook-journal-unavailable", message)
+            .with_header(RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+
     /// Replaces the message (a constructor's default says what; this says which and where).
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
         self.message = message.into();
@@ -343,6 +359,7 @@ fn error_word(status: StatusCode) -> &'static str {
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
         StatusCode::TEMPORARY_REDIRECT => "redirect",
         StatusCode::INTERNAL_SERVER_ERROR => "internal_server_error",
+        StatusCode::OK => "none",
         _ => "error",
     }
 }

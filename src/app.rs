@@ -24,6 +24,7 @@ use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
 use crate::store::file::StateProblems;
 use crate::store::{ControlStore, FileStore, StoreError};
+use crate::webhooks::{Journal, Limits};
 
 /// How to start a gateway beyond its config.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +147,10 @@ pub async fn start_with_store(
         tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
     }
     let shared = Arc::new(Shared::new(runtime));
-    let gate = Arc::new(Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()));
+    let journal = open_journal(&config, clock.clone()).await?;
+    let gate =
+        Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()).with_journal(journal.clone());
+    let gate = Arc::new(gate);
     let data = bind(config.server.listen, "server.listen").await?;
     let admin = bind(config.admin.listen, "admin.listen").await?;
     let health = match config.server.health_listen {
@@ -174,6 +178,10 @@ pub async fn start_with_store(
         .await
         .map_err(|e| StartError::Store(format!("cannot record how the gateway starts: {e}")))?;
     let started_at_ms = clock.now_ms();
+    if let Some(feed) = journal.take_feed() {
+        tokio::spawn(control::feed::run(control.clone(), feed));
+    }
+    let proxy = Proxy::new(shared.clone());
     let ctx = Arc::new(AdminState {
         shared: shared.clone(),
         keys: keys.clone(),
@@ -184,11 +192,13 @@ pub async fn start_with_store(
         store,
         report,
         started_at_ms,
+        webhooks: Some(journal),
+        proxy: proxy.clone(),
     });
 
     let (tx, rx) = watch::channel(false);
 
-    let service = AuthLayer::new(gate).layer(Proxy::new(shared.clone()));
+    let service = AuthLayer::new(gate).layer(proxy);
     let mut tasks = Vec::new();
     let limits = crate::listener::ConnLimits::new(&config.server, crate::listener::raise_fd_limit());
     let tls = crate::tls::server_config(shared.clone())
@@ -229,6 +239,30 @@ pub async fn start_with_store(
     let health_addr_text = health_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
     tracing::info!(%data_addr, %admin_addr, health_addr = %health_addr_text, tls, upstream = %config.upstream.url_text, "clerkgate listening");
     Ok(Running { data_addr, admin_addr, health_addr, ctx, shutdown: tx, tasks })
+}
+
+/// Opens the webhook journal in `state.dir` with the config's bounds (read at start).
+async fn open_journal(config: &Config, clock: Clock) -> Result<Arc<Journal>, StartError> {
+    let dir = config.state.dir.clone();
+    let limits = Limits {
+        max_bytes: config.state.webhook_journal_max_bytes,
+        max_age_ms: crate::clock::duration_ms(config.state.webhook_journal_max_age),
+    };
+    let opened = tokio::task::spawn_blocking(move || Journal::open(&dir, limits, clock))
+        .await
+        .map_err(|e| StartError::Store(format!("the webhook journal check stopped: {e}")))?;
+    let (journal, loaded) = opened.map_err(|e| {
+        StartError::Store(format!("cannot open the webhook journal in {} (state.dir): {e}", config.state.dir.display()))
+    })?;
+    if loaded.skipped > 0 {
+        tracing::warn!(
+            skipped = loaded.skipped,
+            path = %journal.path().display(),
+            "webhook journal: lines that do not read were skipped (a write cut short by a crash; its event was not answered)"
+        );
+    }
+    tracing::debug!(events = loaded.events, "webhook journal opened");
+    Ok(Arc::new(journal))
 }
 
 /// Binds `addr`, the value of the config key `key`; a failure names both, and for an address

@@ -68,6 +68,12 @@ enum Command {
     /// The post-incident review, filled in from the audit log and the gateway's counters:
     /// start, end, duration, category, severity, timeline, action items (Markdown or JSON).
     IncidentReport(ReportArgs),
+    /// The webhook journal: every verified Clerk webhook the gateway received, and its
+    /// re-delivery to the upstream.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Probe a local gateway's /healthz (or /readyz): exit 0 on 200, 1 otherwise. The exec probe
     /// for images without a shell or curl.
     Health(HealthArgs),
@@ -82,6 +88,56 @@ struct HealthArgs {
     /// 127.0.0.1:9902) or a URL [default: $CLERKGATE_HEALTH_ADDR, else 127.0.0.1:9902]
     #[arg(long, value_name = "ADDRESS")]
     addr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// List journalled webhooks in replay order (Clerk's event time): id, type, delivery, status.
+    List(WebhooksListArgs),
+    /// Re-deliver journalled webhooks to the upstream in timestamp order, with their original
+    /// svix-id, re-signed with clerk.upstream_webhook_secret and a fresh timestamp; audited.
+    Replay(WebhooksReplayArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhooksSelection {
+    /// Only events received since this RFC 3339 time, or this long ago (1h, 30m).
+    #[arg(long, value_name = "1h|TIME")]
+    since: Option<String>,
+    /// Only events whose delivery to the upstream failed (or was cut short by a stop).
+    #[arg(long)]
+    failed: bool,
+    /// Only this event (its svix-id, msg_…); repeat for several.
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+}
+
+impl WebhooksSelection {
+    fn selection(self) -> crate::admin::replay::Selection {
+        crate::admin::replay::Selection { since: self.since, failed: self.failed, ids: self.ids }
+    }
+}
+
+#[derive(Debug, Args)]
+struct WebhooksListArgs {
+    #[command(flatten)]
+    select: WebhooksSelection,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+struct WebhooksReplayArgs {
+    #[command(flatten)]
+    select: WebhooksSelection,
+    /// Show what would be replayed, in order, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// At most this many events a second.
+    #[arg(long, default_value_t = 10.0, value_name = "N")]
+    rate: f64,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,12 +210,9 @@ impl AdminArgs {
         body: Option<&impl serde::Serialize>,
         show: impl Fn(&T) -> String,
     ) -> ExitCode {
-        let target = match self.target(env) {
+        let target = match self.target_or_exit(env) {
             Ok(t) => t,
-            Err(e) => {
-                eprintln!("clerkgate: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         };
         let body = body.and_then(|b| serde_json::to_value(b).ok());
         runtime().block_on(client::call(&target, method, segments, query, body, self.json, show))
@@ -368,6 +421,7 @@ pub fn main() -> ExitCode {
             runtime().block_on(command::run(opts, &env, now))
         }
         Command::Revoke(r) => revoke(r, &env),
+        Command::Webhooks { command } => webhooks(command, &env),
         Command::Health(h) => health(h, &env),
     }
 }
@@ -416,6 +470,14 @@ impl AdminArgs {
     /// The admin API these arguments name, when it can be found.
     fn target(&self, env: &Env) -> Result<client::Target, String> {
         client::Target::resolve(&self.target.sources(), env)
+    }
+
+    /// The gateway to call, or exit 2 saying why it cannot be found.
+    fn target_or_exit(&self, env: &Env) -> Result<client::Target, ExitCode> {
+        self.target(env).map_err(|e| {
+            eprintln!("clerkgate: {e}");
+            ExitCode::from(2)
+        })
     }
 }
 
@@ -468,6 +530,22 @@ fn revoke_remote(r: RevokeArgs, env: &Env) -> ExitCode {
         timeout: r.timeout,
     };
     runtime().block_on(crate::ops::revoke::run(&config, target, opts))
+}
+
+/// `webhooks list|replay`, through the running gateway's admin API: the gateway is the
+/// journal's only writer, and the replay's outcomes and audit lines are its to record.
+fn webhooks(command: WebhooksCommand, env: &Env) -> ExitCode {
+    use crate::admin::replay;
+    match command {
+        WebhooksCommand::List(a) => match a.admin.target_or_exit(env) {
+            Ok(target) => runtime().block_on(replay::list(&target, &a.select.selection(), a.admin.json)),
+            Err(code) => code,
+        },
+        WebhooksCommand::Replay(a) => match a.admin.target_or_exit(env) {
+            Ok(target) => runtime().block_on(replay::replay(&target, &a.select.selection(), a.rate, a.dry_run)),
+            Err(code) => code,
+        },
+    }
 }
 
 fn revoke(r: RevokeArgs, env: &Env) -> ExitCode {

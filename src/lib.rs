@@ -42,6 +42,7 @@
 //!  the gateway's own answers     answer
 //!  what auth and proxy share     headers (names, hygiene)     reason (why refused)
 //!  what the request path reads   keys    state    revocation
+//!                                webhooks (the journal of Clerk's webhooks, the Svix signature)
 //!  the Backend API client        clerk_api (budget, 429 pauses, retries, Clerk's errors)
 //!  logging and metrics           telemetry
 //!  validated configuration       config
@@ -66,6 +67,8 @@
 //!    refused, never shortened.
 //! 8. A state file that cannot be read is never replaced by an empty state: the start refuses
 //!    it, and only `run --discard-state` sets it aside — kept, and audited.
+//! 9. A verified webhook reaches the upstream only once it is durable in the journal, and once
+//!    per `svix-id` unless its delivery failed.
 
 pub mod admin;
 pub mod answer;
@@ -96,6 +99,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod verifying_key;
+pub mod webhooks;
 
 /// The echo upstream and token minting, at the paths the integration tests and benches use.
 pub use devtools::{echo, mint};

@@ -13,6 +13,7 @@ use crate::keys::KeyOrigin;
 use crate::mode::{Mode, ModeSource};
 use crate::revocation::Entry;
 use crate::store::{AuditRecord, SkippedLine};
+use crate::webhooks::Summary;
 
 /// Every admin error: a machine-readable `error` code, a sentence for the operator, and for a
 /// config that did not validate, every problem with its key.
@@ -320,6 +321,36 @@ pub struct AuditLog {
     /// when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedLine>,
+}
+
+/// `GET /webhooks?since=&failed=&ids=`: the webhook journal, in replay order (Clerk's event time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookList {
+    /// The journal's file.
+    pub journal: String,
+    /// `clerk.upstream_webhook_secret` is set, so the events can be replayed.
+    pub can_replay: bool,
+    /// The events asked for.
+    pub events: Vec<Summary>,
+}
+
+/// `POST /webhooks/replay`: re-deliver one journalled event to the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The event's `svix-id`.
+    pub svix_id: String,
+}
+
+/// The answer to a replay: what the upstream said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// The event's `svix-id`.
+    pub svix_id: String,
+    /// The upstream's status (or the gateway's 502/504 when it gave none).
+    pub status: u16,
+    /// A 2xx.
+    pub delivered: bool,
 }
 
 #[cfg(test)]

@@ -243,10 +243,7 @@ pub async fn call<T: DeserializeOwned>(
         }
         return ExitCode::SUCCESS;
     }
-    for (i, line) in refusal(target, status, &value).iter().enumerate() {
-        eprintln!("{}{line}", if i == 0 { "clerkgate: " } else { "" });
-    }
-    exit_code(status)
+    refused(target, status, &value)
 }
 
 /// Why a [`get`] found no answer.
@@ -308,6 +305,14 @@ pub async fn request(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// Says why the admin API refused a call (`value` is its answer) and what to do; the exit code.
+pub fn refused(target: &Target, status: http::StatusCode, value: &Value) -> ExitCode {
+    for (i, line) in refusal(target, status, value).iter().enumerate() {
+        eprintln!("{}{line}", if i == 0 { "clerkgate: " } else { "" });
+    }
+    exit_code(status)
 }
 
 /// Why the admin API refused a call, in the CLI's words: a token it did not take (and which

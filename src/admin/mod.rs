@@ -14,6 +14,8 @@
 //! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
 //! | `POST /audit` | token | a runbook command records what it did at Clerk: `{"action":"revocation.remote","after":{…},"reason":"…"}` |
+//! | `GET /webhooks?since=&failed=true&ids=a,b` | token | the webhook journal in replay order; `since` as for `/audit`, by arrival |
+//! | `POST /webhooks/replay` | token | `{"svix_id"}`: re-deliver one journalled event, re-signed with `clerk.upstream_webhook_secret`; audited |
 //!
 //! [`health_router`] serves the three open endpoints alone, on `server.health_listen`: the same
 //! handlers, for the kubelet and Prometheus, while the rest of the API stays on loopback.
@@ -26,6 +28,8 @@ pub mod api;
 pub mod client;
 pub mod guard;
 pub mod probe;
+pub mod replay;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,9 +47,11 @@ use crate::clock::{from_ms, Clock};
 use crate::control::{ControlError, ControlHandle, Report, Revocation};
 use crate::keys::{FetchError, InstallError, KeyStore, Trigger};
 use crate::mode::Mode;
+use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::Shared;
 use crate::store::ControlStore;
+use crate::webhooks::Journal;
 use api::{ApiError, ModeRequest, Problem, RevokeRequest};
 use guard::AdminActor;
 
@@ -70,6 +76,10 @@ pub struct AdminState {
     pub report: Arc<Report>,
     /// When the gateway started, ms: since when the outcome counters count.
     pub started_at_ms: i64,
+    /// The webhook journal (`GET /webhooks`, `POST /webhooks/replay`).
+    pub webhooks: Option<Arc<Journal>>,
+    /// The upstream hop, for replayed webhooks.
+    pub proxy: Proxy,
 }
 
 /// Largest admin request body accepted.
@@ -85,6 +95,8 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/revocations", get(list_revocations).post(add_revocation))
         .route("/revocations/{id}", delete(remove_revocation))
         .route("/audit", get(audit).post(record_audit))
+        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks/replay", post(webhooks::replay))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard::guard));
     Router::new()
         .route("/healthz", get(healthz))

@@ -32,10 +32,15 @@ use crate::mode::{Mode, ModeSetting};
 use crate::reason::{Failure, Reason};
 use crate::revocation::Revocations;
 use crate::state::Shared;
+use crate::webhooks::Journal;
 
 /// Marks a request whose Svix signature the gateway verified (`X-Clerk-Webhook-Verified: true`;
 /// the name is in the reserved `X-Clerk-` space, so no client can send it).
 pub const WEBHOOK_VERIFIED: http::HeaderName = http::HeaderName::from_static("x-clerk-webhook-verified");
+
+/// Marks a webhook the gateway re-delivered from its journal (`X-Clerk-Webhook-Replay: true`),
+/// re-signed with `clerk.upstream_webhook_secret`; reserved like the header above.
+pub const WEBHOOK_REPLAY: http::HeaderName = http::HeaderName::from_static("x-clerk-webhook-replay");
 
 /// Everything the auth layer reads: runtime snapshot, keys, verdict cache, revocations, clock.
 pub struct Gate {
@@ -51,6 +56,9 @@ pub struct Gate {
     pub clock: Clock,
     /// The Backend API client of the browser flow (handshake payload, refresh).
     pub backend: BackendApi,
+    /// The journal verified webhooks are written to before they are forwarded; without one
+    /// (unit tests) they are forwarded unjournalled.
+    pub webhooks: Option<Arc<Journal>>,
     verification: VerificationGenerations,
     counters: Counters,
     bypass_log: BypassLog,
@@ -75,9 +83,16 @@ impl Gate {
             revocations,
             clock,
             backend: BackendApi::new(),
+            webhooks: None,
             counters: Counters::new(),
             bypass_log: BypassLog::default(),
         }
+    }
+
+    /// The same gate, journalling verified webhooks in `journal`.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.webhooks = Some(journal);
+        self
     }
 
     /// Request outcomes counted since start.
@@ -121,17 +136,24 @@ impl Gate {
     pub fn admit_webhook(&self, parts: &mut Parts, body: Option<&Bytes>) -> Decision {
         let rt = self.shared.load();
         let now_ms = self.clock.now_ms();
+        let clerk = &rt.config.clerk;
         let verified = match body {
             None => Err("The webhook body could not be read or is over 1 MiB.".to_string()),
             Some(bytes) => {
-                let secret = rt.config.clerk.webhook_signing_secret.as_ref().map(|s| s.expose());
-                super::webhook::verify(secret, &parts.headers, bytes, now_ms.div_euclid(1000))
+                let secrets = clerk.webhook_signing_secrets.iter().map(|s| s.expose());
+                super::webhook::verify(secrets, &parts.headers, bytes, now_ms.div_euclid(1000))
                     .map_err(|message| format!("Unable to verify incoming webhook: {message}"))
+                    .map(|v| (v, bytes))
             }
         };
         let decision = match verified {
-            Ok(()) => {
+            Ok((delivery, bytes)) => {
                 parts.headers.insert(WEBHOOK_VERIFIED, HeaderValue::from_static("true"));
+                // The upstream may verify with the gateway's secret alone, live and replayed.
+                if let Some(secret) = &clerk.upstream_webhook_secret {
+                    add_signature(parts, secret.expose(), &delivery, bytes);
+                }
+                parts.extensions.insert(delivery);
                 Decision::Forward(Forward::new(AuthStatus::SignedOut, None))
             }
             Err(message) => Decision::Answer(Failure::new(Reason::WebhookInvalid, message).answer(false)),
@@ -279,6 +301,16 @@ impl Signatures for SignedStage<'_> {
         let remote = gate.usable_remote(&set, config, now_ms);
         verify::verify_handshake(token, remote, config.clerk.jwt_key.as_ref())
             .map_err(|r| unsigned(r, Carrier::Cookie, refetched))
+    }
+}
+
+/// Adds a `v1` entry signed with the upstream's secret to the delivery's `svix-signature`, after
+/// Clerk's own.
+fn add_signature(parts: &mut Parts, secret: &str, delivery: &super::webhook::Verified, body: &[u8]) {
+    let Some(ours) = crate::webhooks::svix::sign(secret, &delivery.id, delivery.timestamp_s, body) else { return };
+    let theirs = parts.headers.get("svix-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(format!("{} {ours}", theirs.trim()).trim()) {
+        parts.headers.insert("svix-signature", v);
     }
 }
 

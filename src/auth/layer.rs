@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
@@ -39,9 +41,11 @@ use tower::{Layer, Service};
 use super::backend::Resumed;
 use super::decide::{Decision, Forward};
 use super::gate::Gate;
+use super::webhook::Verified;
 use crate::answer::{Answer, ClientFault};
 use crate::headers::names;
 use crate::reason::{Failure, Reason};
+use crate::webhooks::{Head, Journal, Outcome, Recorded};
 
 /// Largest webhook body read for signature verification; Clerk's events are a few KiB.
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
@@ -180,11 +184,45 @@ where
         Err(_) => return Ok(Answer::client_body(ClientFault::BodyTimeout).into_response()),
     };
     match gate.admit_webhook(&mut parts, bytes.as_ref()) {
-        Decision::Forward(_) => inner.call(Request::from_parts(parts, Body::from(bytes.unwrap_or_default()))).await,
+        Decision::Forward(_) => {
+            let body = bytes.unwrap_or_default();
+            match (gate.webhooks.clone(), parts.extensions.get::<Verified>().cloned()) {
+                (Some(journal), Some(delivery)) => journalled(&journal, inner, parts, body, delivery).await,
+                _ => inner.call(Request::from_parts(parts, Body::from(body))).await,
+            }
+        }
         Decision::Answer(answer) => Ok(answer.into_response()),
         Decision::NeedKid(_) | Decision::VerifyWebhook | Decision::Call(_) => {
             Ok(Failure::new(Reason::WebhookInvalid, "webhook check did not settle").answer(false).into_response())
         }
+    }
+}
+
+/// Journals a verified webhook (durable before anything is answered), then forwards it — unless
+/// it was delivered already (or is being delivered), which is answered 200 without a second
+/// delivery — and notes how the delivery ended. An event that cannot be journalled is not
+/// forwarded: 503, and Svix tries again.
+async fn journalled<S>(
+    journal: &Journal,
+    mut inner: S,
+    parts: Parts,
+    body: Bytes,
+    delivery: Verified,
+) -> Result<Response<Body>, Infallible>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let head = Head { svix_id: delivery.id.clone(), svix_timestamp: delivery.timestamp_s, path, content_type };
+    match journal.record(head, body.clone()).await {
+        Ok(Recorded::New | Recorded::Retry) => {
+            let resp = inner.call(Request::from_parts(parts, Body::from(body))).await?;
+            journal.mark(delivery.id, Outcome { status: Some(resp.status().as_u16()), replay: false });
+            Ok(resp)
+        }
+        Ok(Recorded::Duplicate(state)) => Ok(Answer::webhook_duplicate(&delivery.id, state.as_str()).into_response()),
+        Err(e) => Ok(Answer::webhook_not_journalled(e.to_string()).into_response()),
     }
 }
 

@@ -1,10 +1,12 @@
 //! Clerk webhook (Svix / Standard Webhooks) signature verification, as Clerk's `verifyWebhook`
 //! does it (clerk-semantics §6): HMAC-SHA256 over `<svix-id>.<timestamp>.<raw body>` with the
 //! base64 secret (a `whsec_` prefix is optional), five minutes of tolerance either way, any
-//! `v1,<signature>` entry of the space-separated list may match, compared in constant time.
+//! `v1,<signature>` entry of the space-separated list may match any of the configured secrets
+//! (several during a rotation), compared in constant time.
 
-use base64::Engine;
 use http::HeaderMap;
+
+use crate::webhooks::svix;
 
 /// Allowed distance between the webhook's timestamp and now, in seconds.
 pub const TOLERANCE_S: i64 = 300;
@@ -24,15 +26,32 @@ fn parse_int(text: &str) -> Option<i64> {
     digits[..end.min(18)].parse::<i64>().ok().map(|n| sign * n)
 }
 
-/// Verifies a delivery. `Err` carries the message Clerk's verifier would give.
-pub fn verify(secret: Option<&str>, headers: &HeaderMap, body: &[u8], now_s: i64) -> Result<(), String> {
-    let secret = secret.map(|s| s.strip_prefix("whsec_").unwrap_or(s)).filter(|s| !s.is_empty());
-    let Some(secret) = secret else { return Err("Missing webhook signing secret".into()) };
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret)
-        .ok()
-        .filter(|k| !k.is_empty())
-        .ok_or("The webhook signing secret is not base64")?;
+/// A delivery whose signature verified: its id and its timestamp as signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// `svix-id`, trimmed.
+    pub id: String,
+    /// `svix-timestamp`, as the signature covers it.
+    pub timestamp_s: i64,
+}
+
+/// Verifies a delivery against every secret in `secrets` (several during a rotation: any one
+/// may match any `v1` entry). `Err` carries the message Clerk's verifier would give.
+pub fn verify<'s>(
+    secrets: impl IntoIterator<Item = &'s str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_s: i64,
+) -> Result<Verified, String> {
+    let secrets: Vec<&str> =
+        secrets.into_iter().filter(|s| !s.strip_prefix("whsec_").unwrap_or(s).is_empty()).collect();
+    if secrets.is_empty() {
+        return Err("Missing webhook signing secret".into());
+    }
+    let keys: Vec<Vec<u8>> = secrets.iter().filter_map(|s| svix::decode_secret(s)).collect();
+    if keys.is_empty() {
+        return Err("The webhook signing secret is not base64".into());
+    }
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
     let (id, ts, sigs) = (get("svix-id"), get("svix-timestamp"), get("svix-signature"));
     let missing: Vec<&str> = [("svix-id", id), ("svix-timestamp", ts), ("svix-signature", sigs)]
@@ -50,17 +69,20 @@ pub fn verify(secret: Option<&str>, headers: &HeaderMap, body: &[u8], now_s: i64
     if ts > now_s + TOLERANCE_S {
         return Err("Message timestamp too new".into());
     }
-    let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
-    let mut ctx = aws_lc_rs::hmac::Context::with_key(&hmac_key);
-    ctx.update(format!("{id}.{ts}.").as_bytes());
-    ctx.update(body);
-    let expected = base64::engine::general_purpose::STANDARD.encode(ctx.sign().as_ref());
-    let matched = sigs.split(' ').filter_map(|entry| entry.split_once(',')).any(|(version, sig)| {
-        version == "v1"
-            && aws_lc_rs::constant_time::verify_slices_are_equal(sig.as_bytes(), expected.as_bytes()).is_ok()
+    let offered: Vec<&str> = sigs
+        .split(' ')
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == "v1")
+        .map(|(_, sig)| sig)
+        .collect();
+    let matched = keys.iter().any(|key| {
+        let expected = svix::signature(key, id, ts, body);
+        offered
+            .iter()
+            .any(|sig| aws_lc_rs::constant_time::verify_slices_are_equal(sig.as_bytes(), expected.as_bytes()).is_ok())
     });
     if matched {
-        Ok(())
+        Ok(Verified { id: id.to_string(), timestamp_s: ts })
     } else {
         Err("No matching signature found".into())
     }
@@ -88,10 +110,10 @@ mod tests {
     #[test]
     fn the_published_vector_verifies_with_and_without_the_prefix() {
         let h = headers(ID, &TS.to_string(), SIG);
-        assert_eq!(verify(Some(SECRET), &h, BODY, TS), Ok(()));
-        assert_eq!(verify(Some(&SECRET[6..]), &h, BODY, TS), Ok(()));
+        assert_eq!(verify([SECRET], &h, BODY, TS).map(drop), Ok(()));
+        assert_eq!(verify([&SECRET[6..]], &h, BODY, TS).map(drop), Ok(()));
         // Case 72: a fractional timestamp string is read as its integer part.
-        assert_eq!(verify(Some(SECRET), &headers(ID, "1614265330.5", SIG), BODY, TS), Ok(()));
+        assert_eq!(verify([SECRET], &headers(ID, "1614265330.5", SIG), BODY, TS).map(drop), Ok(()));
     }
 
     #[test]
@@ -129,10 +151,26 @@ mod tests {
         }
         // Exactly 300 s either way is accepted; one valid entry among invalid ones is enough.
         let h = headers(ID, &ts, SIG);
-        assert_eq!(verify(Some(SECRET), &h, BODY, TS + 300), Ok(()));
-        assert_eq!(verify(Some(SECRET), &h, BODY, TS - 300), Ok(()));
+        assert_eq!(verify(Some(SECRET), &h, BODY, TS + 300).map(drop), Ok(()));
+        assert_eq!(verify(Some(SECRET), &h, BODY, TS - 300).map(drop), Ok(()));
         let mixed = headers(ID, &ts, &format!("v1,bad v1a,x {SIG}"));
-        assert_eq!(verify(Some(SECRET), &mixed, BODY, TS), Ok(()));
+        assert_eq!(verify(Some(SECRET), &mixed, BODY, TS).map(drop), Ok(()));
+    }
+
+    #[test]
+    fn during_a_rotation_any_secret_may_match_any_entry() {
+        const NEW: &str = "whsec_bmV3LXNlY3JldC1mb3ItdGhlLWVuZHBvaW50";
+        let h = headers(ID, &TS.to_string(), SIG);
+        let verified = verify([NEW, SECRET], &h, BODY, TS).expect("the old secret still verifies");
+        assert_eq!(verified, Verified { id: ID.into(), timestamp_s: TS });
+        assert_eq!(verify([NEW], &h, BODY, TS), Err("No matching signature found".into()));
+        // Svix signs with both keys during its own rotation: either entry is enough.
+        let by_new = svix::sign(NEW, ID, TS, BODY).expect("sign");
+        let both = headers(ID, &TS.to_string(), &format!("{by_new} {SIG}"));
+        assert!(verify([NEW], &both, BODY, TS).is_ok());
+        assert!(verify([SECRET], &both, BODY, TS).is_ok());
+        // A broken secret beside a good one does not stop the good one.
+        assert!(verify(["whsec_?", SECRET], &h, BODY, TS).is_ok());
     }
 
     proptest! {
@@ -142,7 +180,7 @@ mod tests {
             for (k, v) in [("svix-id", id), ("svix-timestamp", ts), ("svix-signature", sig)] {
                 if let Ok(v) = v.parse() { h.insert(k, v); }
             }
-            let _ = verify(Some(&secret), &h, &body, TS);
+            let _ = verify(Some(secret.as_str()), &h, &body, TS);
         }
     }
 }

@@ -95,8 +95,15 @@ impl Config {
         }
         clerk.insert("status_url".into(), Value::String(c.status_url.clone()));
         clerk.insert("verdict_cache_entries".into(), Value::Integer(c.verdict_cache_entries as i64));
-        if let Some(v) = redacted(&c.webhook_signing_secret) {
-            clerk.insert("webhook_signing_secret".into(), v);
+        // One secret as a string, several (a rotation) as a list, as they may be written.
+        let each = || c.webhook_signing_secrets.iter().map(|_| Value::String("[redacted]".into()));
+        match c.webhook_signing_secrets.len() {
+            0 => {}
+            1 => drop(clerk.insert("webhook_signing_secret".into(), Value::String("[redacted]".into()))),
+            _ => drop(clerk.insert("webhook_signing_secret".into(), Value::Array(each().collect()))),
+        }
+        if let Some(v) = redacted(&c.upstream_webhook_secret) {
+            clerk.insert("upstream_webhook_secret".into(), v);
         }
         let mut keys = Table::new();
         keys.insert("refresh_interval".into(), dur(c.keys.refresh_interval));
@@ -166,6 +173,11 @@ impl Config {
         let mut state = Table::new();
         state.insert("dir".into(), Value::String(self.state.dir.display().to_string()));
         state.insert("backend".into(), Value::String("file".into()));
+        state.insert(
+            "webhook_journal_max_mib".into(),
+            Value::Integer((self.state.webhook_journal_max_bytes >> 20) as i64),
+        );
+        state.insert("webhook_journal_max_age".into(), dur(self.state.webhook_journal_max_age));
         root.insert("state".into(), Value::Table(state));
 
         let mut log = Table::new();

@@ -17,8 +17,10 @@ pub mod vars {
     pub const JWT_KEY: &str = "CLERK_JWT_KEY";
     /// The Backend API base URL.
     pub const API_URL: &str = "CLERK_API_URL";
-    /// The Svix webhook signing secret.
+    /// The Svix webhook signing secret; several, space-separated, during a rotation.
     pub const WEBHOOK_SIGNING_SECRET: &str = "CLERK_WEBHOOK_SIGNING_SECRET";
+    /// The secret replayed webhooks are re-signed with for the upstream.
+    pub const UPSTREAM_WEBHOOK_SECRET: &str = "CLERKGATE_UPSTREAM_WEBHOOK_SECRET";
     /// The runbook's emergency switch: `true` starts the gateway in bypass mode.
     pub const EMERGENCY_BYPASS: &str = "CLERK_EMERGENCY_BYPASS";
     /// The admin API bearer token (also read by the CLI's admin commands).

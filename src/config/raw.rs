@@ -65,6 +65,8 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "proxy_url",
             "webhook_signing_secret",
             "webhook_signing_secret_file",
+            "upstream_webhook_secret",
+            "upstream_webhook_secret_file",
             "verdict_cache_entries",
             "keys",
         ],
@@ -74,7 +76,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("routes.rule", &["path", "methods", "role", "permission", "bypass", "webhook"]),
     ("mode", &["mode", "reason", "grace_max_expired", "max_override_ttl"]),
     ("admin", &["listen", "token", "token_file"]),
-    ("state", &["dir", "backend", "redis_url"]),
+    ("state", &["dir", "backend", "redis_url", "webhook_journal_max_mib", "webhook_journal_max_age"]),
     ("log", &["format", "level"]),
 ];
 
@@ -145,8 +147,10 @@ pub(crate) struct RawClerk {
     pub(crate) status_url: Option<String>,
     pub(crate) frontend_api: Option<String>,
     pub(crate) proxy_url: Option<String>,
-    pub(crate) webhook_signing_secret: Option<String>,
+    pub(crate) webhook_signing_secret: Option<OneOrMany>,
     pub(crate) webhook_signing_secret_file: Option<String>,
+    pub(crate) upstream_webhook_secret: Option<String>,
+    pub(crate) upstream_webhook_secret_file: Option<String>,
     pub(crate) verdict_cache_entries: Option<i64>,
     pub(crate) keys: RawKeys,
     #[serde(flatten)]
@@ -214,6 +218,8 @@ pub(crate) struct RawState {
     pub(crate) dir: Option<String>,
     pub(crate) backend: Option<String>,
     pub(crate) redis_url: Option<String>,
+    pub(crate) webhook_journal_max_mib: Option<i64>,
+    pub(crate) webhook_journal_max_age: Option<String>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -225,4 +231,23 @@ pub(crate) struct RawLog {
     pub(crate) level: Option<String>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
+}
+
+/// A string or a list of strings (`webhook_signing_secret`: one secret, or several during a
+/// rotation).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values: a string split on whitespace (so `"whsec_a whsec_b"` is two), a list as is.
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => s.split_whitespace().map(str::to_string).collect(),
+            OneOrMany::Many(v) => v,
+        }
+    }
 }

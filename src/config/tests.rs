@@ -660,13 +660,57 @@ fn webhook_secret_precedence() {
     let file = files.write("wh", "whsec_file\n");
     let c =
         Config::from_toml(&format!("{JWKS}webhook_signing_secret_file = {}\n", toml_string(&file)), &no_env()).unwrap();
-    assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_file");
+    assert_eq!(c.clerk.webhook_signing_secrets[0].expose(), "whsec_file");
     let c = Config::from_toml(
         &format!("{JWKS}webhook_signing_secret = \"whsec_aW5saW5l\"\n"),
         &env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_ZW52")]),
     )
     .unwrap();
-    assert_eq!(c.clerk.webhook_signing_secret.as_ref().unwrap().expose(), "whsec_ZW52");
+    assert_eq!(c.clerk.webhook_signing_secrets[0].expose(), "whsec_ZW52");
+}
+
+#[test]
+fn several_webhook_secrets_for_a_rotation() {
+    let exposed =
+        |c: &Config| c.clerk.webhook_signing_secrets.iter().map(|s| s.expose().to_string()).collect::<Vec<_>>();
+    let two = vec!["whsec_bmV3".to_string(), "whsec_b2xk".to_string()];
+    let list =
+        Config::from_toml(&format!("{JWKS}webhook_signing_secret = [\"whsec_bmV3\", \"whsec_b2xk\"]\n"), &no_env());
+    assert_eq!(exposed(&list.unwrap()), two);
+    let spaced = Config::from_toml(&format!("{JWKS}webhook_signing_secret = \"whsec_bmV3 whsec_b2xk\"\n"), &no_env());
+    assert_eq!(exposed(&spaced.unwrap()), two);
+    let files = Files::new();
+    let file = files.write("wh", "whsec_bmV3\nwhsec_b2xk\n");
+    let from_file =
+        Config::from_toml(&format!("{JWKS}webhook_signing_secret_file = {}\n", toml_string(&file)), &no_env());
+    assert_eq!(exposed(&from_file.unwrap()), two);
+    let from_env = Config::from_toml(JWKS, &env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_bmV3 whsec_b2xk")]));
+    let from_env = from_env.unwrap();
+    assert_eq!(exposed(&from_env), two);
+    let printed: toml::Value = toml::from_str(&from_env.effective_toml()).unwrap();
+    assert_eq!(printed["clerk"]["webhook_signing_secret"].as_array().map(Vec::len), Some(2));
+    // A bad one among several is named by its place.
+    let errors = problems(&format!("{JWKS}webhook_signing_secret = [\"whsec_bmV3\", \"whsec_?\"]\n"), &no_env());
+    assert!(
+        errors.0.iter().any(|p| p.key == "clerk.webhook_signing_secret" && p.message.starts_with("secret 2 of 2:")),
+        "{errors:?}"
+    );
+    // The upstream's secret, and the journal's bounds.
+    let c = Config::from_toml(
+        &format!("{JWKS}upstream_webhook_secret = \"whsec_dXA=\"\n[state]\nwebhook_journal_max_mib = 5\nwebhook_journal_max_age = \"2d\"\n"),
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(c.clerk.upstream_webhook_secret.as_ref().map(|s| s.expose()), Some("whsec_dXA="));
+    assert_eq!((c.state.webhook_journal_max_bytes, c.state.webhook_journal_max_age.as_secs()), (5 << 20, 2 * 86_400));
+    let errors = problems(
+        &format!("{JWKS}upstream_webhook_secret = \"nope!\"\n[state]\nwebhook_journal_max_mib = 0\n"),
+        &no_env(),
+    );
+    assert_eq!(
+        keys_of(&errors),
+        BTreeSet::from(["clerk.upstream_webhook_secret".to_string(), "state.webhook_journal_max_mib".to_string()])
+    );
 }
 
 // === Environment switches ===
@@ -1006,7 +1050,7 @@ fn every_secret_problem_is_blamed_on_its_source() {
     let files = Files::new();
     let empty = files.write("empty", "\n");
     let pk_file = files.write("sk", &format!("{PK_TEST}\n"));
-    let bad_webhook = files.write("wh", "whsec_not base64!\n");
+    let bad_webhook = files.write("wh", "whsec_not-base64!\n");
     let short_token = files.write("token", "x\n");
     let q = |p: &str| toml_string(p);
     let public_admin = "[admin]\nlisten = \"0.0.0.0:9901\"\n";

@@ -177,8 +177,12 @@ pub struct ClerkConfig {
     pub proxy_url: Option<String>,
     /// Clerk's status page, for triage.
     pub status_url: String,
-    /// The Svix signing secret for `webhook = "clerk"` routes.
-    pub webhook_signing_secret: Option<Secret>,
+    /// The Svix signing secrets for `webhook = "clerk"` routes: a delivery verifies when any
+    /// one matches (several during a rotation). Empty when none is set.
+    pub webhook_signing_secrets: Vec<Secret>,
+    /// The secret replayed webhooks are re-signed with for the upstream (and an extra signature
+    /// added to live ones), so an upstream that verifies Svix signatures accepts them.
+    pub upstream_webhook_secret: Option<Secret>,
     /// How many verified tokens the verdict cache holds (0 disables it). Read at start.
     pub verdict_cache_entries: usize,
     /// `[clerk.keys]`.
@@ -236,6 +240,10 @@ pub struct StateConfig {
     pub dir: PathBuf,
     /// The backend.
     pub backend: StateBackend,
+    /// The webhook journal's size bound (`webhook_journal_max_mib`), in bytes. Read at start.
+    pub webhook_journal_max_bytes: u64,
+    /// How long the webhook journal keeps an event (`webhook_journal_max_age`). Read at start.
+    pub webhook_journal_max_age: Duration,
 }
 
 /// Log output format.

@@ -27,6 +27,13 @@ use crate::verifying_key::VerifyingKey;
 /// `clerk.verdict_cache_entries` when unset: 64k tokens of about 1 KiB each.
 pub const DEFAULT_VERDICT_CACHE_ENTRIES: usize = 65_536;
 
+/// `state.webhook_journal_max_mib` when unset: some 30,000 Clerk events of a few KiB.
+const DEFAULT_WEBHOOK_JOURNAL_MIB: u64 = 100;
+
+/// `state.webhook_journal_max_age` when unset: Svix's retry horizon (about 28 h) and a manual
+/// recovery window besides (clerk-ops §5.4).
+const DEFAULT_WEBHOOK_JOURNAL_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The largest file a config key may name (a secret, a key, a certificate chain).
 pub(super) const MAX_REFERENCED_FILE: u64 = 1024 * 1024;
 
@@ -335,18 +342,19 @@ impl Validator {
 
     /// The Svix signing secret must decode (after an optional `whsec_`) to a non-empty key, or
     /// every webhook delivery would be refused.
-    fn check_webhook_secret(&mut self, secret: &Secret, source: &Source) {
+    /// `which` names the secret among several (`secret 2 of 2`).
+    fn check_webhook_secret(&mut self, secret: &Secret, source: &Source, which: Option<&str>) {
         let value = secret.expose();
         let encoded = value.strip_prefix("whsec_").unwrap_or(value);
         let decodes = base64::engine::general_purpose::STANDARD.decode(encoded).is_ok_and(|k| !k.is_empty());
         if !decodes {
-            self.problem(
-                source.key(),
-                source.explain(
-                    "not a webhook signing secret: after `whsec_` it must be base64 \
-                     (copy it from the webhook endpoint's page in the Clerk dashboard)",
-                ),
-            );
+            let message = "not a webhook signing secret: after `whsec_` it must be base64 \
+                 (copy it from the webhook endpoint's page in the Clerk dashboard)";
+            let message = match which {
+                Some(which) => format!("{which}: {message}"),
+                None => message.to_string(),
+            };
+            self.problem(source.key(), source.explain(message));
         }
     }
 
@@ -581,17 +589,38 @@ impl Validator {
         let jwt_pem = self.secret("clerk.jwt_key", raw.jwt_key, raw.jwt_key_file, env, vars::JWT_KEY);
         let jwt_key = jwt_pem.and_then(|(pem, source)| self.jwt_key(&pem, &source));
         let key_source_refused = self.problems.len() > key_problems;
-        let webhook_signing_secret = self.secret(
+        // Several secrets during a rotation: a list, or whitespace between them (in the string,
+        // the file, or the variable); one source as for any secret, then split.
+        let inline = raw.webhook_signing_secret.map(|v| v.into_vec().join(" "));
+        let webhook_signing_secrets = match self.secret(
             "clerk.webhook_signing_secret",
-            raw.webhook_signing_secret,
+            inline,
             raw.webhook_signing_secret_file,
             env,
             vars::WEBHOOK_SIGNING_SECRET,
-        );
-        if let Some((secret, source)) = &webhook_signing_secret {
-            self.check_webhook_secret(secret, source);
-        }
-        let webhook_signing_secret = webhook_signing_secret.map(|(secret, _)| secret);
+        ) {
+            None => Vec::new(),
+            Some((all, source)) => {
+                let secrets: Vec<Secret> = all.expose().split_whitespace().map(Secret::new).collect();
+                for (i, secret) in secrets.iter().enumerate() {
+                    let which = (secrets.len() > 1).then(|| format!("secret {} of {}", i + 1, secrets.len()));
+                    self.check_webhook_secret(secret, &source, which.as_deref());
+                }
+                secrets
+            }
+        };
+        let upstream_webhook_secret = self
+            .secret(
+                "clerk.upstream_webhook_secret",
+                raw.upstream_webhook_secret,
+                raw.upstream_webhook_secret_file,
+                env,
+                vars::UPSTREAM_WEBHOOK_SECRET,
+            )
+            .map(|(secret, source)| {
+                self.check_webhook_secret(&secret, &source, None);
+                secret
+            });
 
         let (api_url, api_url_key) = match self.env_or_inline("clerk.api_url", raw.api_url, env, vars::API_URL) {
             Some((url, source)) => (url, source.key().to_string()),
@@ -708,7 +737,8 @@ impl Validator {
             frontend_api,
             proxy_url,
             status_url,
-            webhook_signing_secret,
+            webhook_signing_secrets,
+            upstream_webhook_secret,
             keys,
         })
     }
@@ -779,7 +809,7 @@ impl Validator {
                     "a webhook route is authenticated by its signature; it cannot also ask for a role or permission",
                 );
             }
-            if webhook && clerk.is_some_and(|c| c.webhook_signing_secret.is_none()) {
+            if webhook && clerk.is_some_and(|c| c.webhook_signing_secrets.is_empty()) {
                 self.problem(
                     &format!("{key}.webhook"),
                     "needs clerk.webhook_signing_secret (or CLERK_WEBHOOK_SIGNING_SECRET)",
@@ -885,7 +915,24 @@ impl Validator {
             self.problem("state.redis_url", "only applies with backend = \"redis\"");
         }
         let dir = PathBuf::from(raw.dir.unwrap_or_else(|| super::DEFAULT_STATE_DIR.to_string()));
-        Some(StateConfig { dir, backend: StateBackend::File })
+        let webhook_journal_max_bytes = match raw.webhook_journal_max_mib {
+            None => DEFAULT_WEBHOOK_JOURNAL_MIB << 20,
+            Some(n) if (1..=1_048_576).contains(&n) => (n as u64) << 20,
+            Some(n) => {
+                self.problem(
+                    "state.webhook_journal_max_mib",
+                    format!("{n} must be between 1 and 1048576 (MiB; the default is {DEFAULT_WEBHOOK_JOURNAL_MIB})"),
+                );
+                DEFAULT_WEBHOOK_JOURNAL_MIB << 20
+            }
+        };
+        let webhook_journal_max_age = self.duration(
+            "state.webhook_journal_max_age",
+            raw.webhook_journal_max_age,
+            DEFAULT_WEBHOOK_JOURNAL_AGE,
+            false,
+        );
+        Some(StateConfig { dir, backend: StateBackend::File, webhook_journal_max_bytes, webhook_journal_max_age })
     }
 
     fn log(&mut self, raw: raw::RawLog) -> Option<LogConfig> {

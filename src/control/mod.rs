@@ -30,6 +30,7 @@
 //! ([`ControlHandle::watched_files`]), for the file watcher, and remembers what they held at the
 //! last reload attempt, so a reload the watcher asks for happens only when one of them changed.
 
+pub mod feed;
 pub mod files;
 pub mod report;
 pub mod signals;
@@ -70,6 +71,8 @@ pub enum Actor {
     Keys,
     /// The file watcher: a file the config was read from changed.
     Watch,
+    /// A verified Clerk webhook (`session.revoked`, `session.ended`, `user.deleted`, …).
+    Webhook,
 }
 
 impl Actor {
@@ -82,6 +85,7 @@ impl Actor {
             Actor::Env => "env".into(),
             Actor::Keys => "keys".into(),
             Actor::Watch => "file-watch".into(),
+            Actor::Webhook => "webhook".into(),
         }
     }
 }
@@ -155,6 +159,17 @@ pub enum Control {
         /// Who.
         actor: Actor,
         /// Answered once the line is durable.
+        reply: Reply<()>,
+    },
+    /// Record an event that changes no control state (a webhook replayed to the upstream).
+    Note {
+        /// What.
+        action: Action,
+        /// What it did.
+        after: Value,
+        /// Who.
+        actor: Actor,
+        /// Done once the audit line is durable.
         reply: Reply<()>,
     },
     /// Lift a revocation by session id, user id, or `issued_before`.
@@ -240,6 +255,11 @@ impl ControlHandle {
     /// Adds a revocation.
     pub async fn revoke(&self, what: Revocation, reason: String, actor: Actor) -> Result<RevocationList, ControlError> {
         self.ask(|reply| Control::Revoke { what, reason, actor, reply }).await
+    }
+
+    /// Records an event that changes no control state in the audit log, durably.
+    pub async fn note(&self, action: Action, after: Value, actor: Actor) -> Result<(), ControlError> {
+        self.ask(|reply| Control::Note { action, after, actor, reply }).await
     }
 
     /// Lifts a revocation.
@@ -411,6 +431,10 @@ impl Task {
                     Err(ControlError::Invalid(format!("{action} is the gateway's own record, not a runbook command's")))
                 };
                 let _ = reply.send(outcome);
+            }
+            Control::Note { action, after, actor, reply } => {
+                let event = self.event(&actor, action, Value::Null, after, "");
+                let _ = reply.send(self.commit(Change::Note, event).await);
             }
         }
     }

@@ -216,6 +216,9 @@ pub enum Action {
     /// and its totals. Recorded by the CLI through `POST /audit`.
     #[serde(rename = "revocation.remote")]
     RevocationRemote,
+    /// A journalled webhook was re-delivered to the upstream (`clerkgate webhooks replay`).
+    #[serde(rename = "webhook.replayed")]
+    WebhookReplayed,
 }
 
 impl Action {
@@ -232,6 +235,7 @@ impl Action {
             Action::RevocationRemove => "revocation.remove",
             Action::StateDiscarded => "state.discarded",
             Action::RevocationRemote => "revocation.remote",
+            Action::WebhookReplayed => "webhook.replayed",
         }
     }
 
@@ -355,6 +359,7 @@ mod tests {
             Action::RevocationRemove,
             Action::StateDiscarded,
             Action::RevocationRemote,
+            Action::WebhookReplayed,
         ];
         for action in all {
             let json = serde_json::to_value(action).expect("serialise");

@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the decision and the hop", &["auth", "proxy"]),
     ("the gateway's own answers", &["answer"]),
     ("what auth and proxy share", &["headers", "reason"]),
-    ("what the request path reads", &["keys", "state", "revocation"]),
+    ("what the request path reads", &["keys", "state", "revocation", "webhooks"]),
     ("the Backend API client", &["clerk_api"]),
     ("logging and metrics", &["telemetry"]),
     ("validated configuration", &["config"]),

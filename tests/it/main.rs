@@ -79,6 +79,10 @@ mod runbook_report;
 /// Issue #13 items 1, 3 and 4: the Backend API client against a stand-in (`support::bapi`),
 /// `keys check`, and `revoke --remote` over 2,000 users with 429s, a SIGKILL and `--resume`.
 mod runbook_revoke;
+/// Issue #13 item 5 and item 3's webhook secrets: the webhook journal (durable before the
+/// upstream sees an event, once per svix-id), `webhooks list|replay` through the real binary
+/// with replays a Svix verifier accepts, several secrets, and the revocation feed.
+mod runbook_webhooks;
 /// Issue #8 items 3–7: absurd time claims, strict decoding, malformed org claims, identity that
 /// a header cannot carry, pending sessions.
 mod security_auth;

@@ -689,12 +689,13 @@ impl BinaryGateway {
             let mut tx = Some(tx);
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if tx.is_some() {
-                    if let Some(addrs) = listening_addrs(&line) {
-                        let _ = tx.take().expect("sender").send(addrs);
-                    }
-                }
+                let addrs = if tx.is_some() { listening_addrs(&line) } else { None };
+                // Stored before the addresses are reported, so a test that reads the logs once
+                // the gateway is up finds its listening line there.
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                if let Some(addrs) = addrs {
+                    let _ = tx.take().expect("sender").send(addrs);
+                }
             }
         });
         let mut gw = BinaryGateway {
