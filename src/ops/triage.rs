@@ -255,7 +255,15 @@ pub fn spike(status: &Status, reasons: &[&str]) -> Option<u64> {
 }
 
 /// Refusals that mean the clock: the token's time window against the gateway's clock.
-const CLOCK_REASONS: [&str; 3] = ["token-expired", "token-not-active-yet", "token-iat-in-the-future"];
+/// (The `session-token-*` ones are the browser flow's names for the same checks.)
+const CLOCK_REASONS: [&str; 6] = [
+    "token-expired",
+    "token-not-active-yet",
+    "token-iat-in-the-future",
+    "session-token-expired",
+    "session-token-nbf",
+    "session-token-iat-in-the-future",
+];
 /// Refusals that mean the app's origin is not an authorized party.
 const AZP_REASONS: [&str; 1] = ["token-invalid-authorized-parties"];
 /// Refusals that mean a signing key the gateway does not hold.
@@ -460,10 +468,13 @@ pub fn classify(f: &Findings) -> Verdict {
 pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<String>, opts: Options) -> ExitCode {
     let started = Instant::now();
     let timeout = opts.timeout.min(DEADLINE.saturating_sub(Duration::from_millis(1000)));
+    // The clients' own limits are a little longer, so that a probe that runs out of time is
+    // cut by [`bounded`] and reported as a timeout.
+    let client_limit = timeout + Duration::from_millis(500);
     let http = match reqwest::Client::builder()
         .user_agent(concat!("clerkgate/", env!("CARGO_PKG_VERSION"), " triage"))
-        .timeout(timeout)
-        .connect_timeout(timeout)
+        .timeout(client_limit)
+        .connect_timeout(client_limit)
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
     {
@@ -474,7 +485,8 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
         }
     };
     let bapi = super::settings(config).ok().and_then(|s| {
-        let settings = clerk_api::Settings { timeout, attempts: 1, rate_limited_for: Duration::from_millis(1), ..s };
+        let settings =
+            clerk_api::Settings { timeout: client_limit, attempts: 1, rate_limited_for: Duration::from_millis(1), ..s };
         clerk_api::Client::new(settings).ok()
     });
     let fapi = frontend_api(config);
