@@ -303,7 +303,7 @@ impl AuditEvent {
 }
 
 /// One audit line as read back, whoever wrote it. The action stays the text written, so a line
-/// from a newer clerkgate (an action this build does not know, such as a triage record) is read
+/// from a newer clerkgate (an action this build does not know, such as a fleet event) is read
 /// and shown, not dropped.
 pub type AuditRecord = AuditEvent<String>;
 
