@@ -52,6 +52,11 @@ enum Command {
     Mode(ModeArgs),
     /// Show the gateway's status: mode, config, keys, revocations, counters.
     Status(AdminArgs),
+    /// Probe Clerk's status page, Frontend and Backend API, the gateway and the upstream at once
+    /// (each with a timeout, all within 6 s), then name the incident's category, severity and the
+    /// next command; recorded in the audit log. Exit 0 healthy, 11/12/13 for SEV1/SEV2/SEV3,
+    /// 2 usage or config.
+    Triage(TriageArgs),
     /// Re-read the config file (same as SIGHUP); prints every problem if it is invalid.
     Reload(AdminArgs),
     /// Key operations.
@@ -154,6 +159,15 @@ enum KeysCommand {
 struct KeysCheckArgs {
     /// The limit on each of the (at most two) tries.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+struct TriageArgs {
+    /// The limit on each probe (at most 4.5s: the whole run ends within 6s).
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     timeout: Duration,
     #[command(flatten)]
     admin: AdminArgs,
@@ -401,6 +415,7 @@ pub fn main() -> ExitCode {
             a.call(&env, http::Method::POST, &["keys", "refresh"], &[], None::<&()>, client::show_keys)
         }
         Command::Keys { command: KeysCommand::Check(k) } => keys_check(k, &env),
+        Command::Triage(t) => triage(t, &env),
         Command::Revocations(a) => {
             a.call(&env, http::Method::GET, &["revocations"], &[], None::<&()>, client::show_revocation_list)
         }
@@ -488,6 +503,19 @@ fn keys_check(k: KeysCheckArgs, env: &Env) -> ExitCode {
     };
     let target = k.admin.target(env).ok();
     runtime().block_on(crate::ops::keys_check::run(&config, target.as_ref(), k.timeout, k.admin.json))
+}
+
+fn triage(t: TriageArgs, env: &Env) -> ExitCode {
+    let config = match gateway_config(t.admin.target.config.clone(), env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (target, why) = match t.admin.target(env) {
+        Ok(target) => (Some(target), None),
+        Err(e) => (None, Some(e)),
+    };
+    let opts = crate::ops::triage::Options { timeout: t.timeout, json: t.admin.json };
+    runtime().block_on(crate::ops::triage::run(&config, target, why, opts))
 }
 
 fn revoke_remote(r: RevokeArgs, env: &Env) -> ExitCode {

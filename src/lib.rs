@@ -29,7 +29,7 @@
 //!
 //! ```text
 //!  entry                         cli (main.rs calls it)
-//!  runbook commands              ops: keys check, revoke --remote, the incident report
+//!  runbook commands              ops: triage, keys check, revoke --remote, the incident report
 //!  fuzz targets                  fuzzing (the bodies fuzz/ calls)
 //!  development tools             devtools: demo, echo upstream, token minting, Clerk stand-in
 //!  wiring                        app: builds everything from a config, binds the listeners

@@ -298,7 +298,7 @@ pub struct RevokeRequest {
 
 /// `POST /audit`: a runbook command records what it did elsewhere (at Clerk's Backend API),
 /// so that the audit log, and the incident report read from it, has it beside the gateway's own
-/// changes. Only runbook actions (`revocation.remote`) are taken.
+/// changes. Only runbook actions (`revocation.remote`, `triage.run`) are taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunbookRecord {

@@ -13,7 +13,7 @@
 //! | `GET /revocations`, `POST /revocations` | token | `{"session_id"}`, `{"user_id"}` or `{"issued_before": RFC 3339 \| "now"}`, each with an optional `"reason"` |
 //! | `DELETE /revocations/{id}` | token | lift one entry (a session id, a user id, or `issued_before`) |
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
-//! | `POST /audit` | token | a runbook command records what it did at Clerk: `{"action":"revocation.remote","after":{…},"reason":"…"}` |
+//! | `POST /audit` | token | a runbook command records what it did at Clerk: `{"action":"revocation.remote","after":{…},"reason":"…"}` (or `triage.run`) |
 //! | `GET /webhooks?since=&failed=true&ids=a,b` | token | the webhook journal in replay order; `since` as for `/audit`, by arrival |
 //! | `POST /webhooks/replay` | token | `{"svix_id"}`: re-deliver one journalled event, re-signed with `clerk.upstream_webhook_secret`; audited |
 //!

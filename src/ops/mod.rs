@@ -4,6 +4,8 @@
 //!   Backend API, and which instance is it of (runbook step 3, key rotation).
 //! - [`revoke`]: `clerkgate revoke --remote` — the gateway-side revocation first, then every
 //!   active or pending session at Clerk, resumable (runbook step 4, session recovery).
+//! - [`triage`]: `clerkgate triage` — probes Clerk, the gateway and the upstream at once and
+//!   names the incident's category, severity and next command (runbook step 1).
 //! - [`report`]: `clerkgate incident-report`, the post-incident review filled in from the
 //!   audit log and the gateway's counters.
 //!
@@ -16,6 +18,7 @@
 pub mod keys_check;
 pub mod report;
 pub mod revoke;
+pub mod triage;
 pub mod walk;
 
 use std::process::ExitCode;

@@ -311,13 +311,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::new(dir.path().to_path_buf());
         let known = serde_json::to_string(&note(Action::ModeSet)).expect("serialise");
-        let newer = r#"{"time":"t","time_ms":2,"actor":"cli","action":"triage.run","after":{"severity":"SEV2"}}"#;
+        let newer = r#"{"time":"t","time_ms":2,"actor":"cli","action":"fleet.joined","after":{"severity":"SEV2"}}"#;
         let mut text = format!("{known}\nnot json\n\n{newer}\n[1]\n").into_bytes();
         text.extend_from_slice(b"\xff\n{\"time\":\"t\",\"time_ms\":3");
         std::fs::write(store.audit_path(), text).expect("write");
         let lines = store.read_audit_lines(i64::MIN).expect("read");
         let actions: Vec<&str> = lines.records.iter().map(|r| r.action.as_str()).collect();
-        assert_eq!(actions, ["mode.set", "triage.run"], "an action this build does not know is kept");
+        assert_eq!(actions, ["mode.set", "fleet.joined"], "an action this build does not know is kept");
         let skipped: Vec<(u64, &str)> =
             lines.skipped.iter().map(|s| (s.line, s.why.split(':').next().unwrap_or(""))).collect();
         assert_eq!(

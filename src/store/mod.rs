@@ -219,6 +219,10 @@ pub enum Action {
     /// A journalled webhook was re-delivered to the upstream (`clerkgate webhooks replay`).
     #[serde(rename = "webhook.replayed")]
     WebhookReplayed,
+    /// `clerkgate triage` ran: its probes, category and severity. Recorded by the CLI through
+    /// `POST /audit`, so the incident report can quote it.
+    #[serde(rename = "triage.run")]
+    TriageRun,
 }
 
 impl Action {
@@ -236,13 +240,14 @@ impl Action {
             Action::StateDiscarded => "state.discarded",
             Action::RevocationRemote => "revocation.remote",
             Action::WebhookReplayed => "webhook.replayed",
+            Action::TriageRun => "triage.run",
         }
     }
 
     /// True for an action a runbook command records through `POST /audit` (it changes nothing
     /// the gateway holds); every other action is the gateway's own.
     pub fn is_runbook_record(self) -> bool {
-        matches!(self, Action::RevocationRemote)
+        matches!(self, Action::RevocationRemote | Action::TriageRun)
     }
 }
 
@@ -298,7 +303,7 @@ impl AuditEvent {
 }
 
 /// One audit line as read back, whoever wrote it. The action stays the text written, so a line
-/// from a newer clerkgate (an action this build does not know, such as a triage record) is read
+/// from a newer clerkgate (an action this build does not know, such as a fleet event) is read
 /// and shown, not dropped.
 pub type AuditRecord = AuditEvent<String>;
 

@@ -79,6 +79,9 @@ mod runbook_report;
 /// Issue #13 items 1, 3 and 4: the Backend API client against a stand-in (`support::bapi`),
 /// `keys check`, and `revoke --remote` over 2,000 users with 429s, a SIGKILL and `--resume`.
 mod runbook_revoke;
+/// Issue #13 item 2: `clerkgate triage` names each category of clerk-ops §8.4 against a
+/// stand-in Clerk and Backend API, and ends in time when every remote probe hangs.
+mod runbook_triage;
 /// Issue #13 item 5 and item 3's webhook secrets: the webhook journal (durable before the
 /// upstream sees an event, once per svix-id), `webhooks list|replay` through the real binary
 /// with replays a Svix verifier accepts, several secrets, and the revocation feed.

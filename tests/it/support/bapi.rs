@@ -127,6 +127,11 @@ impl Bapi {
         s.retry_after = retry_after.into();
     }
 
+    /// Serves `jwks` at `/v1/jwks` from now on (a signing key rotated at Clerk).
+    pub fn set_jwks(&self, jwks: Value) {
+        self.state.lock().unwrap().jwks = jwks;
+    }
+
     /// Refuses `starting_after` with 422, as an API without the cursor would.
     pub fn without_cursor(&self) {
         self.state.lock().unwrap().cursor = false;

@@ -1,0 +1,288 @@
+//! Issue #13 item 2: `clerkgate triage` through the real binary, against the real binary as the
+//! gateway, a stand-in Clerk (status page as Statuspage v2 JSON, clerk-ops §6, and the Frontend
+//! API's health and JWKS) and the stand-in Backend API (`support::bapi`). One scenario per
+//! category of clerk-ops §8.4's table (and clerkgate's `authorized-parties` and `clock-skew`),
+//! the gateway's counters set up by sending it the requests that produce the reasons; and a run
+//! where every remote hangs, which still ends and names the probes that timed out.
+
+use std::net::SocketAddr;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use serde_json::{json, Value};
+
+use crate::support::bapi::{Bapi, Fault};
+use crate::support::{self, BinaryGateway, KID};
+
+const SECRET: &str = "sk_test_standin_0123456789abcdef";
+const APP: &str = "https://app.example.com";
+/// A development publishable key (`clerk.example.com$`); `clerk.frontend_api` points the
+/// Frontend API at the stand-in.
+const PUBLISHABLE: &str = "pk_test_Y2xlcmsuZXhhbXBsZS5jb20k";
+
+/// The stand-in Clerk: `summary.json` (any path but the Frontend API's), `/v1/health`,
+/// `/.well-known/jwks.json`; or silence.
+#[derive(Default)]
+struct Page {
+    indicator: String,
+    component: (String, String),
+    hang: bool,
+}
+
+async fn clerk_standin(page: Page) -> (SocketAddr, Arc<Mutex<Page>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = Arc::new(Mutex::new(page));
+    support::serve(listener, state.clone(), |state: Arc<Mutex<Page>>, req| async move {
+        let (hang, body) = {
+            let p = state.lock().unwrap();
+            let body = match req.uri().path() {
+                "/v1/health" => json!({"status": "healthy"}),
+                "/.well-known/jwks.json" => support::key().jwks(KID),
+                _ => json!({
+                    "page": {"id": "clerk", "name": "Clerk", "url": "https://status.clerk.com"},
+                    "status": {"indicator": p.indicator, "description": "stand-in"},
+                    "components": [
+                        {"id": "c1", "name": "Session management", "status": "operational"},
+                        {"id": "c2", "name": p.component.0, "status": p.component.1},
+                    ],
+                    "incidents": [],
+                }),
+            };
+            (p.hang, body)
+        };
+        if hang {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("response")
+    });
+    (addr, state)
+}
+
+fn healthy_page() -> Page {
+    Page { indicator: "none".into(), component: ("Webhooks".into(), "operational".into()), hang: false }
+}
+
+/// Everything one scenario runs against.
+struct Scene {
+    bapi: Bapi,
+    page: Arc<Mutex<Page>>,
+    gw: BinaryGateway,
+}
+
+/// The real gateway with the networkless key, the stand-in Backend API's secret key and
+/// JWKS, `authorized_parties = [APP]`, Clerk's status page and Frontend API on the stand-in,
+/// in front of `upstream`.
+async fn scene(page: Page, upstream: SocketAddr) -> Scene {
+    let bapi = Bapi::start(SECRET, support::key().jwks(KID), 3, |_| vec!["active"]).await;
+    let (clerk, page) = clerk_standin(page).await;
+    let clerk_lines = format!(
+        "[clerk]\npublishable_key = {}\nsecret_key = {}\napi_url = {}\nstatus_url = {}\nfrontend_api = {}\nauthorized_parties = [{}]\n",
+        support::toml_str(PUBLISHABLE),
+        support::toml_str(SECRET),
+        support::toml_str(&bapi.url()),
+        support::toml_str(&format!("http://{clerk}/api/v2/status.json")),
+        support::toml_str(&format!("http://{clerk}")),
+        support::toml_str(APP),
+    );
+    let text = support::binary_config(upstream).text().replacen("[clerk]\n", &clerk_lines, 1);
+    let gw = tokio::task::spawn_blocking(move || BinaryGateway::start(&text, &[])).await.expect("start");
+    Scene { bapi, page, gw }
+}
+
+/// `clerkgate triage --json` with the gateway's config and admin address, bounded by a
+/// generous timeout (the command's own deadline is 6 s).
+async fn triage(gw: &BinaryGateway, config: Option<&str>) -> (Output, Value) {
+    let dir = gw.dir.path().to_path_buf();
+    let config = match config {
+        Some(text) => {
+            let path = dir.join("triage.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        }
+        None => dir.join("clerkgate.toml"),
+    };
+    let admin = gw.admin_addr.to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        let config = config.display().to_string();
+        support::cli_in(&dir, &["triage", "--json", "--config", &config, "--admin", &admin], &[])
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.expect("triage returned").expect("cli");
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}):\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out, value)
+}
+
+/// Sends `n` requests with `token` to a protected path.
+async fn send(gw: &BinaryGateway, token: &str, n: usize) {
+    let client = support::client();
+    for _ in 0..n {
+        let _ = client.get(format!("http://{}/private", gw.data_addr)).bearer_auth(token).send().await;
+    }
+}
+
+fn expect(value: &Value, out: &Output, category: &str, severity: &str, code: i32) {
+    assert_eq!(value["category"], category, "{value:#}");
+    assert_eq!(value["severity"], severity, "{value:#}");
+    assert_eq!(out.status.code(), Some(code), "{value:#}");
+    assert!(value["next"].as_str().is_some_and(|n| !n.is_empty()), "a next command: {value:#}");
+}
+
+/// The triage record in the gateway's audit log, as the incident report reads it.
+async fn recorded(gw: &BinaryGateway) -> Vec<Value> {
+    let resp = support::client()
+        .get(format!("http://{}/audit", gw.admin_addr))
+        .bearer_auth(support::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("audit");
+    let v: Value = resp.json().await.expect("audit json");
+    v["events"].as_array().cloned().unwrap_or_default().into_iter().filter(|e| e["action"] == "triage.run").collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_when_everything_answers_and_the_run_is_audited() {
+    let s = scene(healthy_page(), support::upstream().await).await;
+    send(
+        &s.gw,
+        &support::sign(&support::claims_at(support::now_s(), |c| {
+            c.insert("azp".into(), json!(APP));
+        })),
+        3,
+    )
+    .await;
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "healthy", "none", 0);
+    let probes = v["probes"].as_array().expect("probes");
+    assert_eq!(probes.len(), 7);
+    assert!(probes.iter().all(|p| p["state"] == "ok"), "{v:#}");
+    assert!(probes.iter().all(|p| p["latency_ms"].is_u64()), "each probe has its latency: {v:#}");
+    let records = recorded(&s.gw).await;
+    assert_eq!(records.len(), 1, "one triage.run record");
+    assert_eq!(records[0]["after"]["category"], "healthy");
+    assert_eq!(records[0]["after"]["severity"], "none");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clerk_outage_from_the_status_page_and_from_a_failing_backend_api() {
+    let s = scene(
+        Page {
+            indicator: "major".into(),
+            component: ("User and authentication".into(), "major_outage".into()),
+            hang: false,
+        },
+        support::upstream().await,
+    )
+    .await;
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "clerk-outage", "SEV2", 12);
+    let records = recorded(&s.gw).await;
+    assert_eq!(records.last().expect("recorded")["after"]["category"], "clerk-outage");
+
+    *s.page.lock().unwrap() = healthy_page();
+    s.bapi.fault(Fault::Status(503));
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "clerk-outage", "SEV2", 12);
+    assert!(v["why"].as_str().unwrap().contains("Backend API"), "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_invalid_when_the_backend_api_refuses_the_key() {
+    let s = scene(healthy_page(), support::upstream().await).await;
+    let text = std::fs::read_to_string(s.gw.dir.path().join("clerkgate.toml")).expect("config");
+    let wrong = text.replace(SECRET, "sk_test_revoked_key_000000000000");
+    let (out, v) = triage(&s.gw, Some(&wrong)).await;
+    expect(&v, &out, "credential-invalid", "SEV2", 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_key_change_when_clerk_serves_kids_the_gateway_does_not_hold() {
+    let s = scene(healthy_page(), support::upstream().await).await;
+    s.bapi.set_jwks(support::other_key().jwks("ins_rotated_key"));
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "signing-key-change", "SEV2", 12);
+    assert!(v["why"].as_str().unwrap().contains("ins_rotated_key"), "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clerk_rate_limited_and_clerk_degraded() {
+    let s = scene(healthy_page(), support::upstream().await).await;
+    s.bapi.rate_limit_every(1, "30");
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "clerk-rate-limited", "SEV3", 13);
+
+    s.bapi.rate_limit_every(0, "1");
+    *s.page.lock().unwrap() =
+        Page { indicator: "minor".into(), component: ("Webhooks".into(), "degraded_performance".into()), hang: false };
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "clerk-degraded", "SEV3", 13);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authorized_parties_from_a_spike_of_wrong_azp() {
+    let s = scene(healthy_page(), support::upstream().await).await;
+    let claims = support::claims_at(support::now_s(), |c| {
+        c.insert("azp".into(), json!("https://new.example.com"));
+    });
+    send(&s.gw, &support::sign(&claims), 6).await;
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "authorized-parties", "SEV2", 12);
+    assert!(v["next"].as_str().unwrap().contains("clerk.authorized_parties"), "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clock_skew_from_a_spike_of_expired_tokens() {
+    let s = scene(healthy_page(), support::upstream().await).await;
+    let claims = support::claims_at(support::now_s() - 3600, |c| {
+        c.insert("azp".into(), json!(APP));
+    });
+    send(&s.gw, &support::sign(&claims), 6).await;
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "clock-skew", "SEV2", 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_outage_when_the_upstream_fails_and_clerk_is_fine() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let s = scene(healthy_page(), closed).await;
+    let claims = support::claims_at(support::now_s(), |c| {
+        c.insert("azp".into(), json!(APP));
+    });
+    send(&s.gw, &support::sign(&claims), 3).await;
+    let (out, v) = triage(&s.gw, None).await;
+    expect(&v, &out, "upstream-outage", "SEV2", 12);
+    let p7 = &v["probes"][6];
+    assert_eq!((p7["id"].as_str(), p7["state"].as_str()), (Some("P7"), Some("fail")), "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_remote_probe_hanging_still_ends_and_names_the_timeouts() {
+    // An upstream that takes the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let s = scene(healthy_page(), silent_addr).await;
+    s.page.lock().unwrap().hang = true;
+    s.bapi.fault(Fault::Slow(Duration::from_secs(3600)));
+
+    let (out, v) = triage(&s.gw, None).await;
+    let timed_out: Vec<&str> = v["timed_out"].as_array().expect("timed_out").iter().filter_map(Value::as_str).collect();
+    assert_eq!(timed_out, ["P1", "P2", "P3", "P4", "P5", "P7"], "{v:#}");
+    assert_eq!(v["probes"][5]["state"], "ok", "the gateway itself answered: {v:#}");
+    expect(&v, &out, "clerk-outage", "SEV2", 12);
+    assert!(v["recorded"].as_str().unwrap().contains("audit log"), "{v:#}");
+}
