@@ -88,8 +88,12 @@ impl Pauses {
     }
 }
 
+/// The shortest wait after a 429, whatever `Retry-After` says: `0` or a date in the past would
+/// otherwise retry at once, again and again, and never use up the time a call may spend on 429s.
+pub(super) const MIN_429_WAIT: Duration = Duration::from_secs(1);
+
 /// How long a 429 asks to wait: `Retry-After` as whole seconds or an HTTP date; 10 s (the limit
-/// window) when it is absent or unreadable; at most `cap`.
+/// window) when it is absent or unreadable; at least [`MIN_429_WAIT`], at most `cap`.
 pub fn retry_after(value: Option<&str>, now: SystemTime, cap: Duration) -> Duration {
     let wait = value.map(str::trim).and_then(|v| {
         v.parse::<u64>()
@@ -97,7 +101,7 @@ pub fn retry_after(value: Option<&str>, now: SystemTime, cap: Duration) -> Durat
             .map(Duration::from_secs)
             .or_else(|| httpdate::parse_http_date(v).ok().map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)))
     });
-    wait.unwrap_or(Rate::WINDOW).min(cap)
+    wait.unwrap_or(Rate::WINDOW).max(MIN_429_WAIT).min(cap)
 }
 
 /// The wait before retry `attempt` (0 for the first retry): full jitter over `base × 2^attempt`,
@@ -132,7 +136,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         let cap = Duration::from_secs(600);
         assert_eq!(retry_after(Some("3"), now, cap), Duration::from_secs(3));
-        assert_eq!(retry_after(Some(" 0 "), now, cap), Duration::ZERO);
+        assert_eq!(retry_after(Some(" 0 "), now, cap), MIN_429_WAIT, "a 0 never means retry at once");
         assert_eq!(retry_after(None, now, cap), Duration::from_secs(10));
         assert_eq!(retry_after(Some("abc"), now, cap), Duration::from_secs(10));
         assert_eq!(retry_after(Some("-1"), now, cap), Duration::from_secs(10));
@@ -140,7 +144,7 @@ mod tests {
         let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
         assert_eq!(retry_after(Some(&date), now, cap), Duration::from_secs(7));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
-        assert_eq!(retry_after(Some(&past), now, cap), Duration::ZERO);
+        assert_eq!(retry_after(Some(&past), now, cap), MIN_429_WAIT);
     }
 
     #[test]

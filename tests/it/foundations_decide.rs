@@ -128,7 +128,18 @@ async fn bypass_under_load_writes_a_bounded_number_of_log_lines() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| v.get("forwarded").and_then(Value::as_u64))
         .sum();
-    assert_eq!(counted, (CLIENTS * EACH - 1) as u64, "{bypass:#?}");
+    // Exact when the log writer kept every line; under a loaded machine it may drop lines by
+    // design (counted in clerkgate_log_lines_dropped_total), a bypass summary among them.
+    let dropped: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("clerkgate_log_lines_dropped_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    if dropped == 0.0 {
+        assert_eq!(counted, (CLIENTS * EACH - 1) as u64, "{bypass:#?}");
+    } else {
+        assert!(counted <= (CLIENTS * EACH - 1) as u64, "{dropped} lines dropped; {bypass:#?}");
+    }
 }
 
 /// Requests refused while bypass is still in force (a `bypass = "never"` route, a TRACE) do not

@@ -207,7 +207,10 @@ async fn signing_key_change_when_clerk_serves_kids_the_gateway_does_not_hold() {
     s.bapi.set_jwks(support::other_key().jwks("ins_rotated_key"));
     let (out, v) = triage(&s.gw, None).await;
     expect(&v, &out, "signing-key-change", "SEV2", 12);
-    assert!(v["why"].as_str().unwrap().contains("ins_rotated_key"), "{v:#}");
+    // Either the gateway still holds the old kid, or its own refresh already took the new one
+    // and only the Frontend API (its JWKS unchanged here) disagrees: a key change either way.
+    let why = v["why"].as_str().unwrap();
+    assert!(why.contains("ins_rotated_key") || why.contains("different kids"), "{v:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
