@@ -56,6 +56,22 @@ async fn a_switch_to_grace_and_back_keeps_verdict_cache_hits() {
 }
 
 /// The `target` of a JSON log line.
+/// Stops the binary and answers every line it logged. Its last line ("stopped") is the proof
+/// that the buffer was written out at exit; the reader thread may still be draining the pipe.
+async fn all_logs_after_stop(gw: BinaryGateway) -> Vec<String> {
+    let logs = gw.logs.clone();
+    gw.stop().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if lines.iter().any(|l| l.contains("\"stopped\"")) {
+            return lines;
+        }
+        assert!(Instant::now() < until, "no \"stopped\" line after exit:\n{}", lines.join("\n"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn target(line: &str) -> Option<String> {
     let v: Value = serde_json::from_str(line).ok()?;
     v.get("target").and_then(Value::as_str).map(str::to_owned)
@@ -100,19 +116,7 @@ async fn bypass_under_load_writes_a_bounded_number_of_log_lines() {
     let metrics = gw.admin("GET", "/metrics", None).await.body;
     assert!(metrics.contains("clerkgate_log_lines_dropped_total"), "no dropped-lines counter:\n{metrics}");
 
-    let logs = gw.logs.clone();
-    gw.stop().await;
-    // The process has exited; its last line ("stopped") is the proof that the buffer was
-    // written out at exit. The reader thread may still be draining the pipe.
-    let until = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if lines.iter().any(|l| l.contains("\"stopped\"")) {
-            break lines;
-        }
-        assert!(Instant::now() < until, "no \"stopped\" line after exit:\n{}", lines.join("\n"));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = all_logs_after_stop(gw).await;
     let bypass: Vec<&String> = lines.iter().filter(|l| target(l).as_deref() == Some("clerkgate::bypass")).collect();
     assert!(
         (1..=5).contains(&bypass.len()),
@@ -157,17 +161,7 @@ async fn requests_refused_during_bypass_do_not_end_its_log() {
         assert_eq!(gw.get("/api/open", None).await.status, 200, "bypassed");
         assert_eq!(gw.get("/api/admin/panel", None).await.status, 401, "bypass = never stays enforced");
     }
-    let logs = gw.logs.clone();
-    gw.stop().await;
-    let until = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if lines.iter().any(|l| l.contains("\"stopped\"")) {
-            break lines;
-        }
-        assert!(Instant::now() < until, "no \"stopped\" line after exit:\n{}", lines.join("\n"));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = all_logs_after_stop(gw).await;
     let over = lines.iter().filter(|l| l.contains("bypass over")).count();
     assert_eq!(over, 0, "bypass never ended, yet:\n{}", lines.join("\n"));
 }
