@@ -51,7 +51,8 @@ pub use secret::Secret;
 pub use tls::{provider as tls_provider, server_name as tls_server_name, PROTOCOL_VERSIONS as TLS_PROTOCOL_VERSIONS};
 pub use types::{
     problems_by_key, AdminConfig, ClerkConfig, Config, ConfigErrors, ConfigProblem, JwksSource, KeysConfig, LogConfig,
-    LogFormat, ModeConfig, Origin, ServerConfig, ServerTls, StateBackend, StateConfig, UpstreamConfig, UpstreamTls,
+    LogFormat, ModeConfig, Origin, RedisConfig, ServerConfig, ServerTls, StateBackend, StateConfig, UpstreamConfig,
+    UpstreamTls,
 };
 pub use validate::{log_filter, DEFAULT_VERDICT_CACHE_ENTRIES};
 

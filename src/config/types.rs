@@ -227,10 +227,37 @@ pub struct AdminConfig {
 }
 
 /// Where shared runtime state lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateBackend {
     /// Files under `state.dir` (the default).
     File,
+    /// A Redis (or Valkey) server shared by a fleet of gateways (`[state.redis]`, SPEC §10).
+    /// `state.dir` still holds this gateway's own part: its local layer, its key set, its audit
+    /// journal and the last fleet state it saw.
+    Redis(RedisConfig),
+}
+
+/// `[state.redis]`: the fleet's shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` (TLS), `valkey://` or `valkeys://`, without credentials.
+    pub url: String,
+    /// The ACL user; `None` is Redis's `default` user.
+    pub username: Option<String>,
+    /// The password, read from `password_file` (never written in the config itself).
+    pub password: Option<Secret>,
+    /// The first part of every key name (`<key_prefix>:{<fleet>}:…`).
+    pub key_prefix: String,
+    /// The fleet's name: gateways with the same one share mode, revocations and audit.
+    pub fleet: String,
+    /// This gateway's name in the fleet (`gateway_id`, else `$POD_NAME`, else the hostname).
+    pub gateway_id: String,
+    /// How often a gateway refreshes its acknowledgement (its heartbeat in `fleet status`).
+    pub heartbeat: Duration,
+    /// How often a gateway reads the whole state again, whatever the event stream said.
+    pub resync_interval: Duration,
+    /// How many audit records a gateway keeps for the store while it is unreachable.
+    pub audit_buffer_max: usize,
 }
 
 /// `[state]`.
