@@ -51,7 +51,7 @@ use crate::mode::{Mode, ModeSetting, ModeSource};
 pub use crate::revocation::Revocation;
 use crate::revocation::{Entry, RevocationId, RevocationList, Revocations};
 use crate::state::{Runtime, Shared};
-use crate::store::{Action, AuditEvent, BoxFuture, Change, ControlState, ControlStore, StoreEvent};
+use crate::store::{Action, AuditEvent, BoxFuture, Change, ControlState, ControlStore, StoreError, StoreEvent};
 use crate::telemetry::names as metric;
 use files::Fingerprint;
 pub use report::{ReloadAttempt, Report, StoreCheck, PROBE_INTERVAL};
@@ -453,23 +453,34 @@ impl Task {
     /// the audit line is durable, and nothing changes if it cannot be written.
     async fn commit(&self, change: Change, event: AuditEvent) -> Result<(), ControlError> {
         let action = event.action;
-        let written = self.h.store.apply(change.clone(), Some(event)).await;
-        self.h.report.store_checked(self.h.clock.now_ms(), written.as_ref().map(drop));
-        let epoch = written.map_err(|e| {
-            tracing::error!(error = %e, %action, "could not record a change; nothing changed");
-            ControlError::Storage(format!(
-                "{e}; nothing changed: every change needs a state store that takes writes (make it writable, then retry)"
-            ))
+        let written = self.h.store.apply(change, Some(event)).await;
+        // A refusal says nothing about whether the store takes writes.
+        let outcome = match &written {
+            Ok(_) | Err(StoreError::Refused(_)) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.h.report.store_checked(self.h.clock.now_ms(), outcome);
+        let applied = written.map_err(|e| match e {
+            StoreError::Refused(why) => ControlError::Invalid(why),
+            e => {
+                tracing::error!(error = %e, %action, "could not record a change; nothing changed");
+                ControlError::Storage(format!(
+                    "{e}; nothing changed: every change needs a state store that takes writes (make it writable, then retry)"
+                ))
+            }
         })?;
-        self.show(&change);
-        let applied = self.applied.load(Ordering::Acquire);
-        if epoch > applied + 1 {
-            // Someone else changed the store since this task last looked: read it whole.
-            self.resync().await;
-        } else {
-            self.applied.store(epoch.max(applied), Ordering::Release);
+        if let Some(state) = applied.state {
+            self.show_at(applied.epoch, state);
         }
         Ok(())
+    }
+
+    /// Puts `state` in force as the store's view at `epoch`, unless a newer one already is.
+    fn show_at(&self, epoch: u64, state: ControlState) {
+        if epoch > self.applied.load(Ordering::Acquire) {
+            self.show_state(state);
+            self.applied.store(epoch, Ordering::Release);
+        }
     }
 
     /// The shared part of the state in force.
@@ -480,7 +491,7 @@ impl Task {
         }
     }
 
-    /// Puts a recorded change in force.
+    /// Puts a change recorded elsewhere in force.
     fn show(&self, change: &Change) {
         let mut state = self.state();
         state.apply(change);
@@ -527,6 +538,7 @@ impl Task {
                     self.resync().await;
                 }
             }
+            StoreEvent::State { epoch, state } => self.show_at(epoch, state),
             StoreEvent::Resync => self.resync().await,
         }
     }

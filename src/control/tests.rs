@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::*;
 use crate::config::Config;
-use crate::store::{AuditLines, FileStore, Snapshot, StoreError};
+use crate::store::{Applied, AuditLines, FileStore, Snapshot, StoreError};
 
 /// The file store, plus a channel on which the test reports changes "made elsewhere".
 #[derive(Debug)]
@@ -26,7 +26,7 @@ impl ControlStore for TwoWriters {
         self.files.snapshot()
     }
 
-    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<Applied, StoreError>> {
         self.files.apply(change, audit)
     }
 
@@ -94,7 +94,7 @@ fn note() -> AuditEvent {
 impl World {
     /// Another writer commits `change`; answers the store's epoch afterwards.
     fn commit_elsewhere(&self, change: &Change) -> u64 {
-        self.store.files.commit(change, Some(&note())).expect("commit elsewhere")
+        self.store.files.commit(change, Some(&note())).expect("commit elsewhere").epoch
     }
 
     fn report(&self, epoch: u64, change: Change) {

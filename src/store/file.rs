@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::{
-    AuditEvent, AuditLines, AuditRecord, BoxFuture, Change, ControlState, ControlStore, SkippedLine, Snapshot,
+    Applied, AuditEvent, AuditLines, AuditRecord, BoxFuture, Change, ControlState, ControlStore, SkippedLine, Snapshot,
     StoreError, StoreEvent,
 };
 use crate::fsutil::Staged;
@@ -117,7 +117,7 @@ impl FileStore {
     }
 
     /// Commits one change and its audit line (blocking): see the module docs for the steps.
-    pub fn commit(&self, change: &Change, audit: Option<&AuditEvent>) -> Result<u64, StoreError> {
+    pub fn commit(&self, change: &Change, audit: Option<&AuditEvent>) -> Result<Applied, StoreError> {
         let mut inner = self.lock();
         let (staged, next) = match change {
             Change::Note => (None, None),
@@ -140,11 +140,11 @@ impl FileStore {
             let path = staged.path().to_path_buf();
             staged.publish().map_err(|source| StoreError::Io { doing: "replace", path, source })?;
         }
-        if let Some(next) = next {
-            inner.state = Some(next);
+        if let Some(next) = &next {
+            inner.state = Some(next.clone());
             inner.epoch += 1;
         }
-        Ok(inner.epoch)
+        Ok(Applied { epoch: inner.epoch, state: next })
     }
 
     /// Audit records at or after `since_ms`, oldest first (blocking), and each line that could
@@ -257,7 +257,7 @@ impl ControlStore for FileStore {
         self.dir.display().to_string()
     }
 
-    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<Applied, StoreError>> {
         let store = self.clone();
         Box::pin(off_runtime(move || store.commit(&change, audit.as_ref())))
     }
@@ -294,9 +294,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::new(dir.path().join("state"));
         assert_eq!(store.load().expect("load"), Snapshot::default());
-        assert_eq!(store.commit(&revoke("s1"), Some(&note(Action::RevocationAdd))).expect("commit"), 1);
+        assert_eq!(store.commit(&revoke("s1"), Some(&note(Action::RevocationAdd))).expect("commit").epoch, 1);
         assert_eq!(
-            store.commit(&Change::Note, Some(&note(Action::ConfigReload))).expect("note"),
+            store.commit(&Change::Note, Some(&note(Action::ConfigReload))).expect("note").epoch,
             1,
             "a note is no change"
         );
@@ -349,7 +349,7 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "no temporary file is left behind: {names:?}");
-        assert_eq!(store.commit(&Change::Note, None).expect("epoch"), 1, "the failed change was not counted");
+        assert_eq!(store.commit(&Change::Note, None).expect("epoch").epoch, 1, "the failed change was not counted");
     }
 
     /// Finding 1 of issue #10: a state.json that cannot be read is an error, never the empty

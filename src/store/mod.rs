@@ -52,7 +52,11 @@ pub trait ControlStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// `audit` is `None` only for a key-set refresh that changed no key (it moves the set's
     /// fetch time forward, which decides how long the set may be served after a restart).
-    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<u64, StoreError>>;
+    ///
+    /// The answer carries the [`ControlState`] requests must see now: the change applied to
+    /// the state before, for a store of one layer; the merged view, for a layered store (a
+    /// fleet's shared layer and this gateway's local one).
+    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<Applied, StoreError>>;
 
     /// Changes committed by others sharing this store (never the caller's own), in order.
     /// A store that nobody else writes (the file store) never sends one.
@@ -70,6 +74,51 @@ pub trait ControlStore: Send + Sync + fmt::Debug + 'static {
 
     /// Where the store keeps its state, for operators (the file store: its directory).
     fn location(&self) -> String;
+
+    /// What a shared store knows about its fleet, for `/status`; `None` for a store of one
+    /// gateway (the file store).
+    fn fleet(&self) -> Option<FleetReport> {
+        None
+    }
+}
+
+/// A change committed: the epoch it took the store to, and the state in force afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The epoch after the change ([`ControlStore::apply`]).
+    pub epoch: u64,
+    /// The state requests must see now; `None` when the change touched no control state (a
+    /// key set, a note).
+    pub state: Option<ControlState>,
+}
+
+/// A shared store's view of its fleet, from this gateway (`/status`, metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// The backend, e.g. `redis`.
+    pub backend: String,
+    /// The fleet's name.
+    pub fleet: String,
+    /// This gateway's name in the fleet.
+    pub gateway_id: String,
+    /// `connected` or `disconnected`.
+    pub link: String,
+    /// The last fleet epoch this gateway applied.
+    pub epoch: u64,
+    /// When this gateway last read or followed the store, ms since the epoch.
+    pub last_sync_ms: Option<i64>,
+    /// The last connection problem, while disconnected.
+    pub problem: Option<String>,
+    /// Audit records written here and not yet in the fleet's audit stream.
+    pub audit_buffered: u64,
+    /// Audit records dropped because the local buffer was full while the store was away.
+    pub audit_dropped: u64,
+    /// Times the store was found reset (lost or flushed data) or rewound since start.
+    pub store_resets: u64,
+    /// The fleet layer's mode override, if any (the local one is `/status`'s `override`).
+    pub fleet_override: Option<ModeSetting>,
+    /// This gateway's own (local) mode override, if any.
+    pub local_override: Option<ModeSetting>,
 }
 
 /// The part of the control state that survives a restart and that a fleet shares.
@@ -145,6 +194,14 @@ pub struct Snapshot {
 /// What a store reports about changes made by others.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
+    /// The state requests must see is now `state`, at `epoch` (a layered store's merged view
+    /// after a change in its shared layer).
+    State {
+        /// The epoch of this view.
+        epoch: u64,
+        /// The state.
+        state: ControlState,
+    },
     /// Someone else committed `change`, which took the store to `epoch`.
     Committed {
         /// The epoch after the change.
@@ -180,6 +237,10 @@ pub enum StoreError {
     /// The store itself failed (a writer thread that stopped, a backend that is unreachable).
     #[error("{0}")]
     Unavailable(String),
+    /// The change is not this gateway's to make (a fleet's revocation lifted through one
+    /// gateway's admin API); the message says who can make it.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What an audit event records. Serialised to the action names of `audit.jsonl` and `/audit`.

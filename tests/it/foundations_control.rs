@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clerkgate::store::{
-    AuditEvent, AuditLines, BoxFuture, Change, ControlStore, FileStore, Snapshot, StoreError, StoreEvent,
+    Applied, AuditEvent, AuditLines, BoxFuture, Change, ControlStore, FileStore, Snapshot, StoreError, StoreEvent,
 };
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -126,7 +126,7 @@ impl ControlStore for SlowStore {
         self.inner.snapshot()
     }
 
-    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<Applied, StoreError>> {
         let (inner, writing, written) = (self.inner.clone(), self.writing.clone(), self.written.clone());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {

@@ -63,7 +63,7 @@ impl StateFile {
         outcome.map_err(|e| match e {
             StoreError::Io { source, .. } => Bad::Unreadable(source.to_string()),
             StoreError::Corrupt { message, .. } => Bad::Invalid(message),
-            StoreError::Unavailable(message) => Bad::Unreadable(message),
+            StoreError::Unavailable(message) | StoreError::Refused(message) => Bad::Unreadable(message),
         })
     }
 }
