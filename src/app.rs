@@ -16,6 +16,7 @@ use tower::Layer;
 use crate::admin::AdminState;
 use crate::auth::{AuthLayer, Gate};
 use crate::clock::Clock;
+use crate::config::StateBackend;
 use crate::config::{Config, Env};
 use crate::control;
 use crate::keys::KeyStore;
@@ -23,7 +24,8 @@ use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use crate::state::{Runtime, Shared};
 use crate::store::file::StateProblems;
-use crate::store::{ControlStore, FileStore, StoreError};
+use crate::store::redis::{OpenError, RedisStore};
+use crate::store::{ControlStore, FileStore, GatewayFacts, StoreError};
 use crate::webhooks::{Journal, Limits};
 
 /// How to start a gateway beyond its config.
@@ -98,12 +100,30 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 /// Builds the shared state, binds both listeners and starts serving, with the file store in
 /// `state.dir` — once the directory takes writes and every file in it is valid (see
 /// [`FileStore::open`]; `opts.discard_state` sets bad files aside instead).
+///
+/// With `state.backend = "redis"`, the fleet store: the same local checks, then the link to
+/// the fleet's Redis, waited for a moment ([`RedisStore::start`]) but never required.
 pub async fn start(config: Config, opts: Options) -> Result<Running, StartError> {
     let (dir, discard, now) = (config.state.dir.clone(), opts.discard_state, opts.clock.now_ms());
-    let store = tokio::task::spawn_blocking(move || FileStore::open(dir, discard, now))
-        .await
-        .map_err(|e| StartError::Store(format!("the state check stopped: {e}")))??;
-    start_with_store(config, opts, Arc::new(store)).await
+    let stopped = |e: tokio::task::JoinError| StartError::Store(format!("the state check stopped: {e}"));
+    let store: Arc<dyn ControlStore> = match &config.state.backend {
+        StateBackend::File => {
+            Arc::new(tokio::task::spawn_blocking(move || FileStore::open(dir, discard, now)).await.map_err(stopped)??)
+        }
+        StateBackend::Redis(redis) => {
+            let (redis, clock) = (redis.clone(), opts.clock.clone());
+            let store = tokio::task::spawn_blocking(move || RedisStore::open(&redis, dir, discard, clock))
+                .await
+                .map_err(stopped)?
+                .map_err(|e| match e {
+                    OpenError::State(problems) => StartError::State(problems),
+                    OpenError::Redis(m) => StartError::Store(m),
+                })?;
+            store.start().await;
+            Arc::new(store)
+        }
+    };
+    start_with_store(config, opts, store).await
 }
 
 /// Like [`start`], with control state kept in `store`. A store that cannot be read or does not
@@ -147,6 +167,19 @@ pub async fn start_with_store(
         tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
     }
     let shared = Arc::new(Shared::new(runtime));
+    store.describe_gateway({
+        let (shared, keys, clock) = (shared.clone(), keys.clone(), clock.clone());
+        Arc::new(move || {
+            let rt = shared.load();
+            let mode = rt.mode_at(clock.now_ms());
+            GatewayFacts {
+                mode: mode.mode.as_str().into(),
+                mode_source: mode.source.as_str().into(),
+                config_hash: rt.config.origin.hash.clone(),
+                kids: keys.current().kids(),
+            }
+        })
+    });
     let journal = open_journal(&config, clock.clone()).await?;
     let gate =
         Gate::new(shared.clone(), keys.clone(), revocations.clone(), clock.clone()).with_journal(journal.clone());

@@ -70,6 +70,11 @@ pub fn from_ms(ms: i64) -> SystemTime {
     }
 }
 
+/// Milliseconds since the Unix epoch as an RFC 3339 time, to the second (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(from_ms(ms)).to_string()
+}
+
 /// A duration in milliseconds, saturating.
 pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

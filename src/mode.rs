@@ -53,8 +53,10 @@ impl FromStr for Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeSource {
-    /// An admin override (API or CLI).
+    /// An admin override (API or CLI) on this gateway.
     Admin,
+    /// An override set for the whole fleet (the Redis backend: `clerkgate mode`).
+    Fleet,
     /// `CLERK_EMERGENCY_BYPASS=true` at start.
     Env,
     /// The config file's `[mode]`.
@@ -71,6 +73,7 @@ impl ModeSource {
             ModeSource::Env => "env",
             ModeSource::File => "file",
             ModeSource::Default => "default",
+            ModeSource::Fleet => "fleet",
         }
     }
 }

@@ -130,6 +130,22 @@ impl RevocationList {
         }
     }
 
+    /// Every entry of both lists (an entry in both keeps this list's), with the later cut-off.
+    pub fn union(&self, other: &RevocationList) -> RevocationList {
+        let mut next = self.clone();
+        for (id, entry) in &other.sessions {
+            next.sessions.entry(id.clone()).or_insert_with(|| entry.clone());
+        }
+        for (id, entry) in &other.users {
+            next.users.entry(id.clone()).or_insert_with(|| entry.clone());
+        }
+        next.issued_before_ms = match (self.issued_before_ms, other.issued_before_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        next
+    }
+
     /// Number of entries of each kind, for `/status`.
     pub fn counts(&self) -> (usize, usize, bool) {
         (self.sessions.len(), self.users.len(), self.issued_before_ms.is_some())

@@ -155,6 +155,9 @@ pub struct Status {
     pub revocations: RevocationCounts,
     /// Request outcomes since start.
     pub counters: Counters,
+    /// With the Redis backend: the fleet, this gateway's link to it and both mode layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::store::FleetReport>,
 }
 
 /// `config` in `/status`.

@@ -485,7 +485,7 @@ pub fn show_revocation_list(v: &Revocations) -> String {
     let mut out: Vec<String> = entries
         .map(|(kind, (id, e))| {
             let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
-            format!("{id:<width$}  {kind:<7}  since {} by {}{reason}", super::rfc3339(e.added_at_ms), e.actor)
+            format!("{id:<width$}  {kind:<7}  since {} by {}{reason}", crate::clock::rfc3339(e.added_at_ms), e.actor)
         })
         .collect();
     if let Some(at) = &v.issued_before {
@@ -508,7 +508,7 @@ pub fn show_audit(log: &AuditLog) -> String {
         let reason = if e.reason.is_empty() { String::new() } else { format!("  \"{}\"", e.reason) };
         format!(
             "{}  {}  {}  {} → {}{reason}",
-            super::rfc3339(e.time_ms),
+            crate::clock::rfc3339(e.time_ms),
             e.actor,
             e.action,
             summary(&e.before),
@@ -530,7 +530,7 @@ pub fn summary(v: &Value) -> String {
         Value::Array(items) => format!("[{}]", items.iter().map(summary).collect::<Vec<_>>().join(", ")),
         _ => {
             if let Some(mode) = field("mode") {
-                let until = field("expires_at_ms").and_then(Value::as_i64).map(super::rfc3339);
+                let until = field("expires_at_ms").and_then(Value::as_i64).map(crate::clock::rfc3339);
                 until.map_or_else(|| text(mode), |at| format!("{} until {at}", text(mode)))
             } else if let Some(hash) = field("hash") {
                 format!("hash {}", text(hash))
@@ -544,7 +544,7 @@ pub fn summary(v: &Value) -> String {
             } else if let Some(at) = field("issued_before") {
                 format!("issued before {}", text(at))
             } else if let Some(ms) = field("issued_before_ms").and_then(Value::as_i64) {
-                format!("issued before {}", super::rfc3339(ms))
+                format!("issued before {}", crate::clock::rfc3339(ms))
             } else {
                 v.to_string()
             }

@@ -43,7 +43,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Gate;
-use crate::clock::{from_ms, Clock};
+use crate::clock::{rfc3339, Clock};
 use crate::control::{ControlError, ControlHandle, Report, Revocation};
 use crate::keys::{FetchError, InstallError, KeyStore, Trigger};
 use crate::mode::Mode;
@@ -160,10 +160,6 @@ fn control_error(e: ControlError) -> Response {
         ControlError::Storage(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", m),
         ControlError::Closed => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down"),
     }
-}
-
-fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(from_ms(ms)).to_string()
 }
 
 async fn healthz() -> Response {
@@ -305,6 +301,7 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
             issued_before_active: issued_before,
         },
         counters: api::Counters { since: Some(rfc3339(ctx.started_at_ms)), ..ctx.gate.outcome_counts().into() },
+        fleet: ctx.store.fleet(),
     };
     Json(body).into_response()
 }

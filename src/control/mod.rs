@@ -323,6 +323,8 @@ pub async fn start(handles: Handles, inbox: Inbox, epoch: u64) -> Result<JoinHan
     let (install_tx, installs) = mpsc::channel(16);
     handles.keys.send_fetched_sets_to(install_tx);
     let changes = handles.store.changes();
+    // A shared store may have moved on between the caller's snapshot and this subscription.
+    let shared_store = handles.store.fleet().is_some();
     let (saves, to_save) = mpsc::unbounded_channel();
     let (saved_tx, saved) = mpsc::unbounded_channel();
     let saver = KeySaver { store: handles.store.clone(), report: handles.report.clone(), clock: handles.clock.clone() };
@@ -339,6 +341,9 @@ pub async fn start(handles: Handles, inbox: Inbox, epoch: u64) -> Result<JoinHan
     task.clone().probe().await;
     if let Some(problem) = task.h.report.store().problem {
         return Err(ControlError::Storage(problem));
+    }
+    if shared_store {
+        task.resync().await;
     }
     task.record_start().await?;
     Ok(tokio::spawn(task.run(rx, Keys { installs, saves, saved }, changes)))

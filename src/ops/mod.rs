@@ -15,6 +15,7 @@
 //! recorded with `POST /audit` (a fleet's shared store gets it too; a file written beside the
 //! gateway's own would not be).
 
+pub mod fleet;
 pub mod keys_check;
 pub mod report;
 pub mod revoke;

@@ -27,7 +27,7 @@ use super::walk::{self, Position, Progress};
 use crate::admin::api;
 use crate::admin::client::{self, Target};
 use crate::clerk_api::{self, ApiError, Client, ErrorKind, Rate, Revoked, Stats};
-use crate::clock::Clock;
+use crate::clock::{rfc3339, Clock};
 use crate::config::Config;
 use crate::store::Action;
 
@@ -196,10 +196,6 @@ pub struct Summary {
     /// What to do next.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(crate::clock::from_ms(ms)).to_string()
 }
 
 /// Runs `revoke --remote`. `admin` is the gateway's admin API (unused with `no_gateway`).

@@ -20,6 +20,7 @@
 //! | the audit trail | yes | every change, and [`Change::Note`] (an event that changes no state) |
 
 pub mod file;
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -80,6 +81,23 @@ pub trait ControlStore: Send + Sync + fmt::Debug + 'static {
     fn fleet(&self) -> Option<FleetReport> {
         None
     }
+
+    /// Gives a shared store a way to tell what this gateway runs (for its acknowledgement in
+    /// `fleet status`); a store of one gateway ignores it.
+    fn describe_gateway(&self, _facts: std::sync::Arc<dyn Fn() -> GatewayFacts + Send + Sync>) {}
+}
+
+/// What this gateway runs, as a fleet store reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayFacts {
+    /// The mode in force.
+    pub mode: String,
+    /// Who set it (`fleet`, `admin`, `file`, `env`, `default`).
+    pub mode_source: String,
+    /// The config's hash.
+    pub config_hash: String,
+    /// The key set's kids.
+    pub kids: Vec<String>,
 }
 
 /// A change committed: the epoch it took the store to, and the state in force afterwards.

@@ -105,6 +105,12 @@ fn describe() {
         names::BACKEND_API_CALLS,
         "Backend API calls of the browser flow, by call (handshake_payload, refresh) and result (ok, error, unreachable)."
     );
+    describe_gauge!(names::FLEET_CONNECTED, "1 while the fleet's Redis is followed, 0 while it is away.");
+    describe_gauge!(names::FLEET_EPOCH, "The last fleet epoch this gateway applied.");
+    describe_counter!(names::FLEET_RESYNCS, "Whole reads of the fleet's state, by reason.");
+    describe_counter!(names::FLEET_STORE_RESETS, "Times the fleet's Redis was found to have lost or rewound its data.");
+    describe_gauge!(names::AUDIT_BUFFERED, "Audit records not yet copied to the fleet's audit stream.");
+    describe_counter!(names::AUDIT_DROPPED, "Audit records skipped from the copy to the fleet (local buffer full).");
 }
 
 /// Renders every metric for `GET /metrics`, after bringing the ones read at scrape time up to

@@ -53,6 +53,18 @@ pub const CANCELLED_UPSTREAM: &str = "clerkgate_cancelled_upstream_requests_tota
 /// Backend API calls of the browser flow, by `call` (`handshake_payload`, `refresh`) and
 /// `result` (`ok`, `error`, `unreachable`).
 pub const BACKEND_API_CALLS: &str = "clerkgate_backend_api_calls_total";
+/// 1 while the fleet's Redis is followed, 0 while it is away (the Redis backend only).
+pub const FLEET_CONNECTED: &str = "clerkgate_fleet_connected";
+/// The last fleet epoch this gateway applied.
+pub const FLEET_EPOCH: &str = "clerkgate_fleet_epoch";
+/// Whole reads of the fleet's state, by `reason` (`connect`, `drift`, `gap`, `periodic`, …).
+pub const FLEET_RESYNCS: &str = "clerkgate_fleet_resyncs_total";
+/// Times the fleet's Redis was found to have lost or rewound its data.
+pub const FLEET_STORE_RESETS: &str = "clerkgate_fleet_store_resets_total";
+/// Audit records written here and not yet copied to the fleet's audit stream.
+pub const AUDIT_BUFFERED: &str = "clerkgate_audit_buffered";
+/// Audit records skipped from the copy to the fleet (the local buffer was full).
+pub const AUDIT_DROPPED: &str = "clerkgate_audit_dropped_total";
 
 /// Label values for `outcome` on [`REQUESTS`].
 pub mod outcome {

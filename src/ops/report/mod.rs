@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use crate::admin::api::Counters;
 use crate::admin::client::summary;
+use crate::clock::rfc3339;
 use crate::store::{AuditLines, AuditRecord};
 
 /// Degraded periods closer than this are one incident (a bypass switched off and on again).
@@ -343,11 +344,6 @@ pub fn build(inputs: Inputs) -> Report {
     let bypass_ms = overlapping.iter().map(|s| s.bypass_ms).sum();
     report.action_items = action_items(&report, bypass_ms, inputs.audit.skipped.len());
     report
-}
-
-/// A time as the report prints it.
-pub fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(crate::clock::from_ms(ms)).to_string()
 }
 
 /// A duration in whole seconds as the report prints it (`2m 19s`).

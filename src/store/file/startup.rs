@@ -28,11 +28,13 @@ pub enum StateFile {
     Keys,
     /// `audit.jsonl`: the audit log.
     Audit,
+    /// `fleet.json`: the last fleet state this gateway saw (the Redis backend only).
+    Fleet,
 }
 
 impl StateFile {
     /// Every state file.
-    pub const ALL: [StateFile; 3] = [StateFile::State, StateFile::Keys, StateFile::Audit];
+    pub const ALL: [StateFile; 4] = [StateFile::State, StateFile::Keys, StateFile::Audit, StateFile::Fleet];
 
     /// Its name in the state directory.
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl StateFile {
             StateFile::State => "state.json",
             StateFile::Keys => "keys.json",
             StateFile::Audit => "audit.jsonl",
+            StateFile::Fleet => "fleet.json",
         }
     }
 
@@ -49,6 +52,7 @@ impl StateFile {
             StateFile::State => "with no mode override and no revocations (revoke again what must stay revoked)",
             StateFile::Keys => "with no saved keys (they are fetched again)",
             StateFile::Audit => "with a new audit log",
+            StateFile::Fleet => "with no copy of the fleet's state until Redis answers",
         }
     }
 
@@ -59,6 +63,7 @@ impl StateFile {
             StateFile::State => read_json::<ControlState>(&path).map(drop),
             StateFile::Keys => read_json::<StoredKeys>(&path).map(drop),
             StateFile::Audit => check_audit_log(&path),
+            StateFile::Fleet => read_json::<crate::store::redis::FleetCopy>(&path).map(drop),
         };
         outcome.map_err(|e| match e {
             StoreError::Io { source, .. } => Bad::Unreadable(source.to_string()),
