@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{vars, Config, LogFormat, Secret};
+use super::{vars, Config, LogFormat, Secret, StateBackend};
 use crate::mode::Mode;
 use crate::routes::Access;
 
@@ -172,7 +172,27 @@ impl Config {
 
         let mut state = Table::new();
         state.insert("dir".into(), Value::String(self.state.dir.display().to_string()));
-        state.insert("backend".into(), Value::String("file".into()));
+        match &self.state.backend {
+            StateBackend::File => drop(state.insert("backend".into(), Value::String("file".into()))),
+            StateBackend::Redis(r) => {
+                state.insert("backend".into(), Value::String("redis".into()));
+                let mut redis = Table::new();
+                redis.insert("url".into(), Value::String(r.url.clone()));
+                if let Some(user) = &r.username {
+                    redis.insert("username".into(), Value::String(user.clone()));
+                }
+                if let Some(v) = redacted(&r.password) {
+                    redis.insert("password".into(), v);
+                }
+                redis.insert("key_prefix".into(), Value::String(r.key_prefix.clone()));
+                redis.insert("fleet".into(), Value::String(r.fleet.clone()));
+                redis.insert("gateway_id".into(), Value::String(r.gateway_id.clone()));
+                redis.insert("heartbeat".into(), dur(r.heartbeat));
+                redis.insert("resync_interval".into(), dur(r.resync_interval));
+                redis.insert("audit_buffer_max".into(), Value::Integer(r.audit_buffer_max as i64));
+                state.insert("redis".into(), Value::Table(redis));
+            }
+        }
         state.insert(
             "webhook_journal_max_mib".into(),
             Value::Integer((self.state.webhook_journal_max_bytes >> 20) as i64),

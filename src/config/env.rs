@@ -25,6 +25,9 @@ pub mod vars {
     pub const EMERGENCY_BYPASS: &str = "CLERK_EMERGENCY_BYPASS";
     /// The admin API bearer token (also read by the CLI's admin commands).
     pub const ADMIN_TOKEN: &str = "CLERKGATE_ADMIN_TOKEN";
+    /// This gateway's name in a fleet when `state.redis.gateway_id` is not set (Kubernetes sets
+    /// it through the downward API, `fieldRef: metadata.name`).
+    pub const POD_NAME: &str = "POD_NAME";
     /// The config file path when `--config` is not given.
     pub const CONFIG: &str = "CLERKGATE_CONFIG";
 }

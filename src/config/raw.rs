@@ -76,7 +76,21 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("routes.rule", &["path", "methods", "role", "permission", "bypass", "webhook"]),
     ("mode", &["mode", "reason", "grace_max_expired", "max_override_ttl"]),
     ("admin", &["listen", "token", "token_file"]),
-    ("state", &["dir", "backend", "redis_url", "webhook_journal_max_mib", "webhook_journal_max_age"]),
+    ("state", &["dir", "backend", "redis", "webhook_journal_max_mib", "webhook_journal_max_age"]),
+    (
+        "state.redis",
+        &[
+            "url",
+            "username",
+            "password_file",
+            "key_prefix",
+            "fleet",
+            "gateway_id",
+            "heartbeat",
+            "resync_interval",
+            "audit_buffer_max",
+        ],
+    ),
     ("log", &["format", "level"]),
 ];
 
@@ -217,9 +231,27 @@ pub(crate) struct RawAdmin {
 pub(crate) struct RawState {
     pub(crate) dir: Option<String>,
     pub(crate) backend: Option<String>,
-    pub(crate) redis_url: Option<String>,
+    /// `[state.redis]`; `None` when the file has no such table (it is refused with the file
+    /// backend, so whether it was written matters).
+    pub(crate) redis: Option<RawRedis>,
     pub(crate) webhook_journal_max_mib: Option<i64>,
     pub(crate) webhook_journal_max_age: Option<String>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawRedis {
+    pub(crate) url: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password_file: Option<String>,
+    pub(crate) key_prefix: Option<String>,
+    pub(crate) fleet: Option<String>,
+    pub(crate) gateway_id: Option<String>,
+    pub(crate) heartbeat: Option<String>,
+    pub(crate) resync_interval: Option<String>,
+    pub(crate) audit_buffer_max: Option<i64>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

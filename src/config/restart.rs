@@ -2,7 +2,7 @@
 //! connection limits and the load-balancer trust they were started with. A reload that changes
 //! one of those puts everything else in force and says which change waits for a restart.
 
-use super::Config;
+use super::{Config, StateBackend};
 
 impl Config {
     /// The changes from `running` to this config that only a restart puts in force, each a
@@ -60,7 +60,42 @@ impl Config {
             ),
             _ => {}
         }
+        out.extend(state_backend_changes(&running.state.backend, &self.state.backend));
         out
+    }
+}
+
+/// The fleet sync connects once, at start, with the backend and `[state.redis]` it was started
+/// with: a change of either waits for a restart.
+fn state_backend_changes(now: &StateBackend, next: &StateBackend) -> Vec<String> {
+    let name = |b: &StateBackend| match b {
+        StateBackend::File => "file",
+        StateBackend::Redis(_) => "redis",
+    };
+    match (now, next) {
+        (StateBackend::Redis(a), StateBackend::Redis(b)) => [
+            ("url", a.url != b.url),
+            ("username", a.username != b.username),
+            ("password_file", a.password != b.password),
+            ("key_prefix", a.key_prefix != b.key_prefix),
+            ("fleet", a.fleet != b.fleet),
+            ("gateway_id", a.gateway_id != b.gateway_id),
+            ("heartbeat", a.heartbeat != b.heartbeat),
+            ("resync_interval", a.resync_interval != b.resync_interval),
+            ("audit_buffer_max", a.audit_buffer_max != b.audit_buffer_max),
+        ]
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| {
+            format!("state.redis.{key}: the new value takes a restart; the fleet sync keeps the old one until then")
+        })
+        .collect(),
+        (now, next) if name(now) != name(next) => vec![format!(
+            "state.backend: \"{}\" takes a restart; the state stays on the {} backend until then",
+            name(next),
+            name(now)
+        )],
+        _ => Vec::new(),
     }
 }
 

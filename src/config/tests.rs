@@ -352,9 +352,9 @@ fn single_problem_table() {
         ("[clerk]\npublishable_key = \"pk_test_nope\"", "clerk.publishable_key"),
         ("[admin]\nlisten = \"0.0.0.0:8080\"", "admin.listen"),
         ("[admin]\nlisten = \"localhost\"", "admin.listen"),
-        ("[state]\nbackend = \"redis\"", "state.backend"),
+        ("[state]\nbackend = \"redis\"", "state.redis.url"),
         ("[state]\nbackend = \"s3\"", "state.backend"),
-        ("[state]\nredis_url = \"redis://x\"", "state.redis_url"),
+        ("[state.redis]\nurl = \"redis://x\"", "state.redis"),
         ("[log]\nlevel = \"[[[\"", "log.level"),
         ("[server]\ntls_cert = \"c.pem\"", "server.tls_key"),
         ("[server]\ntls_key = \"k.pem\"", "server.tls_cert"),
@@ -839,6 +839,223 @@ fn publishable_key_from_file_or_env() {
     assert_eq!(keys_of(&errors), BTreeSet::from(["CLERK_PUBLISHABLE_KEY".to_string()]));
 }
 
+// === [state.redis] (issue #14) ===
+
+/// A config with `backend = "redis"` and these `[state.redis]` lines.
+fn redis_text(lines: &str) -> String {
+    format!("{JWKS}[state]\nbackend = \"redis\"\n[state.redis]\n{lines}\n")
+}
+
+fn redis_of(c: &Config) -> &RedisConfig {
+    match &c.state.backend {
+        StateBackend::Redis(r) => r,
+        other => panic!("expected the redis backend, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_redis_backend_takes_its_defaults_and_the_pod_name() {
+    let c = Config::from_toml(&redis_text("url = \"redis://redis:6379\""), &env(&[("POD_NAME", "web-7d9f-abc")]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = redis_of(&c);
+    assert_eq!(r.url, "redis://redis:6379");
+    assert_eq!((r.username.as_deref(), r.password.is_none()), (None, true));
+    assert_eq!((r.key_prefix.as_str(), r.fleet.as_str()), ("clerkgate", "default"));
+    assert_eq!(r.gateway_id, "web-7d9f-abc");
+    assert_eq!((r.heartbeat, r.resync_interval), (Duration::from_secs(5), Duration::from_secs(60)));
+    assert_eq!(r.audit_buffer_max, 10_000);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // check-config shows the block, says where the id came from, and loads back to itself.
+    let out = c.effective_toml();
+    assert!(out.contains("[state.redis]\n"), "{out}");
+    assert!(out.contains("gateway_id = \"web-7d9f-abc\"  # from POD_NAME\n"), "{out}");
+    let again = load(&out);
+    assert_eq!(redis_of(&again), r);
+    assert_eq!(again.effective_toml().replace("  # from POD_NAME", ""), out.replace("  # from POD_NAME", ""));
+}
+
+#[test]
+fn every_redis_key_is_read() {
+    let c = load(&redis_text(
+        "url = \"valkeys://gw@redis.example.com:6380/2\"\nkey_prefix = \"cg\"\nfleet = \"prod-eu\"\n\
+         gateway_id = \"edge-1\"\nheartbeat = \"2s\"\nresync_interval = \"30s\"\naudit_buffer_max = 500",
+    ));
+    let r = redis_of(&c);
+    assert_eq!(r.url, "valkeys://gw@redis.example.com:6380/2");
+    // A user named in the URL is the user.
+    assert_eq!(r.username.as_deref(), Some("gw"));
+    assert_eq!((r.key_prefix.as_str(), r.fleet.as_str(), r.gateway_id.as_str()), ("cg", "prod-eu", "edge-1"));
+    assert_eq!(
+        (r.heartbeat, r.resync_interval, r.audit_buffer_max),
+        (Duration::from_secs(2), Duration::from_secs(30), 500)
+    );
+    for scheme in ["redis", "rediss", "valkey", "valkeys"] {
+        load(&redis_text(&format!("url = \"{scheme}://127.0.0.1:6379\"\nusername = \"clerkgate-gw\"")));
+    }
+}
+
+#[test]
+fn the_gateway_id_is_the_key_else_the_pod_name_else_the_hostname() {
+    let pod = [("POD_NAME", "web-0"), ("HOSTNAME", "ignored")];
+    let id = |lines: &str, pairs: &[(&str, &str)]| {
+        let c = Config::from_toml(&redis_text(&format!("url = \"redis://r\"\n{lines}")), &env(pairs))
+            .unwrap_or_else(|e| panic!("{e}"));
+        redis_of(&c).gateway_id.clone()
+    };
+    assert_eq!(id("gateway_id = \"edge-1\"", &pod), "edge-1");
+    // The example config writes `gateway_id = ""` for "the default".
+    assert_eq!(id("gateway_id = \"\"", &pod), "web-0");
+    assert_eq!(id("", &pod), "web-0");
+    let no_pod = [("HOSTNAME", "host-from-env")];
+    let host = super::validate::hostname(&env(&no_pod)).expect("a hostname");
+    assert!(!host.is_empty());
+    assert_eq!(id("", &no_pod), host);
+    // A bad POD_NAME is blamed on the variable.
+    let errors = problems(&redis_text("url = \"redis://r\""), &env(&[("POD_NAME", "web 0")]));
+    assert_eq!(keys_of(&errors), BTreeSet::from(["state.redis.gateway_id".to_string()]));
+    assert!(errors.0[0].message.contains("from POD_NAME"), "{errors}");
+}
+
+#[test]
+fn each_redis_problem_is_listed_under_its_key() {
+    let files = Files::new();
+    let empty = files.write("empty", " \n");
+    let missing = files.dir.path().join("nope").display().to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "state.redis.url"),
+        ("url = \"http://redis:6379\"".into(), "state.redis.url"),
+        ("url = \"redis+unix:///run/redis.sock\"".into(), "state.redis.url"),
+        ("url = \"redis:6379\"".into(), "state.redis.url"),
+        ("url = \"redis://0.0.0.0:6379\"".into(), "state.redis.url"),
+        ("url = \"redis://redis:6379/zero\"".into(), "state.redis.url"),
+        ("url = \"redis://:hunter2secret@redis:6379\"".into(), "state.redis.url"),
+        ("url = \"redis://gw:hunter2secret@redis:6379\"".into(), "state.redis.url"),
+        ("url = \"redis://gw@redis\"\nusername = \"other\"".into(), "state.redis.username"),
+        ("url = \"redis://r\"\nusername = \"\"".into(), "state.redis.username"),
+        ("url = \"redis://r\"\nusername = \"clerk gate\"".into(), "state.redis.username"),
+        (format!("url = \"redis://r\"\npassword_file = {}", toml_string(&empty)), "state.redis.password_file"),
+        (format!("url = \"redis://r\"\npassword_file = {}", toml_string(&missing)), "state.redis.password_file"),
+        ("url = \"redis://r\"\nkey_prefix = \"\"".into(), "state.redis.key_prefix"),
+        ("url = \"redis://r\"\nkey_prefix = \"cg{x}\"".into(), "state.redis.key_prefix"),
+        ("url = \"redis://r\"\nkey_prefix = \"c g\"".into(), "state.redis.key_prefix"),
+        ("url = \"redis://r\"\nfleet = \"{prod}\"".into(), "state.redis.fleet"),
+        ("url = \"redis://r\"\nfleet = \"prod\\n\"".into(), "state.redis.fleet"),
+        ("url = \"redis://r\"\ngateway_id = \"edge 1\"".into(), "state.redis.gateway_id"),
+        (format!("url = \"redis://r\"\ngateway_id = \"{}\"", "g".repeat(254)), "state.redis.gateway_id"),
+        ("url = \"redis://r\"\nheartbeat = \"0s\"".into(), "state.redis.heartbeat"),
+        ("url = \"redis://r\"\nheartbeat = \"often\"".into(), "state.redis.heartbeat"),
+        ("url = \"redis://r\"\nresync_interval = \"2s\"".into(), "state.redis.resync_interval"),
+        ("url = \"redis://r\"\nheartbeat = \"30s\"\nresync_interval = \"20s\"".into(), "state.redis.resync_interval"),
+        ("url = \"redis://r\"\naudit_buffer_max = 99".into(), "state.redis.audit_buffer_max"),
+        ("url = \"redis://r\"\naudit_buffer_max = 1000001".into(), "state.redis.audit_buffer_max"),
+        ("url = \"redis://r\"\npasswrd_file = \"x\"".into(), "state.redis.passwrd_file"),
+    ];
+    for (lines, key) in cases {
+        let errors = problems(&redis_text(&lines), &env(&[("POD_NAME", "web-0")]));
+        assert_eq!(keys_of(&errors), BTreeSet::from([key.to_string()]), "{lines}\n{errors}");
+        // A password in the URL is never repeated back.
+        assert!(!errors.to_string().contains("hunter2secret"), "{errors}");
+    }
+    let errors = problems(&redis_text("url = \"redis://r\"\npasswrd_file = \"x\""), &env(&[("POD_NAME", "p")]));
+    assert!(errors.0[0].message.contains("did you mean `state.redis.password_file`?"), "{errors}");
+    let errors = problems(&redis_text("url = \"redis://:pw@r\""), &env(&[("POD_NAME", "p")]));
+    assert!(errors.0[0].message.contains("state.redis.password_file"), "{errors}");
+    // The block with the file backend.
+    for backend in ["", "backend = \"file\"\n"] {
+        let text = format!("{JWKS}[state]\n{backend}[state.redis]\nurl = \"redis://r\"\n");
+        let errors = problems(&text, &no_env());
+        assert_eq!(keys_of(&errors), BTreeSet::from(["state.redis".to_string()]), "{errors}");
+        assert!(errors.0[0].message.contains("only applies with backend = \"redis\""), "{errors}");
+    }
+}
+
+#[test]
+fn a_heartbeat_outside_1s_to_60s_is_warned_about() {
+    for (value, word) in [("500ms", "under 1s"), ("2m", "over 60s")] {
+        let c = load(&redis_text(&format!(
+            "url = \"redis://r\"\ngateway_id = \"g\"\nheartbeat = \"{value}\"\nresync_interval = \"5m\""
+        )));
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with("state.redis.heartbeat: ") && w.contains(word)),
+            "{:?}",
+            c.warnings
+        );
+    }
+}
+
+#[test]
+fn the_redis_password_comes_from_its_file_and_is_never_shown() {
+    let files = Files::new();
+    let path = files.write("redis-password", "s3cret-redis-pass\n");
+    let text = redis_text(&format!("url = \"redis://r\"\ngateway_id = \"g\"\npassword_file = {}", toml_string(&path)));
+    let c = load(&text);
+    assert_eq!(redis_of(&c).password.as_ref().map(Secret::expose), Some("s3cret-redis-pass"));
+    // The reload watcher sees the file.
+    assert_eq!(c.origin.files, vec![PathBuf::from(&path)]);
+    let out = c.effective_toml();
+    assert!(!out.contains("s3cret") && !format!("{c:?}").contains("s3cret"), "{out}");
+    let parsed: toml::Table = toml::from_str(&out).unwrap();
+    assert_eq!(parsed["state"]["redis"]["password"].as_str(), Some("[redacted]"));
+    // A rotated password changes the config's hash.
+    files.write("redis-password", "another-pass");
+    assert_ne!(load(&text).origin.hash, c.origin.hash);
+}
+
+#[test]
+fn a_change_of_backend_or_of_any_redis_key_waits_for_a_restart() {
+    let files = Files::new();
+    let pw = files.write("pw", "one");
+    let file = load(JWKS);
+    let base = "url = \"redis://r\"\ngateway_id = \"g\"";
+    let redis = load(&redis_text(base));
+    assert!(redis.restart_needed(&redis).is_empty());
+    let keys = |c: &Config, running: &Config| -> Vec<String> {
+        c.restart_needed(running).iter().map(|l| l.split(':').next().unwrap_or_default().to_string()).collect()
+    };
+    assert_eq!(keys(&redis, &file), ["state.backend"]);
+    assert_eq!(keys(&file, &redis), ["state.backend"]);
+    for (line, key) in [
+        ("url = \"redis://r2\"\ngateway_id = \"g\"".to_string(), "state.redis.url"),
+        (format!("{base}\nusername = \"u\""), "state.redis.username"),
+        (format!("{base}\npassword_file = {}", toml_string(&pw)), "state.redis.password_file"),
+        (format!("{base}\nkey_prefix = \"cg\""), "state.redis.key_prefix"),
+        (format!("{base}\nfleet = \"prod\""), "state.redis.fleet"),
+        ("url = \"redis://r\"\ngateway_id = \"h\"".to_string(), "state.redis.gateway_id"),
+        (format!("{base}\nheartbeat = \"2s\""), "state.redis.heartbeat"),
+        (format!("{base}\nresync_interval = \"2m\""), "state.redis.resync_interval"),
+        (format!("{base}\naudit_buffer_max = 100"), "state.redis.audit_buffer_max"),
+    ] {
+        assert_eq!(keys(&load(&redis_text(&line)), &redis), [key], "{line}");
+    }
+}
+
+/// The commented `[state.redis]` block of config/sidecar.toml, uncommented, is a valid config
+/// but for the mounted files this machine does not have.
+#[test]
+fn the_sidecar_examples_redis_block_uncommented_loads() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sidecar.toml")).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.starts_with("backend =") || rest.starts_with("[state.redis]") => rest,
+            Some(rest)
+                if ["url", "username", "password_file", "key_prefix", "fleet", "gateway_id"]
+                    .iter()
+                    .any(|k| rest.starts_with(&format!("{k} ="))) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("\nbackend = \"redis\"\n") && uncommented.contains("\n[state.redis]\n"));
+    let errors = problems(&uncommented, &env(&[("POD_NAME", "web-0")]));
+    let files = ["clerk.secret_key_file", "admin.token_file", "state.redis.password_file"];
+    assert_eq!(keys_of(&errors), files.iter().map(|k| k.to_string()).collect(), "{errors}");
+}
+
 // === Redaction ===
 
 #[test]
@@ -1241,6 +1458,7 @@ fn the_known_keys_list_matches_the_raw_mirror() {
         "{:#?}",
         RawConfig {
             routes: super::raw::RawRoutes { rule: vec![Default::default()], ..Default::default() },
+            state: super::raw::RawState { redis: Some(Default::default()), ..Default::default() },
             ..Default::default()
         }
     );
@@ -1304,6 +1522,7 @@ fn section_line() -> impl Strategy<Value = String> {
         "[mode]",
         "[admin]",
         "[state]",
+        "[state.redis]",
         "[log]",
         "[other]",
     ]);

@@ -90,6 +90,11 @@ pub(super) const SENSIBLE_DURATIONS: &[Sensible] = &[
         under: None,
         over: limit("24h", DAY, "a forgotten bypass or grace stays in force that long"),
     },
+    Sensible {
+        key: "state.redis.heartbeat",
+        under: limit("1s", 1, "every gateway writes its acknowledgement to Redis that often"),
+        over: limit("60s", MINUTE, "`fleet status` sees a gateway that stopped only that late"),
+    },
 ];
 
 /// The warning for `key = text` (parsed as `value`), when the value is outside its range.

@@ -17,8 +17,8 @@ use super::source::Source;
 use super::{suggest, tls, unwise};
 use super::{
     vars, AdminConfig, Cidr, ClerkConfig, Config, ConfigErrors, ConfigProblem, Env, HeaderPolicy, JwksSource,
-    KeysConfig, LogConfig, LogFormat, ModeConfig, Origin, Secret, ServerConfig, ServerTls, StateBackend, StateConfig,
-    TrustedProxies, UpgradeProtocols, UpstreamConfig, UpstreamTls,
+    KeysConfig, LogConfig, LogFormat, ModeConfig, Origin, RedisConfig, Secret, ServerConfig, ServerTls, StateBackend,
+    StateConfig, TrustedProxies, UpgradeProtocols, UpstreamConfig, UpstreamTls,
 };
 use crate::mode::Mode;
 use crate::routes::{Access, RoutePattern, RouteRule, RouteTable};
@@ -33,6 +33,21 @@ const DEFAULT_WEBHOOK_JOURNAL_MIB: u64 = 100;
 /// `state.webhook_journal_max_age` when unset: Svix's retry horizon (about 28 h) and a manual
 /// recovery window besides (clerk-ops §5.4).
 const DEFAULT_WEBHOOK_JOURNAL_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `state.redis.key_prefix` when unset.
+const DEFAULT_REDIS_KEY_PREFIX: &str = "clerkgate";
+
+/// `state.redis.fleet` when unset.
+const DEFAULT_REDIS_FLEET: &str = "default";
+
+/// `state.redis.heartbeat` when unset.
+const DEFAULT_REDIS_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// `state.redis.resync_interval` when unset.
+const DEFAULT_REDIS_RESYNC: Duration = Duration::from_secs(60);
+
+/// `state.redis.audit_buffer_max` when unset.
+const DEFAULT_REDIS_AUDIT_BUFFER: usize = 10_000;
 
 /// The largest file a config key may name (a secret, a key, a certificate chain).
 pub(super) const MAX_REFERENCED_FILE: u64 = 1024 * 1024;
@@ -59,7 +74,7 @@ impl Config {
         let routes = v.routes(raw.routes, clerk.as_ref());
         let mode = v.mode(raw.mode, env);
         let admin = v.admin(raw.admin, env);
-        let state = v.state(raw.state);
+        let state = v.state(raw.state, env);
         let log = v.log(raw.log);
 
         if let (Some(server), Some(admin)) = (&server, &admin) {
@@ -236,18 +251,24 @@ impl Validator {
         let (value, source) = if let Some(v) = env.get(var) {
             (v.to_string(), Source::Env { var, key })
         } else if let Some(path) = file {
-            let s = self.read_file(&file_key, &path)?;
-            if s.trim().is_empty() {
-                self.problem(&file_key, format!("{path} is empty"));
-                return None;
-            }
-            (s.trim().to_string(), Source::File { key: file_key, path })
+            (self.secret_file(&file_key, &path)?, Source::File { key: file_key, path })
         } else {
             (inline.filter(|v| !v.trim().is_empty())?, Source::Inline { key })
         };
         self.secrets_digest.push(value.clone());
         self.note_source(key, &source);
         Some((Secret::new(value), source))
+    }
+
+    /// The secret in the file a `*_file` key names, trimmed (a trailing newline is not part of
+    /// it). An empty file is a problem under `file_key`: it was meant to hold something.
+    fn secret_file(&mut self, file_key: &str, path: &str) -> Option<String> {
+        let s = self.read_file(file_key, path)?;
+        if s.trim().is_empty() {
+            self.problem(file_key, format!("{path} is empty"));
+            return None;
+        }
+        Some(s.trim().to_string())
     }
 
     /// Reads the file a config key names (`*_file` secrets, certificates), at most
@@ -902,18 +923,21 @@ impl Validator {
         Some(AdminConfig { listen: listen?, token: token.map(|(t, _)| t) })
     }
 
-    fn state(&mut self, raw: raw::RawState) -> Option<StateConfig> {
+    fn state(&mut self, raw: raw::RawState, env: &Env) -> Option<StateConfig> {
         self.unknown("state", &raw.unknown);
-        match raw.backend.as_deref() {
-            None | Some("file") => {}
-            Some("redis") => {
-                self.problem("state.backend", "\"redis\" is not available in this build yet; use \"file\"")
+        let backend = match raw.backend.as_deref() {
+            None | Some("file") => {
+                if raw.redis.is_some() {
+                    self.problem("state.redis", "only applies with backend = \"redis\"");
+                }
+                Some(StateBackend::File)
             }
-            Some(other) => self.problem("state.backend", format!("{other:?} must be \"file\" or \"redis\"")),
-        }
-        if raw.redis_url.is_some() && raw.backend.as_deref() != Some("redis") {
-            self.problem("state.redis_url", "only applies with backend = \"redis\"");
-        }
+            Some("redis") => self.redis(raw.redis.unwrap_or_default(), env).map(StateBackend::Redis),
+            Some(other) => {
+                self.problem("state.backend", format!("{other:?} must be \"file\" or \"redis\""));
+                None
+            }
+        };
         let dir = PathBuf::from(raw.dir.unwrap_or_else(|| super::DEFAULT_STATE_DIR.to_string()));
         let webhook_journal_max_bytes = match raw.webhook_journal_max_mib {
             None => DEFAULT_WEBHOOK_JOURNAL_MIB << 20,
@@ -932,7 +956,182 @@ impl Validator {
             DEFAULT_WEBHOOK_JOURNAL_AGE,
             false,
         );
-        Some(StateConfig { dir, backend: StateBackend::File, webhook_journal_max_bytes, webhook_journal_max_age })
+        Some(StateConfig { dir, backend: backend?, webhook_journal_max_bytes, webhook_journal_max_age })
+    }
+
+    /// `[state.redis]`, with `backend = "redis"` (SPEC §10).
+    fn redis(&mut self, raw: raw::RawRedis, env: &Env) -> Option<RedisConfig> {
+        self.unknown("state.redis", &raw.unknown);
+        let url = match raw.url {
+            Some(text) => self.redis_url(&text),
+            None => {
+                self.problem(
+                    "state.redis.url",
+                    "required with backend = \"redis\": the server, e.g. \"redis://redis:6379\" \
+                     (\"rediss://\" for TLS)",
+                );
+                None
+            }
+        };
+        let username = match (raw.username, url.as_ref().and_then(|(_, user)| user.clone())) {
+            (Some(key), Some(in_url)) => {
+                self.problem(
+                    "state.redis.username",
+                    format!("the URL names the user too ({in_url:?}); name it in one place, this key"),
+                );
+                Some(key)
+            }
+            (key, in_url) => key.or(in_url),
+        };
+        if let Some(user) = &username {
+            self.redis_name("state.redis.username", user);
+        }
+        let password = raw.password_file.and_then(|path| {
+            let password = self.secret_file("state.redis.password_file", &path)?;
+            self.secrets_digest.push(password.clone());
+            Some(Secret::new(password))
+        });
+        let key_prefix = raw.key_prefix.unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_string());
+        self.redis_key_part("state.redis.key_prefix", &key_prefix);
+        let fleet = raw.fleet.unwrap_or_else(|| DEFAULT_REDIS_FLEET.to_string());
+        self.redis_key_part("state.redis.fleet", &fleet);
+        let gateway_id = self.gateway_id(raw.gateway_id, env);
+        let heartbeat = self.duration("state.redis.heartbeat", raw.heartbeat, DEFAULT_REDIS_HEARTBEAT, false);
+        let resync_interval =
+            self.duration("state.redis.resync_interval", raw.resync_interval, DEFAULT_REDIS_RESYNC, false);
+        if resync_interval < heartbeat {
+            self.problem(
+                "state.redis.resync_interval",
+                format!(
+                    "{} is shorter than state.redis.heartbeat ({}); make it at least the heartbeat",
+                    humantime::format_duration(resync_interval),
+                    humantime::format_duration(heartbeat)
+                ),
+            );
+        }
+        let audit_buffer_max = match raw.audit_buffer_max {
+            None => DEFAULT_REDIS_AUDIT_BUFFER,
+            Some(n) if (100..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem(
+                    "state.redis.audit_buffer_max",
+                    format!(
+                        "{n} must be between 100 and 1000000 (audit records; the default is \
+                         {DEFAULT_REDIS_AUDIT_BUFFER})"
+                    ),
+                );
+                DEFAULT_REDIS_AUDIT_BUFFER
+            }
+        };
+        Some(RedisConfig {
+            url: url?.0,
+            username,
+            password,
+            key_prefix,
+            fleet,
+            gateway_id: gateway_id?,
+            heartbeat,
+            resync_interval,
+            audit_buffer_max,
+        })
+    }
+
+    /// `state.redis.url`: a `redis://`, `rediss://`, `valkey://` or `valkeys://` URL that the
+    /// client can connect with, holding no password. Returns the text and the user it names.
+    fn redis_url(&mut self, text: &str) -> Option<(String, Option<String>)> {
+        use redis::IntoConnectionInfo;
+        const KEY: &str = "state.redis.url";
+        let scheme_ok = redis::parse_redis_url(text)
+            .is_some_and(|u| matches!(u.scheme(), "redis" | "rediss" | "valkey" | "valkeys"));
+        if !scheme_ok {
+            self.problem(
+                KEY,
+                format!(
+                    "{text:?} is not a redis://, rediss:// (TLS), valkey:// or valkeys:// URL like \
+                     \"redis://redis:6379\""
+                ),
+            );
+            return None;
+        }
+        let info = match text.into_connection_info() {
+            Ok(info) => info,
+            Err(e) => {
+                self.problem(KEY, format!("{text:?} is not a usable Redis URL: {e}"));
+                return None;
+            }
+        };
+        let settings = info.redis_settings();
+        if settings.password().is_some() {
+            // Never echo the URL here: it holds the password.
+            self.problem(
+                KEY,
+                "holds a password; put the password in a file named by state.redis.password_file, and leave \
+                 it out of the URL (check-config prints the URL, and the config file is no place for a secret)",
+            );
+            return None;
+        }
+        Some((text.to_string(), settings.username().map(str::to_string)))
+    }
+
+    /// A Redis ACL user name: not empty, no whitespace or control characters (Redis refuses them).
+    fn redis_name(&mut self, key: &str, name: &str) {
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.problem(key, format!("{name:?} is not a Redis user name: it must be non-empty, without spaces"));
+        }
+    }
+
+    /// `key_prefix` and `fleet` are parts of every key name, `<key_prefix>:{<fleet>}:…`, where
+    /// the braces are the Redis Cluster hash tag: a brace inside either would move the tag, and
+    /// whitespace would make the names awkward to type in `redis-cli`.
+    fn redis_key_part(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            self.problem(key, "must not be empty: it is part of every key name (<key_prefix>:{<fleet>}:…)");
+        } else if value.chars().any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control()) {
+            self.problem(
+                key,
+                format!(
+                    "{value:?} holds a brace or whitespace; it is part of every key name \
+                     (<key_prefix>:{{<fleet>}}:…), where the braces mark the Redis Cluster hash tag"
+                ),
+            );
+        }
+    }
+
+    /// `state.redis.gateway_id`: the key, else `$POD_NAME`, else the hostname. A bad value is
+    /// blamed on where it came from.
+    fn gateway_id(&mut self, inline: Option<String>, env: &Env) -> Option<String> {
+        let (id, from) = match inline.filter(|id| !id.is_empty()) {
+            Some(id) => (id, "state.redis.gateway_id"),
+            None => match env.get(vars::POD_NAME) {
+                Some(pod) => {
+                    self.from_env.push(("state.redis.gateway_id", vars::POD_NAME));
+                    (pod.to_string(), vars::POD_NAME)
+                }
+                None => match hostname(env) {
+                    Some(host) => (host, "the hostname"),
+                    None => {
+                        self.problem(
+                            "state.redis.gateway_id",
+                            format!(
+                                "not set, and neither {} nor the hostname gives one; name this gateway",
+                                vars::POD_NAME
+                            ),
+                        );
+                        return None;
+                    }
+                },
+            },
+        };
+        // The id is a hash field and part of the connection's name (CLIENT SETNAME cg-<id>),
+        // which Redis refuses with a space in it.
+        if id.chars().any(|c| c.is_whitespace() || c.is_control()) || id.len() > 253 {
+            self.problem(
+                "state.redis.gateway_id",
+                format!("{id:?} (from {from}) is not a gateway id: at most 253 characters, without spaces"),
+            );
+            return None;
+        }
+        Some(id)
     }
 
     fn log(&mut self, raw: raw::RawLog) -> Option<LogConfig> {
@@ -951,6 +1150,16 @@ impl Validator {
         }
         Some(LogConfig { format, level })
     }
+}
+
+/// This machine's host name, for `state.redis.gateway_id`: the kernel's, else `$HOSTNAME`.
+pub(super) fn hostname(env: &Env) -> Option<String> {
+    let mut text = String::new();
+    let kernel = std::fs::File::open("/proc/sys/kernel/hostname")
+        .and_then(|f| f.take(256).read_to_string(&mut text))
+        .ok()
+        .map(|_| text.trim().to_string());
+    kernel.filter(|h| !h.is_empty()).or_else(|| env.get("HOSTNAME").map(str::to_string))
 }
 
 /// Parses `log.level` into the filter the binary installs. Field values in a filter

@@ -30,6 +30,10 @@ mod edge_lb;
 /// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
 /// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
 mod edge_tls;
+/// Issue #14's test harness: a real `redis-server` per test (start, SIGKILL, restart empty on
+/// the same port, every connection dropped), and the ACL lines of deploy/k8s/fleet/redis-acl.md
+/// tried on it: the gateway user reads, appends audit and acks, and is refused every write.
+mod fleet_harness;
 /// Issue #9, control as the only writer: an unauditable change fails and changes nothing, a
 /// slow state write never stalls requests on one thread, key-set changes are audited.
 mod foundations_control;

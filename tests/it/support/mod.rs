@@ -6,6 +6,7 @@ pub mod bapi;
 pub mod cdp;
 pub mod jwks;
 pub mod raw;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
