@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::admin::{api, client};
 use crate::config::{vars, Config, ConfigErrors, ConfigProblem, Env};
 use crate::devtools::mint::{SigningKey, TokenSpec};
+use crate::revocation::Revocation;
 
 /// clerkgate: a reverse-proxy auth gateway for applications that sign their users in with Clerk.
 #[derive(Debug, Parser)]
@@ -82,6 +83,47 @@ enum Command {
     /// Probe a local gateway's /healthz (or /readyz): exit 0 on 200, 1 otherwise. The exec probe
     /// for images without a shell or curl.
     Health(HealthArgs),
+    /// The fleet (state.backend = "redis"): every gateway, its mode, the last change it applied
+    /// and how long ago it reported. Exit 0 all in step, 4 one lags, 1 Redis unreachable.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// List every gateway seen recently; flag the ones that lag.
+    Status(FleetArgs),
+}
+
+/// How to reach the fleet's Redis as the operator.
+#[derive(Debug, Args, Clone)]
+struct OperatorArgs {
+    /// The operator's Redis ACL user (the gateways' own user may not write the fleet's state)
+    /// [default: state.redis.username]
+    #[arg(long, env = "CLERKGATE_REDIS_USER", value_name = "NAME")]
+    redis_user: Option<String>,
+    /// A file holding that user's password [default: state.redis.password_file]
+    #[arg(long, env = "CLERKGATE_REDIS_PASSWORD_FILE", value_name = "FILE")]
+    redis_password_file: Option<PathBuf>,
+}
+
+impl OperatorArgs {
+    fn operator(&self) -> crate::ops::fleet::Operator {
+        crate::ops::fleet::Operator { user: self.redis_user.clone(), password_file: self.redis_password_file.clone() }
+    }
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    operator: OperatorArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +333,12 @@ struct ModeArgs {
     /// How long the override lasts (capped by mode.max_override_ttl; default 30m).
     #[arg(long)]
     ttl: Option<String>,
+    /// With state.backend = "redis": change only the gateway whose admin API is named, not the
+    /// whole fleet.
+    #[arg(long)]
+    local: bool,
+    #[command(flatten)]
+    operator: OperatorArgs,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -352,6 +400,12 @@ struct RevokeArgs {
     /// The limit on one Backend API request (each is tried up to 6 times on 5xx or no answer).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "remote")]
     timeout: Duration,
+    /// With state.backend = "redis": revoke (or lift) at the gateway whose admin API is named
+    /// only, not for the whole fleet.
+    #[arg(long, conflicts_with = "remote")]
+    local: bool,
+    #[command(flatten)]
+    operator: OperatorArgs,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -406,6 +460,15 @@ pub fn main() -> ExitCode {
         Command::Run(r) => runtime().block_on(run(r.config.path(&env), env, r.discard_state, r.no_watch)),
         Command::Demo => runtime().block_on(crate::devtools::demo::run()),
         Command::Mode(m) => {
+            if !m.local {
+                match fleet(m.admin.target.config.as_ref(), &env, &m.operator) {
+                    Ok(Some(f)) => {
+                        return runtime().block_on(f.set_mode(&m.mode, &m.reason, m.ttl.as_deref(), &env, m.admin.json))
+                    }
+                    Ok(None) => {}
+                    Err(code) => return code,
+                }
+            }
             let body = api::ModeRequest { mode: m.mode, reason: m.reason, ttl: m.ttl };
             m.admin.call(&env, http::Method::PUT, &["mode"], &[], Some(&body), client::show_mode)
         }
@@ -438,7 +501,38 @@ pub fn main() -> ExitCode {
         Command::Revoke(r) => revoke(r, &env),
         Command::Webhooks { command } => webhooks(command, &env),
         Command::Health(h) => health(h, &env),
+        Command::Fleet { command: FleetCommand::Status(f) } => match fleet(f.config.config.as_ref(), &env, &f.operator)
+        {
+            Ok(Some(fleet)) => runtime().block_on(fleet.status(f.json)),
+            Ok(None) => {
+                eprintln!(
+                    "clerkgate fleet status: {} does not use state.backend = \"redis\": a gateway on the file backend \
+                     is a fleet of one (clerkgate status shows it)",
+                    f.config.path(&env).display()
+                );
+                ExitCode::from(2)
+            }
+            Err(code) => code,
+        },
     }
+}
+
+/// The fleet a command goes to: `Some` when the config (`--config`, else the default config
+/// when that file exists) uses the Redis backend. A config that asks for Redis but does not
+/// load is exit 2, with every problem.
+fn fleet(
+    config: Option<&PathBuf>,
+    env: &Env,
+    operator: &OperatorArgs,
+) -> Result<Option<crate::ops::fleet::Fleet>, ExitCode> {
+    let path = ConfigArg { config: config.cloned() }.path(env);
+    if !path.exists() {
+        return Ok(None);
+    }
+    crate::ops::fleet::from_config(&path, env, operator.operator()).map_err(|e| {
+        eprintln!("clerkgate: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// `health`: one probe, one line; exit 0 on 200, 1 on anything else, 2 for a bad address.
@@ -579,6 +673,31 @@ fn webhooks(command: WebhooksCommand, env: &Env) -> ExitCode {
 fn revoke(r: RevokeArgs, env: &Env) -> ExitCode {
     if r.remote {
         return revoke_remote(r, env);
+    }
+    if !r.local {
+        match fleet(r.admin.target.config.as_ref(), env, &r.operator) {
+            Ok(Some(f)) => {
+                use crate::ops::fleet::FleetRevoke;
+                let t = &r.target;
+                let what = match (&t.session, &t.user, &t.issued_before, &t.lift) {
+                    (Some(s), ..) => FleetRevoke::Add(Revocation::Session(s.clone())),
+                    (_, Some(u), ..) => FleetRevoke::Add(Revocation::User(u.clone())),
+                    (_, _, Some(at), _) => match crate::admin::parse_moment(at, crate::clock::Clock::system().now_ms())
+                    {
+                        Ok(ms) => FleetRevoke::Add(Revocation::IssuedBefore(ms)),
+                        Err(e) => {
+                            eprintln!("clerkgate revoke: --issued-before: {e}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                    (.., Some(id)) => FleetRevoke::Lift(id.clone()),
+                    _ => return ExitCode::from(2),
+                };
+                return runtime().block_on(f.revoke(what, &r.reason, env, r.admin.json));
+            }
+            Ok(None) => {}
+            Err(code) => return code,
+        }
     }
     let t = r.target;
     let reason = r.reason;

@@ -446,6 +446,7 @@ pub(super) mod tests {
             },
             revocations: RevocationCounts { sessions: 1, users: 0, issued_before: None, issued_before_active: false },
             counters: Counters { rejected: [("token-expired".to_string(), 4)].into(), ..Counters::default() },
+            fleet: None,
         };
         let text = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), status);

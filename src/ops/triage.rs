@@ -947,6 +947,7 @@ mod tests {
                 rejected: rejected.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
                 ..Counters::default()
             },
+            fleet: None,
         }
     }
 

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::admin::api::Counters;
 use crate::admin::client::summary;
-use crate::clock::rfc3339;
+pub use crate::clock::rfc3339;
 use crate::store::{AuditLines, AuditRecord};
 
 /// Degraded periods closer than this are one incident (a bypass switched off and on again).

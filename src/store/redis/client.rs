@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::link::{self, COMMAND_TIMEOUT};
 use super::names::Names;
 use super::shape::{self, Ack};
+
 use crate::config::RedisConfig;
 use crate::mode::ModeSetting;
 use crate::store::{AuditEvent, Change};
@@ -135,25 +136,10 @@ impl FleetClient {
     /// The fleet now: its epoch, state and every gateway's acknowledgement; a gateway lags when
     /// its report is older than three `heartbeat`s or it has not applied `epoch`.
     pub async fn status(&mut self, heartbeat: Duration, now_ms: i64) -> Result<FleetStatus, String> {
-        let n = self.names.clone();
-        let (store_id, epoch, mode, revocations, acks): (
-            Option<String>,
-            Option<u64>,
-            Option<String>,
-            HashMap<String, String>,
-            HashMap<String, String>,
-        ) = redis::pipe()
-            .atomic()
-            .get(&n.store_id)
-            .get(&n.epoch)
-            .get(&n.mode)
-            .hgetall(&n.revocations)
-            .hgetall(&n.acks)
-            .query_async(&mut self.con)
-            .await
-            .map_err(|e| self.explain(&e))?;
-        let epoch = epoch.unwrap_or(0);
-        let (state, _) = shape::state(mode.as_deref(), &revocations);
+        let whole = super::follow::read(&self.names, &mut self.con).await.map_err(|e| self.explain(&e))?;
+        let acks: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(&self.names.acks).query_async(&mut self.con).await.map_err(|e| self.explain(&e))?;
+        let (epoch, state, store_id) = (whole.epoch, whole.state, whole.store_id);
         let silent_ms = 3 * i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX / 4);
         let mut gateways: Vec<Member> = acks
             .into_values()
@@ -172,7 +158,7 @@ impl FleetClient {
             .collect();
         gateways.sort_by(|a, b| a.age_ms.cmp(&b.age_ms).then_with(|| a.ack.gateway_id.cmp(&b.ack.gateway_id)));
         Ok(FleetStatus {
-            fleet: fleet_name(&n.acks),
+            fleet: fleet_name(&self.names.acks),
             epoch,
             store_id,
             mode: state.admin_override,

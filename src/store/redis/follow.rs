@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use serde::{Deserialize, Serialize};
 
 use super::client::AUDIT_KEEP_MS;
 use super::link::{self, COMMAND_TIMEOUT};
-use super::{shape, FleetCopy, Inner};
+use super::{shape, FleetCopy, Inner, Names};
 use crate::store::file::FileStore;
 use crate::store::{AuditLines, AuditRecord, Change, StoreError};
 use crate::telemetry::names as metric;
@@ -91,22 +91,20 @@ async fn session(inner: &Arc<Inner>) -> Result<Infallible, String> {
 }
 
 /// What one atomic read of the fleet's keys found.
-struct Whole {
-    store_id: Option<String>,
-    epoch: u64,
-    last_id: String,
-    state: crate::store::ControlState,
+pub(super) struct Whole {
+    pub(super) store_id: Option<String>,
+    pub(super) epoch: u64,
+    pub(super) last_id: String,
+    pub(super) state: crate::store::ControlState,
 }
 
-async fn read(inner: &Inner, con: &mut MultiplexedConnection) -> redis::RedisResult<Whole> {
-    let n = &inner.names;
-    let (store_id, epoch, mode, revocations, last): (
-        Option<String>,
-        Option<u64>,
-        Option<String>,
-        HashMap<String, String>,
-        redis::streams::StreamRangeReply,
-    ) = redis::pipe()
+/// The reply of the atomic read: store id, epoch, mode, revocations, last event.
+type WholeReply = (Option<String>, Option<u64>, Option<String>, HashMap<String, String>, StreamRangeReply);
+
+/// Reads the fleet's keys in one transaction, so the last event id matches the state.
+pub(super) async fn read(names: &Names, con: &mut MultiplexedConnection) -> redis::RedisResult<Whole> {
+    let n = names;
+    let (store_id, epoch, mode, revocations, last): WholeReply = redis::pipe()
         .atomic()
         .get(&n.store_id)
         .get(&n.epoch)
@@ -130,7 +128,7 @@ async fn read(inner: &Inner, con: &mut MultiplexedConnection) -> redis::RedisRes
 
 /// Reads the fleet's state whole and puts it in force, noticing a store that was reset.
 async fn read_whole(inner: &Inner, con: &mut MultiplexedConnection, why: &'static str) -> redis::RedisResult<()> {
-    let whole = read(inner, con).await?;
+    let whole = read(&inner.names, con).await?;
     metrics::counter!(metric::FLEET_RESYNCS, "reason" => why).increment(1);
     let gateway = inner.config.gateway_id.clone();
     let mut reset = false;
@@ -210,10 +208,7 @@ async fn follow(inner: &Inner, con: &mut MultiplexedConnection) -> redis::RedisR
                     } else if epoch == at + 1 && known_store.is_some() {
                         tracing::info!(epoch, ?change, "applying a fleet change");
                         inner.edit_fleet(|c| {
-                            c.state.apply(&change);
-                            if let Change::Unrevoke(id) = &change {
-                                c.retained = c.retained.without(id);
-                            }
+                            c.apply(&change);
                             c.epoch = epoch;
                             c.last_id = entry.id.clone();
                         });
@@ -422,7 +417,7 @@ pub(super) async fn read_fleet_audit(inner: &Inner) -> Result<Vec<AuditRecord>, 
     let url = inner.config.url.clone();
     let explain = |e: redis::RedisError| link::explain(&url, &e);
     let mut con = link::connect(&inner.client, COMMAND_TIMEOUT).await.map_err(explain)?;
-    let reply: redis::streams::StreamRangeReply =
+    let reply: StreamRangeReply =
         redis::cmd("XRANGE").arg(&inner.names.audit).arg("-").arg("+").query_async(&mut con).await.map_err(explain)?;
     Ok(reply
         .ids

@@ -87,6 +87,16 @@ pub struct FleetCopy {
     pub retained: RevocationList,
 }
 
+impl FleetCopy {
+    /// Applies a fleet change; lifting a revocation lifts a kept one too.
+    fn apply(&mut self, change: &Change) {
+        self.state.apply(change);
+        if let Change::Unrevoke(id) = change {
+            self.retained = self.retained.without(id);
+        }
+    }
+}
+
 fn first_id() -> String {
     "0-0".into()
 }
@@ -292,7 +302,7 @@ impl Inner {
     /// Commits a change made through this gateway (blocking): into the local layer, except the
     /// end of a fleet override (ended here, on time, whatever Redis does) and a kept revocation.
     fn apply(&self, change: Change, audit: Option<AuditEvent>) -> Result<Applied, StoreError> {
-        let mut fleet_edit: Option<Box<dyn FnOnce(&mut FleetCopy) + Send>> = None;
+        let mut fleet_edit = None;
         {
             let view = self.view();
             match &change {
@@ -305,13 +315,9 @@ impl Inner {
                         lift_id(id)
                     )));
                 }
-                Change::Unrevoke(id) if lists(&view.fleet.retained, id) => {
-                    let id = id.clone();
-                    fleet_edit = Some(Box::new(move |f| f.retained = f.retained.without(&id)));
-                }
+                Change::Unrevoke(id) if lists(&view.fleet.retained, id) => fleet_edit = Some(change.clone()),
                 Change::ExpireOverride(setting) if view.fleet.state.admin_override.as_ref() == Some(setting) => {
-                    let setting = setting.clone();
-                    fleet_edit = Some(Box::new(move |f| f.state.apply(&Change::ExpireOverride(setting))));
+                    fleet_edit = Some(change.clone());
                 }
                 _ => {}
             }
@@ -324,8 +330,9 @@ impl Inner {
             view.local = state.clone();
         }
         let touched = applied.state.is_some() || fleet_edit.is_some();
-        if let Some(edit) = fleet_edit {
-            edit(&mut view.fleet);
+        if let Some(edit) = &fleet_edit {
+            // The end of a fleet override, or a kept revocation lifted: this gateway's business.
+            view.fleet.apply(edit);
             self.persist.send_replace(view.fleet.clone());
         }
         if !touched {
