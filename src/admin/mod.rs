@@ -491,7 +491,13 @@ async fn record_audit(
         Ok(b) => b,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()),
     };
-    match ctx.control.record(record.action, record.after, record.reason, actor.0).await {
+    // Only a runbook command's own actions: the rest are the gateway's, written by the change
+    // they record.
+    if !record.action.is_runbook_record() {
+        let message = format!("{} is the gateway's own record, not a runbook command's", record.action);
+        return control_error(ControlError::Invalid(message));
+    }
+    match ctx.control.note(record.action, record.after, record.reason, actor.0).await {
         Ok(()) => Json(json!({"recorded": record.action.as_str()})).into_response(),
         Err(e) => control_error(e),
     }

@@ -289,3 +289,27 @@ async fn every_remote_probe_hanging_still_ends_and_names_the_timeouts() {
     expect(&v, &out, "clerk-outage", "SEV2", 12);
     assert!(v["recorded"].as_str().unwrap().contains("audit log"), "{v:#}");
 }
+
+/// `POST /audit` takes a runbook command's own actions (`triage.run`, `revocation.remote`) and
+/// refuses the gateway's (`mode.set`), which only the change they record may write: the one
+/// audit-only control message serves both, the whitelist stands where the API takes the call.
+#[tokio::test]
+async fn post_audit_takes_runbook_records_only() {
+    let gw = support::gateway().jwt_key().start().await;
+    let r = gw.admin("POST", "/audit", Some(json!({"action": "mode.set", "after": {"mode": "bypass"}}))).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("gateway's own record"), "{}", r.body);
+    assert!(gw.audited("mode.set").await.is_empty(), "a refused record is not written");
+
+    let r = gw
+        .admin(
+            "POST",
+            "/audit",
+            Some(json!({"action": "triage.run", "after": {"category": "healthy"}, "reason": "drill"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let records = gw.audited("triage.run").await;
+    assert_eq!((records.len(), records[0]["reason"].as_str()), (1, Some("drill")), "{records:?}");
+    gw.stop().await;
+}
