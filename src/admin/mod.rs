@@ -305,8 +305,29 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
             issued_before_active: issued_before,
         },
         counters: api::Counters { since: Some(rfc3339(ctx.started_at_ms)), ..ctx.gate.outcome_counts().into() },
+        webhooks: webhooks_view(&ctx, &rt.config, now),
     };
     Json(body).into_response()
+}
+
+/// `webhooks` in `/status`: the journal's facts, with the ages by the gateway's clock.
+fn webhooks_view(ctx: &AdminState, config: &crate::config::Config, now: i64) -> api::WebhooksView {
+    let facts = ctx.webhooks.as_ref().map(|j| j.facts()).unwrap_or_default();
+    let quiet_since = facts.last_verified_ms.unwrap_or(ctx.started_at_ms);
+    api::WebhooksView {
+        route: config.routes.rules.iter().any(|r| r.webhook),
+        events: facts.events,
+        delivered: facts.delivered,
+        pending_replay: facts.pending_replay,
+        duplicates: facts.duplicates,
+        last_verified_at: facts.last_verified_ms.map(rfc3339),
+        quiet_seconds: (now - quiet_since).max(0) / 1000,
+        gap_window_seconds: config.clerk.webhook_gap_window.as_secs(),
+        signature_failures: facts.refused,
+        first_failure_at: facts.first_refused_ms.map(rfc3339),
+        failing_seconds: facts.first_refused_ms.map(|at| (now - at).max(0) / 1000),
+        last_failure_at: facts.last_refused_ms.map(rfc3339),
+    }
 }
 
 async fn get_mode(State(ctx): State<Arc<AdminState>>) -> Response {

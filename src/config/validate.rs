@@ -34,6 +34,10 @@ const DEFAULT_WEBHOOK_JOURNAL_MIB: u64 = 100;
 /// recovery window besides (clerk-ops §5.4).
 const DEFAULT_WEBHOOK_JOURNAL_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// `clerk.webhook_gap_window` when unset: a day without a verified delivery is worth a look
+/// (clerk-ops §8.4 `webhook-gap`).
+const DEFAULT_WEBHOOK_GAP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 /// The largest file a config key may name (a secret, a key, a certificate chain).
 pub(super) const MAX_REFERENCED_FILE: u64 = 1024 * 1024;
 
@@ -649,6 +653,8 @@ impl Validator {
         }
 
         let clock_skew = self.duration("clerk.clock_skew", raw.clock_skew, Duration::from_secs(5), true);
+        let webhook_gap_window =
+            self.duration("clerk.webhook_gap_window", raw.webhook_gap_window, DEFAULT_WEBHOOK_GAP_WINDOW, false);
         let authorized_parties = raw.authorized_parties.unwrap_or_default();
         for (i, p) in authorized_parties.iter().enumerate() {
             if !p.is_empty() && !p.starts_with("http://") && !p.starts_with("https://") {
@@ -739,6 +745,7 @@ impl Validator {
             status_url,
             webhook_signing_secrets,
             upstream_webhook_secret,
+            webhook_gap_window,
             keys,
         })
     }
