@@ -606,8 +606,15 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
     let slow_api = |a: Api| if matches!(a, Api::Ok(_)) { Api::Odd } else { a };
     let slow_reach = |r: Reach| if r == Reach::Up { Reach::Odd } else { r };
     let p3_odd = !matches!(p3.line.state, State::Ok | State::Skipped);
+    // The lines in probe order.
+    let page = take(p1, &mut probes, |p| p).unwrap_or_default();
+    let fapi_health = take(p2, &mut probes, slow_reach).unwrap_or(Reach::Down);
+    let fapi_kids = take(p3, &mut probes, |k| k).flatten();
     let (jwks, pinned_key_served) =
         take(p4, &mut probes, |(a, pinned)| (slow_api(a), pinned)).unwrap_or((Api::Failing, None));
+    let users = take(p5, &mut probes, slow_api).unwrap_or(Api::Failing);
+    let gateway_status = take(p6, &mut probes, |s| s).flatten();
+    let upstream = take(p7, &mut probes, |r| r).unwrap_or(Reach::Down);
     let clock_offset_ms = bapi.as_ref().and_then(|c| c.stats().clock_offset_ms);
     let revoke_running = super::revoke::in_progress(&config.state.dir, std::time::SystemTime::now()).map(|age| {
         format!(
@@ -616,14 +623,14 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
         )
     });
     let findings = Findings {
-        page: take(p1, &mut probes, |p| p).unwrap_or_default(),
-        fapi: take(p2, &mut probes, slow_reach).unwrap_or(Reach::Down),
-        fapi_kids: take(p3, &mut probes, |k| k).flatten(),
+        page,
+        fapi: fapi_health,
+        fapi_kids,
         fapi_jwks_odd: p3_odd,
         jwks,
-        users: take(p5, &mut probes, slow_api).unwrap_or(Api::Failing),
-        gateway: take(p6, &mut probes, |s| s).flatten(),
-        upstream: take(p7, &mut probes, |r| r).unwrap_or(Reach::Down),
+        users,
+        gateway: gateway_status,
+        upstream,
         pinned_key_served,
         clock_offset_ms,
         revoke_running,
