@@ -8,9 +8,9 @@
 //! | P1 | Clerk's status page: `clerk.status_url` (a `status.json` is read as the `summary.json` beside it, for the components) |
 //! | P2 | The Frontend API's `/v1/health` (`clerk.proxy_url`, `clerk.frontend_api` or the publishable key's host) |
 //! | P3 | The Frontend API's `/.well-known/jwks.json`: its kids |
-//! | P4 | The Backend API's `GET /v1/jwks` with the secret key (not rate limited) |
+//! | P4 | The Backend API's `GET /v1/jwks` with the secret key (not rate limited); a pinned `clerk.jwt_key` among its keys? |
 //! | P5 | The Backend API's `GET /v1/users?limit=1` (one budgeted call) |
-//! | P6 | The gateway itself: its `/status` (keys, state, refusals by reason) and `/metrics` (upstream errors) |
+//! | P6 | The gateway itself: its `/status` (keys, state, refusals by reason, the webhook journal's facts) and `/metrics` (upstream errors); this host's clock against P4/P5's `Date` |
 //! | P7 | The upstream: `GET /` on `upstream.url` (a TCP connect for `https://`) |
 //!
 //! Then [`classify`] names the category, the severity and the next command: the first matching
