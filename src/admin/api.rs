@@ -158,6 +158,40 @@ pub struct Status {
     /// With the Redis backend: the fleet, this gateway's link to it and both mode layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::store::FleetReport>,
+    /// Clerk's webhook deliveries, from the journal (triage's `webhook-gap`).
+    #[serde(default)]
+    pub webhooks: WebhooksView,
+}
+
+/// `webhooks` in `/status`: what the webhook journal knows about Clerk's deliveries. The last
+/// delivery and the event counts are read from the journal (a restart keeps them); duplicates
+/// and signature failures are counted since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhooksView {
+    /// A `webhook = "clerk"` route is configured: without one, no delivery is expected.
+    pub route: bool,
+    /// Events in the journal.
+    pub events: usize,
+    /// Of them, delivered to the upstream.
+    pub delivered: usize,
+    /// Of them, failed or interrupted: what `clerkgate webhooks replay --failed` would deliver.
+    pub pending_replay: usize,
+    /// Duplicates answered without a delivery, since start.
+    pub duplicates: u64,
+    /// The last verified delivery; none when the journal has none.
+    pub last_verified_at: Option<String>,
+    /// Whole seconds without a verified delivery: since the last one, else since the start.
+    pub quiet_seconds: i64,
+    /// `clerk.webhook_gap_window`, in seconds: quiet for longer is a gap.
+    pub gap_window_seconds: u64,
+    /// Deliveries refused for their signature or timestamp (`webhook-invalid`), since start.
+    pub signature_failures: u64,
+    /// The first of them since start.
+    pub first_failure_at: Option<String>,
+    /// Whole seconds since that first failure.
+    pub failing_seconds: Option<i64>,
+    /// The last of them.
+    pub last_failure_at: Option<String>,
 }
 
 /// `config` in `/status`.
@@ -447,6 +481,13 @@ pub(super) mod tests {
             revocations: RevocationCounts { sessions: 1, users: 0, issued_before: None, issued_before_active: false },
             counters: Counters { rejected: [("token-expired".to_string(), 4)].into(), ..Counters::default() },
             fleet: None,
+            webhooks: WebhooksView {
+                route: true,
+                last_verified_at: Some("2026-01-01T00:00:00Z".into()),
+                quiet_seconds: 90_000,
+                gap_window_seconds: 86_400,
+                ..WebhooksView::default()
+            },
         };
         let text = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), status);

@@ -414,6 +414,22 @@ pub fn show_status(v: &Status) -> String {
         let list: Vec<String> = n.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push(format!("rejected     {}", list.join("  ")));
     }
+    let w = &v.webhooks;
+    if w.route {
+        out.push(format!(
+            "webhooks     last verified {} (quiet {}s, gap after {}s)  events {}  delivered {}  pending replay {}  duplicates {}",
+            w.last_verified_at.as_deref().unwrap_or("none"),
+            w.quiet_seconds,
+            w.gap_window_seconds,
+            w.events,
+            w.delivered,
+            w.pending_replay,
+            w.duplicates
+        ));
+        if let Some(first) = &w.first_failure_at {
+            out.push(format!("             {} signature failure(s) since {first}", w.signature_failures));
+        }
+    }
     out.join("\n")
 }
 

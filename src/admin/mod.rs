@@ -302,8 +302,29 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
         },
         counters: api::Counters { since: Some(rfc3339(ctx.started_at_ms)), ..ctx.gate.outcome_counts().into() },
         fleet: ctx.store.fleet(),
+        webhooks: webhooks_view(&ctx, &rt.config, now),
     };
     Json(body).into_response()
+}
+
+/// `webhooks` in `/status`: the journal's facts, with the ages by the gateway's clock.
+fn webhooks_view(ctx: &AdminState, config: &crate::config::Config, now: i64) -> api::WebhooksView {
+    let facts = ctx.webhooks.as_ref().map(|j| j.facts()).unwrap_or_default();
+    let quiet_since = facts.last_verified_ms.unwrap_or(ctx.started_at_ms);
+    api::WebhooksView {
+        route: config.routes.rules.iter().any(|r| r.webhook),
+        events: facts.events,
+        delivered: facts.delivered,
+        pending_replay: facts.pending_replay,
+        duplicates: facts.duplicates,
+        last_verified_at: facts.last_verified_ms.map(rfc3339),
+        quiet_seconds: (now - quiet_since).max(0) / 1000,
+        gap_window_seconds: config.clerk.webhook_gap_window.as_secs(),
+        signature_failures: facts.refused,
+        first_failure_at: facts.first_refused_ms.map(rfc3339),
+        failing_seconds: facts.first_refused_ms.map(|at| (now - at).max(0) / 1000),
+        last_failure_at: facts.last_refused_ms.map(rfc3339),
+    }
 }
 
 async fn get_mode(State(ctx): State<Arc<AdminState>>) -> Response {
@@ -488,7 +509,13 @@ async fn record_audit(
         Ok(b) => b,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()),
     };
-    match ctx.control.record(record.action, record.after, record.reason, actor.0).await {
+    // Only a runbook command's own actions: the rest are the gateway's, written by the change
+    // they record.
+    if !record.action.is_runbook_record() {
+        let message = format!("{} is the gateway's own record, not a runbook command's", record.action);
+        return control_error(ControlError::Invalid(message));
+    }
+    match ctx.control.note(record.action, record.after, record.reason, actor.0).await {
         Ok(()) => Json(json!({"recorded": record.action.as_str()})).into_response(),
         Err(e) => control_error(e),
     }

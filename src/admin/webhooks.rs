@@ -135,7 +135,7 @@ pub(super) async fn replay(
         "status": status,
         "delivered": outcome.delivered(),
     });
-    if let Err(e) = ctx.control.note(Action::WebhookReplayed, after, actor.0).await {
+    if let Err(e) = ctx.control.note(Action::WebhookReplayed, after, String::new(), actor.0).await {
         tracing::error!(error = %e, %svix_id, status, "a webhook was replayed, but its audit line could not be written");
         return control_error(e);
     }

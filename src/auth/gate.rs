@@ -156,7 +156,12 @@ impl Gate {
                 parts.extensions.insert(delivery);
                 Decision::Forward(Forward::new(AuthStatus::SignedOut, None))
             }
-            Err(message) => Decision::Answer(Failure::new(Reason::WebhookInvalid, message).answer(false)),
+            Err(message) => {
+                if let Some(journal) = &self.webhooks {
+                    journal.refused(now_ms);
+                }
+                Decision::Answer(Failure::new(Reason::WebhookInvalid, message).answer(false))
+            }
         };
         self.apply(parts, &decision, rt.mode_at(now_ms), now_ms);
         decision

@@ -101,6 +101,10 @@ pub struct Stats {
     pub retries: u64,
     /// The last failed answers (status ≥ 400 or none), with their trace ids.
     pub failures: Vec<Failure>,
+    /// This host's clock minus the last answer's `Date` header, ms (positive: this host is
+    /// ahead). `Date` has whole seconds, so it reads up to a second high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// One failed answer.
@@ -493,7 +497,13 @@ impl Client {
                 Err(e) => Err(e),
             };
             let (status, headers, body) = match outcome {
-                Ok(answer) => answer,
+                Ok((status, headers, body, received)) => {
+                    let date = headers.get(reqwest::header::DATE).and_then(|v| v.to_str().ok());
+                    if let (Some(offset), Ok(mut s)) = (clock_offset_ms(date, received), self.stats.lock()) {
+                        s.clock_offset_ms = Some(offset);
+                    }
+                    (status, headers, body)
+                }
                 Err(e) => {
                     let what = if e.is_timeout() { "timeout" } else { "unreachable" };
                     self.count(endpoint, what, Some(Failure { endpoint: label.into(), ..Failure::default() }));
@@ -581,10 +591,19 @@ impl Client {
     }
 }
 
-/// The status, headers and body (at most [`MAX_BODY_BYTES`]) of an answer.
+/// This host's clock at `received` minus an answer's `Date` header, in ms; none without a
+/// readable one.
+pub fn clock_offset_ms(date: Option<&str>, received: SystemTime) -> Option<i64> {
+    let sent = httpdate::parse_http_date(date?).ok()?;
+    Some(crate::clock::system_ms(received) - crate::clock::system_ms(sent))
+}
+
+/// The status, headers and body (at most [`MAX_BODY_BYTES`]) of an answer, and when its head
+/// arrived.
 async fn read_answer(
     mut resp: reqwest::Response,
-) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), reqwest::Error> {
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>, SystemTime), reqwest::Error> {
+    let received = SystemTime::now();
     let status = resp.status();
     let headers = resp.headers().clone();
     let mut body = Vec::new();
@@ -592,7 +611,7 @@ async fn read_answer(
         let room = MAX_BODY_BYTES.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
-    Ok((status, headers, body))
+    Ok((status, headers, body, received))
 }
 
 /// An error with every error under it ("error sending request: … Connection refused").
@@ -615,6 +634,16 @@ fn segment(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_offset_is_this_host_minus_the_date_header() {
+        let received = crate::clock::from_ms(1_767_225_630_400); // 2026-01-01T00:00:30.4Z
+        let date = |text: &str| clock_offset_ms(Some(text), received);
+        assert_eq!(date("Thu, 01 Jan 2026 00:00:00 GMT"), Some(30_400), "this host is 30 s ahead");
+        assert_eq!(date("Thu, 01 Jan 2026 00:01:00 GMT"), Some(-29_600), "this host is behind");
+        assert_eq!(date("yesterday"), None);
+        assert_eq!(clock_offset_ms(None, received), None);
+    }
 
     #[test]
     fn ids_stay_one_segment() {

@@ -105,6 +105,7 @@ impl Config {
         if let Some(v) = redacted(&c.upstream_webhook_secret) {
             clerk.insert("upstream_webhook_secret".into(), v);
         }
+        clerk.insert("webhook_gap_window".into(), dur(c.webhook_gap_window));
         let mut keys = Table::new();
         keys.insert("refresh_interval".into(), dur(c.keys.refresh_interval));
         keys.insert("unknown_kid_cooldown".into(), dur(c.keys.unknown_kid_cooldown));

@@ -67,6 +67,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "webhook_signing_secret_file",
             "upstream_webhook_secret",
             "upstream_webhook_secret_file",
+            "webhook_gap_window",
             "verdict_cache_entries",
             "keys",
         ],
@@ -165,6 +166,7 @@ pub(crate) struct RawClerk {
     pub(crate) webhook_signing_secret_file: Option<String>,
     pub(crate) upstream_webhook_secret: Option<String>,
     pub(crate) upstream_webhook_secret_file: Option<String>,
+    pub(crate) webhook_gap_window: Option<String>,
     pub(crate) verdict_cache_entries: Option<i64>,
     pub(crate) keys: RawKeys,
     #[serde(flatten)]

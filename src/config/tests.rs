@@ -713,6 +713,20 @@ fn several_webhook_secrets_for_a_rotation() {
     );
 }
 
+/// `clerk.webhook_gap_window`: a day by default, any positive duration, printed by check-config.
+#[test]
+fn webhook_gap_window() {
+    assert_eq!(load(JWKS).clerk.webhook_gap_window, Duration::from_secs(24 * 3600));
+    let c = load(&format!("{JWKS}webhook_gap_window = \"6h\"\n"));
+    assert_eq!(c.clerk.webhook_gap_window, Duration::from_secs(6 * 3600));
+    let printed: toml::Value = toml::from_str(&c.effective_toml()).unwrap();
+    assert_eq!(printed["clerk"]["webhook_gap_window"].as_str(), Some("6h"));
+    for bad in ["0s", "a while"] {
+        let errors = problems(&format!("{JWKS}webhook_gap_window = \"{bad}\"\n"), &no_env());
+        assert_eq!(keys_of(&errors), BTreeSet::from(["clerk.webhook_gap_window".to_string()]), "{bad}");
+    }
+}
+
 // === Environment switches ===
 
 #[test]

@@ -183,6 +183,9 @@ pub struct ClerkConfig {
     /// The secret replayed webhooks are re-signed with for the upstream (and an extra signature
     /// added to live ones), so an upstream that verifies Svix signatures accepts them.
     pub upstream_webhook_secret: Option<Secret>,
+    /// Triage's `webhook-gap`: no verified delivery for longer than this, while Clerk's status
+    /// page has Webhooks operational, is a gap (only with a `webhook = "clerk"` route).
+    pub webhook_gap_window: Duration,
     /// How many verified tokens the verdict cache holds (0 disables it). Read at start.
     pub verdict_cache_entries: usize,
     /// `[clerk.keys]`.

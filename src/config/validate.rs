@@ -48,6 +48,9 @@ const DEFAULT_REDIS_RESYNC: Duration = Duration::from_secs(60);
 
 /// `state.redis.audit_buffer_max` when unset.
 const DEFAULT_REDIS_AUDIT_BUFFER: usize = 10_000;
+/// `clerk.webhook_gap_window` when unset: a day without a verified delivery is worth a look
+/// (clerk-ops §8.4 `webhook-gap`).
+const DEFAULT_WEBHOOK_GAP_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The largest file a config key may name (a secret, a key, a certificate chain).
 pub(super) const MAX_REFERENCED_FILE: u64 = 1024 * 1024;
@@ -670,6 +673,8 @@ impl Validator {
         }
 
         let clock_skew = self.duration("clerk.clock_skew", raw.clock_skew, Duration::from_secs(5), true);
+        let webhook_gap_window =
+            self.duration("clerk.webhook_gap_window", raw.webhook_gap_window, DEFAULT_WEBHOOK_GAP_WINDOW, false);
         let authorized_parties = raw.authorized_parties.unwrap_or_default();
         for (i, p) in authorized_parties.iter().enumerate() {
             if !p.is_empty() && !p.starts_with("http://") && !p.starts_with("https://") {
@@ -760,6 +765,7 @@ impl Validator {
             status_url,
             webhook_signing_secrets,
             upstream_webhook_secret,
+            webhook_gap_window,
             keys,
         })
     }

@@ -148,25 +148,16 @@ pub enum Control {
         /// The list afterwards.
         reply: Reply<RevocationList>,
     },
-    /// Record what a runbook command did elsewhere (an audit line that changes no state).
-    Record {
-        /// The action; [`Action::is_runbook_record`].
-        action: Action,
-        /// What it did.
-        after: Value,
-        /// Why.
-        reason: String,
-        /// Who.
-        actor: Actor,
-        /// Answered once the line is durable.
-        reply: Reply<()>,
-    },
-    /// Record an event that changes no control state (a webhook replayed to the upstream).
+    /// Record an event that changes no control state: a webhook replayed to the upstream, or
+    /// what a runbook command did elsewhere (`POST /audit`, which takes only
+    /// [`Action::is_runbook_record`] actions).
     Note {
         /// What.
         action: Action,
         /// What it did.
         after: Value,
+        /// Why (empty when the event says it all).
+        reason: String,
         /// Who.
         actor: Actor,
         /// Done once the audit line is durable.
@@ -257,19 +248,15 @@ impl ControlHandle {
         self.ask(|reply| Control::Revoke { what, reason, actor, reply }).await
     }
 
-    /// Records an event that changes no control state in the audit log, durably.
-    pub async fn note(&self, action: Action, after: Value, actor: Actor) -> Result<(), ControlError> {
-        self.ask(|reply| Control::Note { action, after, actor, reply }).await
+    /// Records an event that changes no control state in the audit log: one line, durable when
+    /// this returns.
+    pub async fn note(&self, action: Action, after: Value, reason: String, actor: Actor) -> Result<(), ControlError> {
+        self.ask(|reply| Control::Note { action, after, reason, actor, reply }).await
     }
 
     /// Lifts a revocation.
     pub async fn unrevoke(&self, id: String, actor: Actor) -> Result<RevocationList, ControlError> {
         self.ask(|reply| Control::Unrevoke { id, actor, reply }).await
-    }
-
-    /// Records what a runbook command did elsewhere: one audit line, durable when this returns.
-    pub async fn record(&self, action: Action, after: Value, reason: String, actor: Actor) -> Result<(), ControlError> {
-        self.ask(|reply| Control::Record { action, after, reason, actor, reply }).await
     }
 }
 
@@ -429,16 +416,8 @@ impl Task {
             Control::Unrevoke { id, actor, reply } => {
                 let _ = reply.send(self.unrevoke(&id, &actor).await);
             }
-            Control::Record { action, after, reason, actor, reply } => {
-                let outcome = if action.is_runbook_record() {
-                    self.commit(Change::Note, self.event(&actor, action, Value::Null, after, &reason)).await
-                } else {
-                    Err(ControlError::Invalid(format!("{action} is the gateway's own record, not a runbook command's")))
-                };
-                let _ = reply.send(outcome);
-            }
-            Control::Note { action, after, actor, reply } => {
-                let event = self.event(&actor, action, Value::Null, after, "");
+            Control::Note { action, after, reason, actor, reply } => {
+                let event = self.event(&actor, action, Value::Null, after, &reason);
                 let _ = reply.send(self.commit(Change::Note, event).await);
             }
         }

@@ -115,6 +115,19 @@ impl Totals {
     }
 }
 
+/// A checkpoint written this recently is a run in progress: the walk saves it twice a second
+/// while it goes (a long 429 pause aside), and removes it when it finishes; an older one is a
+/// run that stopped and waits for `--resume`.
+pub const IN_PROGRESS_WITHIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long ago an unfinished `revoke --remote --all` run in `state_dir` last wrote its
+/// checkpoint, when that is within [`IN_PROGRESS_WITHIN`] of `now`: a run in progress.
+pub fn in_progress(state_dir: &std::path::Path, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let written = std::fs::metadata(walk::checkpoint_path(state_dir)).and_then(|m| m.modified()).ok()?;
+    let age = now.duration_since(written).unwrap_or_default();
+    (age <= IN_PROGRESS_WITHIN).then_some(age)
+}
+
 /// An `--all` run in progress, as its checkpoint file holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Checkpoint {
@@ -752,5 +765,16 @@ mod tests {
         all.add(&t);
         assert_eq!((all.revoked, all.already_gone, all.already_ended), (2, 2, 2));
         assert_eq!(json!(all)["revoked"], 2);
+    }
+
+    #[test]
+    fn a_recent_checkpoint_is_a_run_in_progress() {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = std::time::SystemTime::now();
+        assert_eq!(in_progress(dir.path(), now), None, "no checkpoint");
+        std::fs::write(walk::checkpoint_path(dir.path()), b"{}").expect("write");
+        assert!(in_progress(dir.path(), now + std::time::Duration::from_secs(60)).is_some(), "written a minute ago");
+        let later = now + IN_PROGRESS_WITHIN + std::time::Duration::from_secs(60);
+        assert_eq!(in_progress(dir.path(), later), None, "stopped over an hour ago: waits for --resume");
     }
 }

@@ -8,9 +8,9 @@
 //! | P1 | Clerk's status page: `clerk.status_url` (a `status.json` is read as the `summary.json` beside it, for the components) |
 //! | P2 | The Frontend API's `/v1/health` (`clerk.proxy_url`, `clerk.frontend_api` or the publishable key's host) |
 //! | P3 | The Frontend API's `/.well-known/jwks.json`: its kids |
-//! | P4 | The Backend API's `GET /v1/jwks` with the secret key (not rate limited) |
+//! | P4 | The Backend API's `GET /v1/jwks` with the secret key (not rate limited); a pinned `clerk.jwt_key` among its keys? |
 //! | P5 | The Backend API's `GET /v1/users?limit=1` (one budgeted call) |
-//! | P6 | The gateway itself: its `/status` (keys, state, refusals by reason) and `/metrics` (upstream errors) |
+//! | P6 | The gateway itself: its `/status` (keys, state, refusals by reason, the webhook journal's facts) and `/metrics` (upstream errors); this host's clock against P4/P5's `Date` |
 //! | P7 | The upstream: `GET /` on `upstream.url` (a TCP connect for `https://`) |
 //!
 //! Then [`classify`] names the category, the severity and the next command: the first matching
@@ -33,6 +33,7 @@ use crate::admin::api::Status;
 use crate::admin::client::{self, Target};
 use crate::clerk_api::{self, ApiError, ErrorKind, UserPage};
 use crate::config::Config;
+use crate::keys::VerifyingKey;
 use crate::store::Action;
 
 /// The default limit on each probe.
@@ -47,6 +48,12 @@ const RELEVANT_COMPONENTS: [&str; 3] = ["Session management", "User and authenti
 const SPIKE_MIN: u64 = 3;
 /// …and they are at least this share (in percent) of the token verdicts since the start.
 const SPIKE_PERCENT: u64 = 10;
+/// A clock further than this from the Backend API's `Date` is a gateway fault (clerk-ops §8.4:
+/// Clerk allows 5 s of skew by default).
+pub const CLOCK_OFFSET_MAX_MS: i64 = 5_000;
+/// Webhook signature failures for longer than this are SEV2: Svix disables an endpoint after
+/// five days of failures (clerk-ops §8.4).
+const WEBHOOK_FAILING_SEV2_S: i64 = 24 * 3600;
 
 /// Exit codes: 0 healthy, 2 usage or config, and 10 + n for SEVn.
 pub mod exit {
@@ -169,6 +176,10 @@ pub struct Report {
     pub timed_out: Vec<String>,
     /// How long the probes took, in ms.
     pub elapsed_ms: u64,
+    /// This host's clock minus the Backend API's `Date` header (P4, P5), ms; none without an
+    /// answer. Further than 5 s is a `gateway-fault`.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
     /// Whether the audit log has it, or why not.
     pub recorded: String,
 }
@@ -238,6 +249,13 @@ pub struct Findings {
     pub gateway: Option<Status>,
     /// P7.
     pub upstream: Reach,
+    /// P4 with a pinned `clerk.jwt_key`: whether the Backend API serves that key (by modulus
+    /// and exponent); none without a pinned key or an answer.
+    pub pinned_key_served: Option<bool>,
+    /// P6: this host's clock minus the Backend API's `Date` (P4, P5), ms.
+    pub clock_offset_ms: Option<i64>,
+    /// A `revoke --remote --all` run in progress (its checkpoint is recent): what it is.
+    pub revoke_running: Option<String>,
 }
 
 fn api_failing(a: &Api) -> bool {
@@ -343,6 +361,12 @@ pub fn classify(f: &Findings) -> Verdict {
             change.push("the Frontend API and the Backend API serve different kids".into());
         }
     }
+    // A gateway on a pinned key alone verifies with nothing else: Clerk no longer serving it
+    // means every new token fails.
+    if f.pinned_key_served == Some(false) && gateway_kids.is_none() {
+        let served = bapi_kids.iter().flatten().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+        change.push(format!("the pinned clerk.jwt_key is not among the keys the Backend API serves (kids {served})"));
+    }
     if let Some(n) = gw.and_then(|s| spike(s, &KID_REASONS)) {
         change.push(format!("{n} requests refused with jwk-kid-mismatch"));
     }
@@ -357,14 +381,22 @@ pub fn classify(f: &Findings) -> Verdict {
 
     // clerk-rate-limited
     if f.users == Api::RateLimited || f.jwks == Api::RateLimited {
-        return verdict(
-            "clerk-rate-limited",
-            Severity::Sev3,
-            "the Backend API answers 429: the instance's rate budget is spent (a remote revoke would stall; SEV2 if one \
-             is running)"
-                .into(),
-            "clerkgate triage   (again in a minute; pause bulk Backend API jobs, resume revoke --remote with --resume)",
-        );
+        let why = "the Backend API answers 429: the instance's rate budget is spent";
+        return match &f.revoke_running {
+            Some(run) => verdict(
+                "clerk-rate-limited",
+                Severity::Sev2,
+                format!("{why}, and {run}: it stalls while the budget is spent"),
+                "clerkgate triage   (again in a minute; pause other Backend API jobs; the revoke waits out the 429s \
+                 by itself, and if it stops: clerkgate revoke --remote --all --resume --yes)",
+            ),
+            None => verdict(
+                "clerk-rate-limited",
+                Severity::Sev3,
+                format!("{why} (a remote revoke would stall)"),
+                "clerkgate triage   (again in a minute; pause bulk Backend API jobs, resume revoke --remote with --resume)",
+            ),
+        };
     }
 
     // clerk-degraded
@@ -413,16 +445,22 @@ pub fn classify(f: &Findings) -> Verdict {
             );
         }
         // webhook-gap
-        if let Some(n) = s.counters.rejected.get("webhook-invalid").filter(|n| **n > 0) {
-            return verdict(
-                "webhook-gap",
-                Severity::Sev3,
-                format!("{n} webhooks refused with webhook-invalid: a wrong or rotated clerk.webhook_signing_secret"),
-                "clerkgate webhooks list --failed   (fix clerk.webhook_signing_secret, clerkgate reload, then recover the failed messages in Clerk's dashboard)",
-            );
+        if let Some(v) = webhook_gap(s, f.page) {
+            return v;
         }
-        // gateway-fault
-        let mut fault = Vec::new();
+    }
+
+    // gateway-fault
+    let mut fault = Vec::new();
+    let clock_off = f.clock_offset_ms.filter(|ms| ms.abs() > CLOCK_OFFSET_MAX_MS);
+    if let Some(ms) = clock_off {
+        fault.push(format!(
+            "this host's clock is {} from the Backend API's Date header (more than {} s)",
+            offset_text(ms),
+            CLOCK_OFFSET_MAX_MS / 1000
+        ));
+    }
+    if let Some(s) = gw {
         if !s.state.writable {
             fault.push(format!(
                 "the state store takes no writes ({})",
@@ -441,9 +479,14 @@ pub fn classify(f: &Findings) -> Verdict {
         if let Some(n) = s.counters.rejected.get("unexpected-error").filter(|n| **n > 0) {
             fault.push(format!("{n} requests ended in unexpected-error"));
         }
-        if !fault.is_empty() {
-            return verdict("gateway-fault", Severity::Sev2, fault.join("; "), "clerkgate status");
-        }
+    }
+    if !fault.is_empty() {
+        let next = if fault.len() == 1 && clock_off.is_some() {
+            "chronyc tracking   (or timedatectl status: fix NTP on the gateway's host)"
+        } else {
+            "clerkgate status"
+        };
+        return verdict("gateway-fault", Severity::Sev2, fault.join("; "), next);
     }
 
     // upstream-outage
@@ -461,6 +504,65 @@ pub fn classify(f: &Findings) -> Verdict {
         note.push_str(" (the gateway itself could not be asked)");
     }
     verdict("healthy", Severity::None, note, "nothing to do")
+}
+
+/// The `webhook-gap` row from the gateway's webhook facts: signature failures (SEV2 once the
+/// first is over a day old), or no verified delivery for longer than `clerk.webhook_gap_window`
+/// while the status page has Webhooks operational (only with a `webhook = "clerk"` route).
+fn webhook_gap(s: &Status, page: Page) -> Option<Verdict> {
+    let w = &s.webhooks;
+    // An older gateway reports only the refusal counter.
+    let failures = w.signature_failures.max(s.counters.rejected.get("webhook-invalid").copied().unwrap_or(0));
+    if failures > 0 {
+        let failing = w.failing_seconds.unwrap_or(0);
+        let severity = if failing > WEBHOOK_FAILING_SEV2_S { Severity::Sev2 } else { Severity::Sev3 };
+        let since = w.first_failure_at.as_deref().map(|t| format!(" since {t}")).unwrap_or_default();
+        return Some(Verdict {
+            category: "webhook-gap".into(),
+            severity,
+            why: format!(
+                "{failures} webhooks refused with webhook-invalid{since}: a wrong or rotated \
+                 clerk.webhook_signing_secret (Svix disables an endpoint after 5 days of failures)"
+            ),
+            next:
+                "clerkgate webhooks list --failed   (fix clerk.webhook_signing_secret, clerkgate reload, then recover \
+                   the failed messages in Clerk's dashboard)"
+                    .into(),
+        });
+    }
+    let window = i64::try_from(w.gap_window_seconds).unwrap_or(i64::MAX);
+    if w.route && page == Page::Healthy && w.quiet_seconds > window {
+        let last = match &w.last_verified_at {
+            Some(at) => format!("the last at {at}"),
+            None => "none since the gateway started".into(),
+        };
+        return Some(Verdict {
+            category: "webhook-gap".into(),
+            severity: Severity::Sev3,
+            why: format!(
+                "no verified webhook for {} ({last}; clerk.webhook_gap_window {}) while Clerk reports Webhooks \
+                 operational: the endpoint may be disabled or pointed elsewhere",
+                humantime::format_duration(Duration::from_secs(w.quiet_seconds.unsigned_abs())),
+                humantime::format_duration(Duration::from_secs(w.gap_window_seconds)),
+            ),
+            next: "clerkgate webhooks list   (then Clerk's dashboard → Webhooks → the endpoint: enabled, this URL, \
+                   failed attempts to recover)"
+                .into(),
+        });
+    }
+    None
+}
+
+/// `+30.2 s` / `-6.0 s`.
+fn offset_text(ms: i64) -> String {
+    format!("{}{:.1} s", if ms >= 0 { "+" } else { "-" }, ms.unsigned_abs() as f64 / 1000.0)
+}
+
+/// Whether the Backend API's JWKS (`body`) holds `pinned` (same modulus and exponent); none
+/// when the body is not a JWKS with a usable key.
+pub fn pinned_key_served(pinned: &VerifyingKey, body: &[u8]) -> Option<bool> {
+    let served = crate::keys::parse_jwks(body).ok()?;
+    Some(served.keys.values().any(|k| k.n == pinned.n && k.e == pinned.e))
 }
 
 /// Runs triage: the probes, the verdict, the output, the audit record; the exit code is the
@@ -495,7 +597,7 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
         bounded("P1", "status page", timeout, status_page(&http, &config.clerk.status_url)),
         bounded("P2", "frontend api health", timeout, fapi_health(&http, fapi.as_deref())),
         bounded("P3", "frontend api jwks", timeout, fapi_jwks(&http, fapi.as_deref())),
-        bounded("P4", "backend api jwks", timeout, bapi_jwks(bapi.as_ref())),
+        bounded("P4", "backend api jwks", timeout, bapi_jwks(bapi.as_ref(), config.clerk.jwt_key.as_deref())),
         bounded("P5", "backend api users", timeout, bapi_users(bapi.as_ref())),
         bounded("P6", "gateway", timeout, gateway_self(gateway.as_ref(), gateway_why.as_deref())),
         bounded("P7", "upstream", timeout, upstream(&http, config)),
@@ -504,15 +606,34 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
     let slow_api = |a: Api| if matches!(a, Api::Ok(_)) { Api::Odd } else { a };
     let slow_reach = |r: Reach| if r == Reach::Up { Reach::Odd } else { r };
     let p3_odd = !matches!(p3.line.state, State::Ok | State::Skipped);
+    // The lines in probe order.
+    let page = take(p1, &mut probes, |p| p).unwrap_or_default();
+    let fapi_health = take(p2, &mut probes, slow_reach).unwrap_or(Reach::Down);
+    let fapi_kids = take(p3, &mut probes, |k| k).flatten();
+    let (jwks, pinned_key_served) =
+        take(p4, &mut probes, |(a, pinned)| (slow_api(a), pinned)).unwrap_or((Api::Failing, None));
+    let users = take(p5, &mut probes, slow_api).unwrap_or(Api::Failing);
+    let gateway_status = take(p6, &mut probes, |s| s).flatten();
+    let upstream = take(p7, &mut probes, |r| r).unwrap_or(Reach::Down);
+    let clock_offset_ms = bapi.as_ref().and_then(|c| c.stats().clock_offset_ms);
+    let revoke_running = super::revoke::in_progress(&config.state.dir, std::time::SystemTime::now()).map(|age| {
+        format!(
+            "a revoke --remote --all run is in progress (its checkpoint was written {} ago)",
+            humantime::format_duration(Duration::from_secs(age.as_secs()))
+        )
+    });
     let findings = Findings {
-        page: take(p1, &mut probes, |p| p).unwrap_or_default(),
-        fapi: take(p2, &mut probes, slow_reach).unwrap_or(Reach::Down),
-        fapi_kids: take(p3, &mut probes, |k| k).flatten(),
+        page,
+        fapi: fapi_health,
+        fapi_kids,
         fapi_jwks_odd: p3_odd,
-        jwks: take(p4, &mut probes, slow_api).unwrap_or(Api::Failing),
-        users: take(p5, &mut probes, slow_api).unwrap_or(Api::Failing),
-        gateway: take(p6, &mut probes, |s| s).flatten(),
-        upstream: take(p7, &mut probes, |r| r).unwrap_or(Reach::Down),
+        jwks,
+        users,
+        gateway: gateway_status,
+        upstream,
+        pinned_key_served,
+        clock_offset_ms,
+        revoke_running,
     };
     let verdict = classify(&findings);
     let timed_out = probes.iter().filter(|p| p.state == State::Timeout).map(|p| p.id.clone()).collect();
@@ -524,6 +645,7 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
         probes,
         timed_out,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        clock_offset_ms,
         recorded: String::new(),
     };
     report.recorded = match &gateway {
@@ -776,14 +898,31 @@ fn api_error_line(e: &ApiError) -> String {
     }
 }
 
-async fn bapi_jwks(client: Option<&clerk_api::Client>) -> Outcome<Api> {
-    let Some(client) = client else { return no_key() };
+/// P4; with a pinned `clerk.jwt_key`, also whether Clerk still serves it.
+async fn bapi_jwks(client: Option<&clerk_api::Client>, pinned: Option<&VerifyingKey>) -> Outcome<(Api, Option<bool>)> {
+    let Some(client) = client else {
+        let o = no_key();
+        return Outcome::new(o.state, o.target, o.detail, (o.found, None));
+    };
     let url = format!("{}/v1/jwks", client.settings().api_url);
     match client.jwks().await {
-        Ok(j) => Outcome::new(State::Ok, url, format!("key accepted, kids {}", j.kids.join(", ")), Api::Ok(j.kids)),
+        Ok(j) => {
+            let served = pinned.and_then(|k| pinned_key_served(k, &j.body));
+            let mut detail = format!("key accepted, kids {}", j.kids.join(", "));
+            match served {
+                Some(true) => detail.push_str("; serves the pinned clerk.jwt_key"),
+                Some(false) => detail.push_str("; does NOT serve the pinned clerk.jwt_key"),
+                None => {}
+            }
+            if let Some(ms) = client.stats().clock_offset_ms {
+                detail.push_str(&format!("; clock offset {}", offset_text(ms)));
+            }
+            let state = if served == Some(false) { State::Warn } else { State::Ok };
+            Outcome::new(state, url, detail, (Api::Ok(j.kids), served))
+        }
         Err(e) => {
             let (state, api) = api_outcome(&e);
-            Outcome::new(state, url, api_error_line(&e), api)
+            Outcome::new(state, url, api_error_line(&e), (api, None))
         }
     }
 }
@@ -825,6 +964,17 @@ async fn gateway_self(target: Option<&Target>, why: Option<&str>) -> Outcome<Opt
     );
     if let Some(e) = &status.keys.last_error {
         detail.push_str(&format!(", last key fetch error: {e}"));
+    }
+    let w = &status.webhooks;
+    if w.route {
+        detail.push_str(&format!(
+            ", webhooks: last verified {} (quiet {}s), pending replay {}, duplicates {}, signature failures {}",
+            w.last_verified_at.as_deref().unwrap_or("none"),
+            w.quiet_seconds,
+            w.pending_replay,
+            w.duplicates,
+            w.signature_failures
+        ));
     }
     if let Some(n) = upstream_errors(target).await.filter(|n| *n > 0) {
         detail.push_str(&format!(", upstream errors {n}"));
@@ -895,6 +1045,13 @@ pub fn show(r: &Report) -> String {
     if !r.timed_out.is_empty() {
         out.push(format!("timed out    {}", r.timed_out.join(", ")));
     }
+    if let Some(ms) = r.clock_offset_ms {
+        out.push(format!(
+            "clock        {} from the Backend API's Date header (limit {} s)",
+            offset_text(ms),
+            CLOCK_OFFSET_MAX_MS / 1000
+        ));
+    }
     out.push(String::new());
     out.push(format!("category     {}", r.category));
     out.push(format!("severity     {}", r.severity.as_str()));
@@ -907,7 +1064,7 @@ pub fn show(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::api::{ConfigView, Counters, KeysView, ModeView, RevocationCounts, StateView};
+    use crate::admin::api::{ConfigView, Counters, KeysView, ModeView, RevocationCounts, StateView, WebhooksView};
     use crate::keys::KeyOrigin;
     use crate::mode::{Mode, ModeSource};
 
@@ -948,6 +1105,12 @@ mod tests {
                 ..Counters::default()
             },
             fleet: None,
+            webhooks: WebhooksView {
+                route: true,
+                quiet_seconds: 60,
+                gap_window_seconds: 86_400,
+                ..WebhooksView::default()
+            },
         }
     }
 
@@ -961,7 +1124,14 @@ mod tests {
             users: Api::Ok(vec![]),
             gateway: Some(status(&["ins_1"], &[], 100)),
             upstream: Reach::Up,
+            pinned_key_served: None,
+            clock_offset_ms: Some(400),
+            revoke_running: None,
         }
+    }
+
+    fn webhooks(f: &mut Findings) -> &mut WebhooksView {
+        &mut f.gateway.as_mut().unwrap().webhooks
     }
 
     fn category(edit: impl FnOnce(&mut Findings)) -> (String, Severity) {
@@ -1020,6 +1190,74 @@ mod tests {
             }),
             c("clerk-outage", Severity::Sev2)
         );
+    }
+
+    /// clerk-ops §8.4's `webhook-gap` row: silence past the window while Clerk reports Webhooks
+    /// operational, or signature failures (SEV2 once they have lasted a day).
+    #[test]
+    fn webhook_gap_by_time_and_by_failures() {
+        let c = |s: &str, sev| (s.to_string(), sev);
+        let quiet = |f: &mut Findings| webhooks(f).quiet_seconds = 86_401;
+        assert_eq!(category(quiet), c("webhook-gap", Severity::Sev3));
+        assert_eq!(category(|f| webhooks(f).quiet_seconds = 86_400), c("healthy", Severity::None), "not past it");
+        let no_route = |f: &mut Findings| {
+            quiet(f);
+            webhooks(f).route = false;
+        };
+        assert_eq!(category(no_route), c("healthy", Severity::None), "no webhook route: none expected");
+        let page_unknown = |f: &mut Findings| {
+            quiet(f);
+            f.page = Page::Unknown;
+        };
+        assert_eq!(category(page_unknown), c("healthy", Severity::None), "Clerk's Webhooks not known operational");
+        let failing = |secs: i64| {
+            move |f: &mut Findings| {
+                let w = webhooks(f);
+                (w.signature_failures, w.failing_seconds) = (4, Some(secs));
+                w.first_failure_at = Some("2026-01-01T00:00:00Z".into());
+            }
+        };
+        assert_eq!(category(failing(3_600)), c("webhook-gap", Severity::Sev3));
+        assert_eq!(category(failing(25 * 3_600)), c("webhook-gap", Severity::Sev2), "failing for over a day");
+    }
+
+    /// P6's clock offset against the Backend API's `Date`, a pinned key Clerk no longer serves,
+    /// and a 429 while a remote revoke runs.
+    #[test]
+    fn clock_offset_pinned_key_and_a_running_revoke() {
+        let c = |s: &str, sev| (s.to_string(), sev);
+        assert_eq!(category(|f| f.clock_offset_ms = Some(30_000)), c("gateway-fault", Severity::Sev2));
+        assert_eq!(category(|f| f.clock_offset_ms = Some(-6_000)), c("gateway-fault", Severity::Sev2));
+        assert_eq!(category(|f| f.clock_offset_ms = Some(4_900)), c("healthy", Severity::None));
+        let f = Findings { clock_offset_ms: Some(30_000), ..healthy() };
+        assert!(classify(&f).next.starts_with("chronyc"), "{:?}", classify(&f));
+
+        let pinned = |served: bool| {
+            move |f: &mut Findings| {
+                f.gateway = Some(status(&[], &[], 10));
+                f.pinned_key_served = Some(served);
+            }
+        };
+        assert_eq!(category(pinned(false)), c("signing-key-change", Severity::Sev2));
+        assert_eq!(category(pinned(true)), c("healthy", Severity::None));
+
+        let limited = |f: &mut Findings| f.users = Api::RateLimited;
+        assert_eq!(category(limited), c("clerk-rate-limited", Severity::Sev3));
+        let while_revoking = |f: &mut Findings| {
+            limited(f);
+            f.revoke_running = Some("a revoke --remote --all run is in progress".into());
+        };
+        assert_eq!(category(while_revoking), c("clerk-rate-limited", Severity::Sev2));
+    }
+
+    #[test]
+    fn a_pinned_key_is_found_by_modulus_and_exponent_under_any_kid() {
+        let (a, b) = (crate::mint::SigningKey::generate().unwrap(), crate::mint::SigningKey::generate().unwrap());
+        let pinned = VerifyingKey::from_pem(&a.public_pem(), None).unwrap();
+        let body = |keys: Vec<Value>| serde_json::json!({ "keys": keys }).to_string().into_bytes();
+        assert_eq!(pinned_key_served(&pinned, &body(vec![b.jwk("ins_new"), a.jwk("ins_old")])), Some(true));
+        assert_eq!(pinned_key_served(&pinned, &body(vec![b.jwk("ins_new")])), Some(false), "rotated away");
+        assert_eq!(pinned_key_served(&pinned, b"<html>"), None, "no evidence");
     }
 
     #[test]

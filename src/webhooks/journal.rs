@@ -12,6 +12,10 @@
 //! - **Bounded by size and age.** Past [`Limits::max_bytes`], or once an event is older than
 //!   [`Limits::max_age_ms`] (looked at once a minute), the file is rewritten without the oldest
 //!   events, down to three quarters of the size bound; ids it drops are no longer de-duplicated.
+//! - **What it knows, for triage** ([`Journal::facts`], in `/status`): the last verified
+//!   delivery (read back from the file at start, so a restart does not forget it), the events
+//!   delivered and those a replay would deliver; and, since start only (they are never
+//!   written), the duplicates answered and the deliveries refused for their signature.
 //! - **A torn line is skipped.** A line that does not read (a crash mid-write, before its event
 //!   was answered) is skipped at start, counted, and gone at the next rewrite.
 
@@ -19,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine;
@@ -256,6 +261,51 @@ struct Index {
     slots: HashMap<String, Slot>,
     file_len: u64,
     last_sweep_ms: i64,
+    /// The last verified delivery: the newest event's arrival at start, then every record.
+    last_verified_ms: Option<i64>,
+    /// Duplicates answered since start.
+    duplicates: u64,
+}
+
+/// What the journal knows about Clerk's deliveries (clerk-ops §8.4 P6): `/status` shows it and
+/// triage reads it for `webhook-gap`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Events in the journal.
+    pub events: usize,
+    /// Of them, delivered to the upstream.
+    pub delivered: usize,
+    /// Of them, failed or interrupted: what `clerkgate webhooks replay --failed` would deliver.
+    pub pending_replay: usize,
+    /// The last verified delivery (a new event, a retry or a duplicate), ms; at start, the
+    /// newest event's arrival in the file.
+    pub last_verified_ms: Option<i64>,
+    /// Duplicates answered without a delivery, since start.
+    pub duplicates: u64,
+    /// Deliveries refused for their signature or timestamp, since start.
+    pub refused: u64,
+    /// The first of them since start, ms.
+    pub first_refused_ms: Option<i64>,
+    /// The last of them, ms.
+    pub last_refused_ms: Option<i64>,
+}
+
+/// Deliveries refused before they reach the journal (counted on the request path, so atomics:
+/// the index is held while the writer fsyncs).
+#[derive(Debug)]
+struct Refusals {
+    count: AtomicU64,
+    first_ms: AtomicI64,
+    last_ms: AtomicI64,
+}
+
+/// "None" in [`Refusals`]' times.
+const NEVER: i64 = i64::MIN;
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Refusals { count: AtomicU64::new(0), first_ms: AtomicI64::new(NEVER), last_ms: AtomicI64::new(NEVER) }
+    }
 }
 
 /// What [`Journal::open`] found in the file.
@@ -279,6 +329,7 @@ pub struct Journal {
     index: Arc<Mutex<Index>>,
     tx: mpsc::Sender<Op>,
     feed: Mutex<Option<mpsc::Receiver<Fed>>>,
+    refusals: Refusals,
 }
 
 impl std::fmt::Debug for Op {
@@ -308,13 +359,14 @@ impl Journal {
             file.sync_all()?;
         }
         index.last_sweep_ms = i64::MIN;
+        index.last_verified_ms = index.slots.values().map(|s| s.summary.received_ms).max();
         let index = Arc::new(Mutex::new(index));
         let (tx, rx) = mpsc::channel(QUEUE);
         let (feed_tx, feed) = mpsc::channel(QUEUE);
         drop(file);
         let writer = Writer { path: path.clone(), index: index.clone(), limits, clock, feed: feed_tx };
         std::thread::Builder::new().name("webhook-journal".into()).spawn(move || writer.run(rx))?;
-        Ok((Journal { path, index, tx, feed: Mutex::new(Some(feed)) }, loaded))
+        Ok((Journal { path, index, tx, feed: Mutex::new(Some(feed)), refusals: Refusals::default() }, loaded))
     }
 
     /// The file.
@@ -341,6 +393,32 @@ impl Journal {
     pub fn mark(&self, svix_id: String, outcome: Outcome) {
         if let Err(e) = self.tx.try_send(Op::Mark { svix_id, outcome }) {
             tracing::warn!(error = %e, "could not note a webhook delivery's outcome in the journal");
+        }
+    }
+
+    /// Notes a delivery refused for its signature or timestamp, at `at_ms` (not written: a
+    /// refused delivery is Svix's to retry, and the count is the gateway's since start).
+    pub fn refused(&self, at_ms: i64) {
+        let r = &self.refusals;
+        r.count.fetch_add(1, Ordering::Relaxed);
+        let _ = r.first_ms.compare_exchange(NEVER, at_ms, Ordering::Relaxed, Ordering::Relaxed);
+        r.last_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// What the journal knows about deliveries ([`Facts`]).
+    pub fn facts(&self) -> Facts {
+        let index = lock(&self.index);
+        let r = &self.refusals;
+        let time = |t: &AtomicI64| Some(t.load(Ordering::Relaxed)).filter(|t| *t != NEVER);
+        Facts {
+            events: index.slots.len(),
+            delivered: index.slots.values().filter(|s| s.summary.delivery == Delivery::Delivered).count(),
+            pending_replay: index.slots.values().filter(|s| s.summary.delivery.failed()).count(),
+            last_verified_ms: index.last_verified_ms,
+            duplicates: index.duplicates,
+            refused: r.count.load(Ordering::Relaxed),
+            first_refused_ms: time(&r.first_ms),
+            last_refused_ms: time(&r.last_ms),
         }
     }
 
@@ -546,7 +624,9 @@ impl Writer {
         for op in ops {
             match op {
                 Op::Record { head, body, reply } => {
+                    index.last_verified_ms = index.last_verified_ms.max(Some(now_ms));
                     if ids_new.contains(&head.svix_id) {
+                        index.duplicates += 1;
                         owed.push(Owed::Now(reply, Recorded::Duplicate(Delivery::InFlight)));
                         continue;
                     }
@@ -558,6 +638,7 @@ impl Writer {
                         } else {
                             Recorded::Duplicate(s.delivery)
                         };
+                        index.duplicates += u64::from(matches!(recorded, Recorded::Duplicate(_)));
                         owed.push(Owed::Now(reply, recorded));
                         continue;
                     }

@@ -12,4 +12,6 @@ pub mod journal;
 pub mod svix;
 
 pub use event::{Envelope, Revoke};
-pub use journal::{Delivery, Fed, Head, Journal, JournalError, Limits, Loaded, Outcome, Recorded, Stored, Summary};
+pub use journal::{
+    Delivery, Facts, Fed, Head, Journal, JournalError, Limits, Loaded, Outcome, Recorded, Stored, Summary,
+};

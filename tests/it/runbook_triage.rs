@@ -4,8 +4,12 @@
 //! category of clerk-ops §8.4's table (and clerkgate's `authorized-parties` and `clock-skew`),
 //! the gateway's counters set up by sending it the requests that produce the reasons; and a run
 //! where every remote hangs, which still ends and names the probes that timed out.
+//!
+//! The scenarios that need time to pass (a webhook gap, a key set gone stale) run the gateway
+//! in-process with a manual clock, and the real CLI against its admin API and config file.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +17,11 @@ use std::time::Duration;
 use axum::body::Body;
 use serde_json::{json, Value};
 
+use clerkgate::clock::Clock;
+
 use crate::support::bapi::{Bapi, Fault};
-use crate::support::{self, BinaryGateway, KID};
+use crate::support::jwks::{JwksReply, JwksServer};
+use crate::support::{self, BinaryGateway, TestGateway, KID};
 
 const SECRET: &str = "sk_test_standin_0123456789abcdef";
 const APP: &str = "https://app.example.com";
@@ -29,6 +36,8 @@ struct Page {
     indicator: String,
     component: (String, String),
     hang: bool,
+    /// What the Frontend API's JWKS serves (default: [`support::key`] under [`KID`]).
+    fapi_jwks: Option<Value>,
 }
 
 async fn clerk_standin(page: Page) -> (SocketAddr, Arc<Mutex<Page>>) {
@@ -40,7 +49,7 @@ async fn clerk_standin(page: Page) -> (SocketAddr, Arc<Mutex<Page>>) {
             let p = state.lock().unwrap();
             let body = match req.uri().path() {
                 "/v1/health" => json!({"status": "healthy"}),
-                "/.well-known/jwks.json" => support::key().jwks(KID),
+                "/.well-known/jwks.json" => p.fapi_jwks.clone().unwrap_or_else(|| support::key().jwks(KID)),
                 _ => json!({
                     "page": {"id": "clerk", "name": "Clerk", "url": "https://status.clerk.com"},
                     "status": {"indicator": p.indicator, "description": "stand-in"},
@@ -65,7 +74,7 @@ async fn clerk_standin(page: Page) -> (SocketAddr, Arc<Mutex<Page>>) {
 }
 
 fn healthy_page() -> Page {
-    Page { indicator: "none".into(), component: ("Webhooks".into(), "operational".into()), hang: false }
+    Page { indicator: "none".into(), component: ("Webhooks".into(), "operational".into()), ..Page::default() }
 }
 
 /// Everything one scenario runs against.
@@ -79,10 +88,25 @@ struct Scene {
 /// JWKS, `authorized_parties = [APP]`, Clerk's status page and Frontend API on the stand-in,
 /// in front of `upstream`.
 async fn scene(page: Page, upstream: SocketAddr) -> Scene {
+    let clerk = standins(page).await;
+    let text = support::binary_config(upstream).text().replacen("[clerk]\n", &format!("[clerk]\n{}", clerk.lines), 1);
+    let gw = tokio::task::spawn_blocking(move || BinaryGateway::start(&text, &[])).await.expect("start");
+    Scene { bapi: clerk.bapi, page: clerk.page, gw }
+}
+
+/// The stand-in Backend API, status page and Frontend API, and the `[clerk]` lines that point
+/// at them (the publishable key, the secret key, `authorized_parties = [APP]`).
+struct Standins {
+    bapi: Bapi,
+    page: Arc<Mutex<Page>>,
+    lines: String,
+}
+
+async fn standins(page: Page) -> Standins {
     let bapi = Bapi::start(SECRET, support::key().jwks(KID), 3, |_| vec!["active"]).await;
     let (clerk, page) = clerk_standin(page).await;
-    let clerk_lines = format!(
-        "[clerk]\npublishable_key = {}\nsecret_key = {}\napi_url = {}\nstatus_url = {}\nfrontend_api = {}\nauthorized_parties = [{}]\n",
+    let lines = format!(
+        "publishable_key = {}\nsecret_key = {}\napi_url = {}\nstatus_url = {}\nfrontend_api = {}\nauthorized_parties = [{}]\n",
         support::toml_str(PUBLISHABLE),
         support::toml_str(SECRET),
         support::toml_str(&bapi.url()),
@@ -90,24 +114,33 @@ async fn scene(page: Page, upstream: SocketAddr) -> Scene {
         support::toml_str(&format!("http://{clerk}")),
         support::toml_str(APP),
     );
-    let text = support::binary_config(upstream).text().replacen("[clerk]\n", &clerk_lines, 1);
-    let gw = tokio::task::spawn_blocking(move || BinaryGateway::start(&text, &[])).await.expect("start");
-    Scene { bapi, page, gw }
+    Standins { bapi, page, lines }
 }
 
 /// `clerkgate triage --json` with the gateway's config and admin address, bounded by a
 /// generous timeout (the command's own deadline is 6 s).
 async fn triage(gw: &BinaryGateway, config: Option<&str>) -> (Output, Value) {
     let dir = gw.dir.path().to_path_buf();
-    let config = match config {
+    triage_with(dir.clone(), dir.join("clerkgate.toml"), config, gw.admin_addr).await
+}
+
+/// `clerkgate triage --json` against an in-process gateway, with its config file or `config`.
+async fn triage_in_process(gw: &TestGateway, config: Option<&str>) -> (Output, Value) {
+    let dir = gw.config_path.parent().expect("config dir").to_path_buf();
+    triage_with(dir, gw.config_path.clone(), config, gw.running().admin_addr).await
+}
+
+/// Triage run in `dir` with the config file `own`, or `text` written beside it.
+async fn triage_with(dir: PathBuf, own: PathBuf, text: Option<&str>, admin: SocketAddr) -> (Output, Value) {
+    let config = match text {
         Some(text) => {
             let path = dir.join("triage.toml");
             std::fs::write(&path, text).expect("write config");
             path
         }
-        None => dir.join("clerkgate.toml"),
+        None => own,
     };
-    let admin = gw.admin_addr.to_string();
+    let admin = admin.to_string();
     let run = tokio::task::spawn_blocking(move || {
         let config = config.display().to_string();
         support::cli_in(&dir, &["triage", "--json", "--config", &config, "--admin", &admin], &[])
@@ -175,7 +208,7 @@ async fn clerk_outage_from_the_status_page_and_from_a_failing_backend_api() {
         Page {
             indicator: "major".into(),
             component: ("User and authentication".into(), "major_outage".into()),
-            hang: false,
+            ..Page::default()
         },
         support::upstream().await,
     )
@@ -221,8 +254,11 @@ async fn clerk_rate_limited_and_clerk_degraded() {
     expect(&v, &out, "clerk-rate-limited", "SEV3", 13);
 
     s.bapi.rate_limit_every(0, "1");
-    *s.page.lock().unwrap() =
-        Page { indicator: "minor".into(), component: ("Webhooks".into(), "degraded_performance".into()), hang: false };
+    *s.page.lock().unwrap() = Page {
+        indicator: "minor".into(),
+        component: ("Webhooks".into(), "degraded_performance".into()),
+        ..Page::default()
+    };
     let (out, v) = triage(&s.gw, None).await;
     expect(&v, &out, "clerk-degraded", "SEV3", 13);
 }
@@ -288,4 +324,184 @@ async fn every_remote_probe_hanging_still_ends_and_names_the_timeouts() {
     assert_eq!(v["probes"][5]["state"], "ok", "the gateway itself answered: {v:#}");
     expect(&v, &out, "clerk-outage", "SEV2", 12);
     assert!(v["recorded"].as_str().unwrap().contains("audit log"), "{v:#}");
+}
+
+/// `POST /audit` takes a runbook command's own actions (`triage.run`, `revocation.remote`) and
+/// refuses the gateway's (`mode.set`), which only the change they record may write: the one
+/// audit-only control message serves both, the whitelist stands where the API takes the call.
+#[tokio::test]
+async fn post_audit_takes_runbook_records_only() {
+    let gw = support::gateway().jwt_key().start().await;
+    let r = gw.admin("POST", "/audit", Some(json!({"action": "mode.set", "after": {"mode": "bypass"}}))).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("gateway's own record"), "{}", r.body);
+    assert!(gw.audited("mode.set").await.is_empty(), "a refused record is not written");
+
+    let r = gw
+        .admin(
+            "POST",
+            "/audit",
+            Some(json!({"action": "triage.run", "after": {"category": "healthy"}, "reason": "drill"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let records = gw.audited("triage.run").await;
+    assert_eq!((records.len(), records[0]["reason"].as_str()), (1, Some("drill")), "{records:?}");
+    gw.stop().await;
+}
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WEBHOOK_PATH: &str = "/api/webhooks/clerk";
+const HOUR_MS: i64 = 3_600_000;
+
+/// Posts a Clerk event to the webhook route, signed with `secret` at the gateway's time.
+async fn deliver(gw: &TestGateway, secret: &str, id: &str) -> u16 {
+    let now_ms = gw.clock.now_ms();
+    let body = json!({"type": "user.updated", "object": "event", "data": {"id": "user_1"}, "timestamp": now_ms});
+    let body = body.to_string();
+    let ts = now_ms / 1000;
+    let sig = clerkgate::webhooks::svix::sign(secret, id, ts, body.as_bytes()).expect("a signing secret");
+    let resp = support::client()
+        .post(gw.url(WEBHOOK_PATH))
+        .header("svix-id", id)
+        .header("svix-timestamp", ts.to_string())
+        .header("svix-signature", sig)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("post the webhook");
+    resp.status().as_u16()
+}
+
+/// §8.4's `webhook-gap`: no verified delivery for longer than `clerk.webhook_gap_window` while
+/// the status page has Webhooks operational is SEV3, from the journal's last delivery by the
+/// gateway's clock; then signature failures, SEV3 at first and SEV2 once they have lasted a day.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_gap_when_no_delivery_came_within_the_window() {
+    let clerk = standins(healthy_page()).await;
+    let clock = Clock::manual(Clock::system().now_ms());
+    let gw = support::gateway()
+        .jwt_key()
+        .clock(clock.clone())
+        .clerk(&format!("{}webhook_signing_secret = {}", clerk.lines, support::toml_str(WEBHOOK_SECRET)))
+        .section("[[routes.rule]]", &format!("path = \"{WEBHOOK_PATH}\"\nwebhook = \"clerk\""))
+        .start()
+        .await;
+    assert_eq!(deliver(&gw, WEBHOOK_SECRET, "msg_gap_1").await, 200);
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "healthy", "none", 0);
+    let status = gw.admin("GET", "/status", None).await.json();
+    let w = &status["webhooks"];
+    assert_eq!((w["route"].as_bool(), w["events"].as_u64()), (Some(true), Some(1)), "{w}");
+    assert!(w["last_verified_at"].is_string(), "{w}");
+    assert_eq!(w["gap_window_seconds"], 86_400, "the default window is a day: {w}");
+
+    // A day and an hour later, nothing more has come while Clerk's Webhooks are operational.
+    clock.advance_ms(25 * HOUR_MS);
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "webhook-gap", "SEV3", 13);
+    assert!(v["why"].as_str().unwrap().contains("no verified webhook for 1day 1h"), "{v:#}");
+    assert!(v["probes"][5]["detail"].as_str().unwrap().contains("webhooks: last verified"), "{v:#}");
+
+    // A delivery signed with another secret: the failures are the gap now, SEV3 for a day…
+    assert_eq!(deliver(&gw, "whsec_b3RoZXItc2VjcmV0LW9mLTMyLWJ5dGVzLi4uLi4=", "msg_gap_2").await, 400);
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "webhook-gap", "SEV3", 13);
+    assert!(v["why"].as_str().unwrap().contains("1 webhooks refused"), "{v:#}");
+    // …then SEV2: Svix disables the endpoint after five days of failures.
+    clock.advance_ms(25 * HOUR_MS);
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "webhook-gap", "SEV2", 12);
+    gw.stop().await;
+}
+
+/// §8.4's `gateway-fault` through the running gateway: its key set went stale while its JWKS
+/// fails (the Backend API itself answering), so it has no usable keys; SEV2.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_fault_when_the_key_set_is_stale_and_fetching_fails() {
+    let clerk = standins(healthy_page()).await;
+    let clock = Clock::manual(Clock::system().now_ms());
+    let jwks = JwksServer::start(JwksReply::Json(support::key().jwks(KID))).await;
+    let gw = support::gateway().jwks(&jwks).clock(clock.clone()).clerk(&clerk.lines).start().await;
+    support::eventually("the gateway to load its keys", Duration::from_secs(10), || async {
+        (gw.admin("GET", "/status", None).await.json()["ready"] == true).then_some(())
+    })
+    .await;
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "healthy", "none", 0);
+
+    jwks.set(JwksReply::Status(503, "{\"error\":\"outage\"}".into()));
+    clock.advance_ms(25 * HOUR_MS);
+    let refresh = gw.admin("POST", "/keys/refresh", None).await;
+    assert_ne!(refresh.status, 200, "the JWKS fails: {}", refresh.body);
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "gateway-fault", "SEV2", 12);
+    assert!(v["why"].as_str().unwrap().contains("stale and fetching fails"), "{v:#}");
+    gw.stop().await;
+}
+
+/// P6's clock check: the Backend API's `Date` 30 s ahead of this host is a `gateway-fault`,
+/// and the offset is in the output (`clock_offset_ms`, and P4's line).
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_fault_when_the_clock_is_off_from_the_backend_api() {
+    let clerk = standins(healthy_page()).await;
+    let gw = support::gateway().jwt_key().clerk(&clerk.lines).start().await;
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "healthy", "none", 0);
+    assert!(v["clock_offset_ms"].as_i64().is_some_and(|ms| ms.abs() < 5_000), "{v:#}");
+
+    clerk.bapi.shift_date(30);
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "gateway-fault", "SEV2", 12);
+    let offset = v["clock_offset_ms"].as_i64().expect("an offset");
+    assert!((-31_500..=-28_500).contains(&offset), "this host is 30 s behind Clerk: {v:#}");
+    assert!(v["probes"][3]["detail"].as_str().unwrap().contains("clock offset -"), "{v:#}");
+    assert!(v["next"].as_str().unwrap().starts_with("chronyc"), "{v:#}");
+    gw.stop().await;
+}
+
+/// A gateway on a pinned `clerk.jwt_key` alone holds no kids to compare: triage compares the
+/// PEM's key with the Backend API's, and one Clerk no longer serves is a signing-key-change.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_key_change_when_clerk_no_longer_serves_the_pinned_key() {
+    let clerk = standins(healthy_page()).await;
+    // The gateway verifies with the PEM alone; triage also has the secret key.
+    let gw = support::gateway()
+        .jwt_key()
+        .clerk(&format!("publishable_key = {}", support::toml_str(PUBLISHABLE)))
+        .start()
+        .await;
+    let own = std::fs::read_to_string(&gw.config_path).expect("config");
+    let with_key = own.replacen(&format!("publishable_key = {}\n", support::toml_str(PUBLISHABLE)), &clerk.lines, 1);
+    assert_ne!(own, with_key);
+    let (out, v) = triage_in_process(&gw, Some(&with_key)).await;
+    expect(&v, &out, "healthy", "none", 0);
+    assert!(v["probes"][3]["detail"].as_str().unwrap().contains("serves the pinned clerk.jwt_key"), "{v:#}");
+
+    // Clerk rotated: both its APIs serve another key; the PEM is not among them.
+    let rotated = support::other_key().jwks("ins_rotated_key");
+    clerk.bapi.set_jwks(rotated.clone());
+    clerk.page.lock().unwrap().fapi_jwks = Some(rotated);
+    let (out, v) = triage_in_process(&gw, Some(&with_key)).await;
+    expect(&v, &out, "signing-key-change", "SEV2", 12);
+    assert!(v["why"].as_str().unwrap().contains("pinned clerk.jwt_key"), "{v:#}");
+    gw.stop().await;
+}
+
+/// A 429 from the Backend API while a `revoke --remote --all` run is in progress (its
+/// checkpoint in `state.dir` written within the hour) is SEV2, not SEV3.
+#[tokio::test(flavor = "multi_thread")]
+async fn clerk_rate_limited_is_sev2_while_a_remote_revoke_runs() {
+    let clerk = standins(healthy_page()).await;
+    let gw = support::gateway().jwt_key().clerk(&clerk.lines).start().await;
+    clerk.bapi.rate_limit_every(1, "30");
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "clerk-rate-limited", "SEV3", 13);
+
+    std::fs::write(gw.state_dir().join("revoke-remote.json"), b"{}").expect("a checkpoint");
+    let (out, v) = triage_in_process(&gw, None).await;
+    expect(&v, &out, "clerk-rate-limited", "SEV2", 12);
+    assert!(v["why"].as_str().unwrap().contains("revoke --remote --all run is in progress"), "{v:#}");
+    gw.stop().await;
 }

@@ -187,3 +187,41 @@ proptest! {
         prop_assert_eq!(loaded.skipped, 0);
     }
 }
+
+/// The facts triage reads: the last verified delivery survives a restart (it is the newest
+/// event in the file); duplicates and refusals are counted since start.
+#[tokio::test]
+async fn facts_last_delivery_from_the_file_duplicates_and_refusals_since_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(DAY_MS);
+    {
+        let j = open(dir.path(), LIMITS, &clock);
+        assert_eq!(j.facts(), Facts::default(), "nothing yet");
+        j.record(head("msg_1"), event("user.created", "user_1", 5)).await.expect("record");
+        clock.advance_ms(1_000);
+        j.record(head("msg_2"), event("user.created", "user_2", 6)).await.expect("record");
+        j.mark("msg_1".into(), Outcome { status: Some(200), replay: false });
+        j.mark("msg_2".into(), Outcome { status: Some(502), replay: false });
+        settle(&j).await;
+        clock.advance_ms(1_000);
+        assert_eq!(
+            j.record(head("msg_1"), event("user.created", "user_1", 5)).await,
+            Ok(Recorded::Duplicate(Delivery::Delivered))
+        );
+        j.refused(DAY_MS + 5_000);
+        j.refused(DAY_MS + 9_000);
+        let f = j.facts();
+        assert_eq!(
+            (f.events, f.delivered, f.pending_replay, f.duplicates),
+            (3, 1, 1, 1),
+            "msg_2 failed, the settle event is in flight: {f:?}"
+        );
+        assert_eq!(f.last_verified_ms, Some(DAY_MS + 2_000), "the duplicate was a verified delivery too");
+        assert_eq!((f.refused, f.first_refused_ms, f.last_refused_ms), (2, Some(DAY_MS + 5_000), Some(DAY_MS + 9_000)));
+    }
+    clock.advance_ms(3_600_000);
+    let j = open(dir.path(), LIMITS, &clock);
+    let f = j.facts();
+    assert_eq!(f.last_verified_ms, Some(DAY_MS + 1_000), "the newest event in the file (a duplicate is not written)");
+    assert_eq!((f.duplicates, f.refused, f.first_refused_ms), (0, 0, None), "since start only");
+}

@@ -58,6 +58,8 @@ struct State {
     requests: u64,
     last_headers: Vec<(String, String)>,
     jwks: Value,
+    /// Seconds added to the `Date` header of every answer (a Clerk whose clock, or ours, is off).
+    date_offset_s: Option<i64>,
 }
 
 /// The stand-in.
@@ -130,6 +132,11 @@ impl Bapi {
     /// Serves `jwks` at `/v1/jwks` from now on (a signing key rotated at Clerk).
     pub fn set_jwks(&self, jwks: Value) {
         self.state.lock().unwrap().jwks = jwks;
+    }
+
+    /// Sends a `Date` header `seconds` away from the host's clock on every answer.
+    pub fn shift_date(&self, seconds: i64) {
+        self.state.lock().unwrap().date_offset_s = Some(seconds);
     }
 
     /// Refuses `starting_after` with 422, as an API without the cursor would.
@@ -214,7 +221,21 @@ fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
         .collect()
 }
 
+/// The answer, with the `Date` header shifted when a test asked for it (hyper adds the true
+/// one otherwise).
 async fn answer(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let mut resp = answer_request(state, req).await;
+    if let Some(offset) = state.lock().unwrap().date_offset_s {
+        let (now, shift) = (std::time::SystemTime::now(), Duration::from_secs(offset.unsigned_abs()));
+        let at = if offset >= 0 { now.checked_add(shift) } else { now.checked_sub(shift) };
+        if let Some(value) = at.and_then(|t| httpdate::fmt_http_date(t).parse().ok()) {
+            resp.headers_mut().insert(http::header::DATE, value);
+        }
+    }
+    resp
+}
+
+async fn answer_request(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let q = query(&req);
