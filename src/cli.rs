@@ -650,6 +650,17 @@ fn revoke_remote(r: RevokeArgs, env: &Env) -> ExitCode {
         concurrency: r.concurrency,
         rate: r.rate,
         timeout: r.timeout,
+        fleet: match &config.state.backend {
+            crate::config::StateBackend::Redis(redis) if !r.no_gateway => Some((
+                crate::ops::fleet::Fleet {
+                    redis: redis.clone(),
+                    max_ttl: config.mode.max_override_ttl,
+                    operator: r.operator.operator(),
+                },
+                env.clone(),
+            )),
+            _ => None,
+        },
     };
     runtime().block_on(crate::ops::revoke::run(&config, target, opts))
 }

@@ -189,6 +189,39 @@ impl Fleet {
 
     /// `clerkgate revoke --session|--user|--issued-before|--lift` for the fleet.
     pub async fn revoke(&self, what: FleetRevoke, reason: &str, env: &Env, json_out: bool) -> ExitCode {
+        match self.revocation(what, reason, env) {
+            Ok((change, audit, text)) => {
+                let what = format!("{text} for the fleet {:?}", self.redis.fleet);
+                let actor = audit.actor.clone();
+                self.finish("revoke", self.write(&actor, change, audit).await, &what, json_out)
+            }
+            Err(e) => {
+                eprintln!("clerkgate revoke: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    /// Writes a revocation for the fleet and answers what is in force where: the gateway-side
+    /// step of `revoke --remote` with the Redis backend.
+    pub async fn revoke_quietly(&self, what: FleetRevoke, reason: &str, env: &Env) -> Result<String, String> {
+        let (change, audit, text) = self.revocation(what, reason, env)?;
+        let actor = audit.actor.clone();
+        let (epoch, p) = self.write(&actor, change, audit).await?;
+        let mut out = format!(
+            "{text} for the fleet {:?} (epoch {epoch}; in force on {} of {} live gateways)",
+            self.redis.fleet,
+            p.applied.len(),
+            p.applied.len() + p.behind.len()
+        );
+        if !p.behind.is_empty() {
+            out.push_str(&format!("; not confirmed yet: {}", p.behind.join(", ")));
+        }
+        Ok(out)
+    }
+
+    /// The change, its audit record and a sentence for people.
+    fn revocation(&self, what: FleetRevoke, reason: &str, env: &Env) -> Result<(Change, AuditEvent, String), String> {
         let actor = operator_name(env);
         let now = Clock::system().now_ms();
         let entry = Entry { added_at_ms: now, actor: actor.clone(), reason: reason.to_string() };
@@ -221,16 +254,11 @@ impl Fleet {
                 };
                 (Change::Unrevoke(which), Action::RevocationRemove, json!({"id": id}), format!("{id} lifted"))
             }
-            FleetRevoke::Add(_) => {
-                eprintln!("clerkgate revoke: the id must not be empty");
-                return ExitCode::from(2);
-            }
+            FleetRevoke::Add(_) => return Err("the id must not be empty".into()),
         };
         let (before, after) =
             if action == Action::RevocationRemove { (detail, Value::Null) } else { (Value::Null, detail) };
-        let audit = AuditEvent::new(now, &actor, action, before, after, reason);
-        let what = format!("{text} for the fleet {:?}", self.redis.fleet);
-        self.finish("revoke", self.write(&actor, change, audit).await, &what, json_out)
+        Ok((change, AuditEvent::new(now, &actor, action, before, after, reason), text))
     }
 
     fn finish(

@@ -77,6 +77,8 @@ pub struct Options {
     pub rate: Option<u32>,
     /// The limit on one request.
     pub timeout: std::time::Duration,
+    /// With the Redis backend: the gateway-side revocation goes to the whole fleet.
+    pub fleet: Option<(super::fleet::Fleet, crate::config::Env)>,
 }
 
 /// Counts of a revocation.
@@ -512,6 +514,16 @@ impl Run {
 
     async fn revoke_at_gateway(&self, admin: &Target, opts: &Options) -> Result<String, String> {
         let reason = if opts.reason.is_empty() { "revoke --remote".to_string() } else { opts.reason.clone() };
+        if let Some((fleet, env)) = &opts.fleet {
+            use super::fleet::FleetRevoke;
+            use crate::revocation::Revocation;
+            let what = match &opts.scope {
+                Scope::All => FleetRevoke::Add(Revocation::IssuedBefore(Clock::system().now_ms())),
+                Scope::User(id) => FleetRevoke::Add(Revocation::User(id.clone())),
+                Scope::Session(id) => FleetRevoke::Add(Revocation::Session(id.clone())),
+            };
+            return fleet.revoke_quietly(what, &reason, env).await;
+        }
         let body = match &opts.scope {
             Scope::All => api::RevokeRequest { issued_before: Some("now".into()), reason, ..Default::default() },
             Scope::User(id) => api::RevokeRequest { user_id: Some(id.clone()), reason, ..Default::default() },

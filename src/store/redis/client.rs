@@ -137,8 +137,11 @@ impl FleetClient {
     /// its report is older than three `heartbeat`s or it has not applied `epoch`.
     pub async fn status(&mut self, heartbeat: Duration, now_ms: i64) -> Result<FleetStatus, String> {
         let whole = super::follow::read(&self.names, &mut self.con).await.map_err(|e| self.explain(&e))?;
-        let acks: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(&self.names.acks).query_async(&mut self.con).await.map_err(|e| self.explain(&e))?;
+        let acks: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&self.names.acks)
+            .query_async(&mut self.con)
+            .await
+            .map_err(|e| self.explain(&e))?;
         let (epoch, state, store_id) = (whole.epoch, whole.state, whole.store_id);
         let silent_ms = 3 * i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX / 4);
         let mut gateways: Vec<Member> = acks
