@@ -633,6 +633,9 @@ impl Task {
             None => (Change::ClearOverride, Action::ModeCleared),
         };
         self.commit(change, self.event(actor, action, json!(before), json!(after), &reason)).await?;
+        // What is in force now, as the store merged it (a layered store may keep another
+        // layer's override in force).
+        let after = self.h.shared.load().mode_at(now).clone();
         tracing::warn!(actor = %actor.name(), from = %before.mode, to = %after.mode, reason = %reason, "{action}");
         Ok(after)
     }

@@ -128,7 +128,11 @@ pub(super) async fn read(names: &Names, con: &mut MultiplexedConnection) -> redi
 
 /// Reads the fleet's state whole and puts it in force, noticing a store that was reset.
 async fn read_whole(inner: &Inner, con: &mut MultiplexedConnection, why: &'static str) -> redis::RedisResult<()> {
-    let whole = read(&inner.names, con).await?;
+    let mut whole = read(&inner.names, con).await?;
+    // An override that has run out is kept by Redis a little longer (its TTL only cleans up);
+    // it changes nothing, and this gateway has ended it already.
+    let now = inner.clock.now_ms();
+    whole.state.admin_override = whole.state.admin_override.filter(|o| o.active(now));
     metrics::counter!(metric::FLEET_RESYNCS, "reason" => why).increment(1);
     let gateway = inner.config.gateway_id.clone();
     let mut reset = false;

@@ -316,6 +316,18 @@ impl Inner {
                     )));
                 }
                 Change::Unrevoke(id) if lists(&view.fleet.retained, id) => fleet_edit = Some(change.clone()),
+                Change::ClearOverride
+                    if view.local.admin_override.is_none()
+                        && view.fleet.state.admin_override.as_ref().is_some_and(|o| o.active(self.clock.now_ms())) =>
+                {
+                    return Err(StoreError::Refused(format!(
+                        "the override in force is the fleet {:?}'s and this gateway has none of its own to clear; \
+                         end it for the fleet with the operator's Redis credentials (clerkgate mode enforce --config \
+                         <the fleet's config>), or set one for this gateway alone (clerkgate mode enforce --reason … \
+                         --local)",
+                        self.config.fleet
+                    )));
+                }
                 Change::ExpireOverride(setting) if view.fleet.state.admin_override.as_ref() == Some(setting) => {
                     fleet_edit = Some(change.clone());
                 }
