@@ -491,5 +491,27 @@ pub(super) mod tests {
         };
         let text = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), status);
+
+        // With the Redis backend: the fleet round-trips, and `clerkgate status` shows its link.
+        let fleet = crate::store::FleetReport {
+            backend: "redis".into(),
+            fleet: "prod".into(),
+            gateway_id: "web-1".into(),
+            link: "disconnected".into(),
+            epoch: 7,
+            last_sync_ms: Some(1),
+            problem: Some("Redis at redis://r:6379: Connection refused".into()),
+            audit_buffered: 3,
+            audit_dropped: 0,
+            store_resets: 1,
+            fleet_override: None,
+            local_override: None,
+        };
+        let status = Status { fleet: Some(fleet), ..status };
+        let text = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), status);
+        let shown = super::super::client::show_status(&status);
+        assert!(shown.contains("fleet        \"prod\" as \"web-1\"  DISCONNECTED  epoch 7"), "{shown}");
+        assert!(shown.contains("Connection refused") && shown.contains("store resets 1"), "{shown}");
     }
 }

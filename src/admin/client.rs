@@ -430,6 +430,30 @@ pub fn show_status(v: &Status) -> String {
             out.push(format!("             {} signature failure(s) since {first}", w.signature_failures));
         }
     }
+    if let Some(f) = &v.fleet {
+        let layer = |o: &Option<crate::mode::ModeSetting>| match o {
+            Some(o) => format!("{} until {}", o.mode, o.expires_at_ms.map(crate::clock::rfc3339).unwrap_or_default()),
+            None => "none".into(),
+        };
+        out.push(format!(
+            "fleet        {:?} as {:?}  {}  epoch {}  fleet override {}  local override {}",
+            f.fleet,
+            f.gateway_id,
+            f.link.to_uppercase(),
+            f.epoch,
+            layer(&f.fleet_override),
+            layer(&f.local_override)
+        ));
+        if let Some(problem) = &f.problem {
+            out.push(format!("             {problem}"));
+        }
+        if f.audit_buffered > 0 || f.audit_dropped > 0 || f.store_resets > 0 {
+            out.push(format!(
+                "             audit waiting for Redis {}  skipped {}  store resets {}",
+                f.audit_buffered, f.audit_dropped, f.store_resets
+            ));
+        }
+    }
     out.join("\n")
 }
 
