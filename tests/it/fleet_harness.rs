@@ -6,7 +6,7 @@
 use crate::support::redis::{run, RedisServer};
 
 /// The key names of `redis-acl.md` (`key_prefix = "clerkgate"`, `fleet = "prod"`).
-fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     format!("clerkgate:{{prod}}:{name}")
 }
 
@@ -63,8 +63,9 @@ async fn client_kill_all_drops_every_connection_but_its_own() {
     assert_eq!(redis.cli(&["PING"]).await, "PONG");
 }
 
-/// The two `ACL SETUSER` lines of redis-acl.md, split into words, with test passwords.
-fn acl_lines() -> Vec<Vec<String>> {
+/// The two `ACL SETUSER` lines of redis-acl.md, split into words, with test passwords
+/// (`gw-test-password`, `op-test-password`).
+pub(crate) fn acl_lines() -> Vec<Vec<String>> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/fleet/redis-acl.md"))
         .expect("read deploy/k8s/fleet/redis-acl.md");
     let lines: Vec<Vec<String>> = doc

@@ -30,6 +30,11 @@ mod edge_lb;
 /// Issue #11 item 6, TLS at the edge: HTTP/1.1 and HTTP/2 over TLS, certificate renewal on
 /// reload and SIGHUP, bad pairs refused, silent handshakes cut off, `https://` upstreams.
 mod edge_tls;
+/// Issue #14's "Done when", proved with several real gateway processes on one real
+/// `redis-server` and the real CLI: one call flips five gateways within 1 s (and ends it, and
+/// revokes), Redis SIGKILLed or restarted empty, a CLIENT KILL storm, a lagging gateway in
+/// `fleet status`, the local layer during an outage, and the least-privilege ACL users.
+mod fleet;
 /// Issue #14's test harness: a real `redis-server` per test (start, SIGKILL, restart empty on
 /// the same port, every connection dropped), and the ACL lines of deploy/k8s/fleet/redis-acl.md
 /// tried on it: the gateway user reads, appends audit and acks, and is refused every write.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo};
 
 use crate::config::RedisConfig;
 
@@ -42,15 +42,44 @@ pub(super) async fn connect(client: &Client, response: Duration) -> Result<Multi
 
 /// A Redis error as an operator reads it, with what to check next.
 pub(super) fn explain(url: &str, e: &redis::RedisError) -> String {
-    let text = e.to_string();
+    // By the error's kind and code, not its text: redis-rs writes NOPERM as "NoPerm" and a
+    // refused password as "Password authentication failed - AuthenticationFailed".
     let next = if e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() || e.is_io_error() {
         "check that Redis runs and that this host can reach it"
-    } else if text.contains("NOPERM") {
+    } else if e.code() == Some("NOPERM") {
         "the ACL user may not do this: see deploy/k8s/fleet/redis-acl.md for the rules each user needs"
-    } else if text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("AUTH") {
-        "check state.redis.username and the password file"
+    } else if e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) {
+        "check the user and its password file: state.redis.username and password_file, or the CLI's --redis-user \
+         and --redis-password-file"
     } else {
         "see the Redis server's log"
     };
-    format!("Redis at {url}: {text} ({next})")
+    format!("Redis at {url}: {e} ({next})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(reply: &[u8]) -> redis::RedisError {
+        match redis::parse_redis_value(reply).and_then(redis::Value::extract_error) {
+            Err(e) => e,
+            Ok(v) => panic!("not an error reply: {v:?}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_says_what_to_check() {
+        let url = "redis://r:6379";
+        for (e, next) in [
+            (server_error(b"-NOPERM this user has no permissions to run the 'evalsha' command\r\n"), "redis-acl.md"),
+            (server_error(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"), "password file"),
+            (server_error(b"-NOAUTH Authentication required.\r\n"), "password file"),
+            ((ErrorKind::AuthenticationFailed, "Password authentication failed").into(), "password file"),
+            (server_error(b"-ERR something else\r\n"), "server's log"),
+        ] {
+            let text = explain(url, &e);
+            assert!(text.starts_with("Redis at redis://r:6379: ") && text.contains(next), "{e:?}: {text}");
+        }
+    }
 }

@@ -197,6 +197,8 @@ impl RedisStore {
             .unwrap_or_default();
         let local_state = local.load().map_err(|e| OpenError::Redis(e.to_string()))?.state;
         follow::init_audit_offset(&local).map_err(|e| OpenError::Redis(e.to_string()))?;
+        // Records left waiting by the last run (Redis was away) count from the start.
+        let waiting = follow::unflushed(&local).map_err(|e| OpenError::Redis(e.to_string()))?.records.len() as u64;
         let (persist, _) = watch::channel(fleet.clone());
         let inner = Inner {
             names: Names::new(&config.key_prefix, &config.fleet),
@@ -210,7 +212,7 @@ impl RedisStore {
             persist,
             facts: Mutex::new(None),
             synced: watch::channel(false).0,
-            audit_buffered: AtomicU64::new(0),
+            audit_buffered: AtomicU64::new(waiting),
             audit_dropped: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             local,
@@ -335,6 +337,12 @@ impl Inner {
             }
         }
         let applied = self.local.commit(&change, audit.as_ref())?;
+        if audit.is_some() {
+            // It waits for the reporter, which counts exactly when it copies; until then (all
+            // the while Redis is away) it shows here.
+            let waiting = self.audit_buffered.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::gauge!(metric::AUDIT_BUFFERED).set(waiting as f64);
+        }
         self.wake.notify_one();
         let now = self.clock.now_ms();
         let mut view = self.view();
