@@ -95,6 +95,7 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/revocations", get(list_revocations).post(add_revocation))
         .route("/revocations/{id}", delete(remove_revocation))
         .route("/audit", get(audit).post(record_audit))
+        .route("/fleet", get(fleet))
         .route("/webhooks", get(webhooks::list))
         .route("/webhooks/replay", post(webhooks::replay))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard::guard));
@@ -497,6 +498,19 @@ async fn audit(State(ctx): State<Arc<AdminState>>, Query(q): Query<AuditQuery>) 
     match ctx.store.read_audit(since).await {
         Ok(lines) => Json(api::AuditLog { events: lines.records, skipped: lines.skipped }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+    }
+}
+
+/// `GET /fleet`: every gateway of the fleet (the Redis backend), as `clerkgate fleet status`.
+async fn fleet(State(ctx): State<Arc<AdminState>>) -> Response {
+    match ctx.store.fleet_status().await {
+        Ok(Some(status)) => Json(status).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "no_fleet",
+            "this gateway uses the file backend: it is a fleet of one (GET /status shows it)",
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "fleet_unreachable", e.to_string()),
     }
 }
 

@@ -82,6 +82,12 @@ pub trait ControlStore: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Every gateway of the fleet as its acknowledgements tell (`GET /fleet`); `None` for a
+    /// store of one gateway. Reads the shared store, so it may fail while it is away.
+    fn fleet_status(&self) -> BoxFuture<'_, Result<Option<redis::FleetStatus>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Gives a shared store a way to tell what this gateway runs (for its acknowledgement in
     /// `fleet status`); a store of one gateway ignores it.
     fn describe_gateway(&self, _facts: std::sync::Arc<dyn Fn() -> GatewayFacts + Send + Sync>) {}

@@ -512,6 +512,13 @@ async fn fleet_status_shows_a_stopped_gateway_as_lagging() {
     let out = fleet_cli(&gateways[0], &["fleet", "status"]).await;
     assert!(text(&out.stdout).contains("LAGGING: no report for"), "{}", text(&out.stdout));
 
+    // Any gateway's admin API shows the same fleet (`GET /fleet`, read with its own user).
+    let r = gateways[1].admin("GET", "/fleet", None).await;
+    assert_eq!(r.status, 200, "GET /fleet: {}", r.body);
+    let fleet = r.json();
+    let gw3 = fleet["gateways"].as_array().and_then(|g| g.iter().find(|m| m["gateway_id"] == "gw-3")).cloned();
+    assert!(gw3.is_some_and(|m| m["lagging"].is_string()), "{fleet}");
+
     gateways[2].signal("-CONT");
     support::eventually("every gateway ok again", Duration::from_secs(20), || async {
         let (code, states, _) = fleet_status().await;
@@ -640,4 +647,16 @@ async fn gateways_on_the_restricted_user_follow_the_operators_writes() {
             "{s}"
         );
     }
+}
+
+/// With the file backend there is no fleet to list: `GET /fleet` says so (404 `no_fleet`), and
+/// `/status` has no `fleet` part.
+#[tokio::test]
+async fn a_gateway_on_the_file_backend_is_a_fleet_of_one() {
+    let gw = support::gateway().jwt_key().start().await;
+    let r = gw.admin("GET", "/fleet", None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"], "no_fleet", "{}", r.body);
+    let status = gw.admin("GET", "/status", None).await.json();
+    assert!(status.get("fleet").is_none(), "{status}");
 }

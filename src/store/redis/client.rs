@@ -97,6 +97,11 @@ impl FleetClient {
         })
     }
 
+    /// A client on a connection already open (a gateway reading its own fleet).
+    pub(super) fn on(con: MultiplexedConnection, names: Names, url: &str, origin: &str) -> FleetClient {
+        FleetClient { con, names, url: url.to_string(), origin: origin.to_string() }
+    }
+
     fn explain(&self, e: &redis::RedisError) -> String {
         link::explain(&self.url, e)
     }

@@ -482,6 +482,18 @@ impl ControlStore for RedisStore {
         Some(self.inner.report())
     }
 
+    fn fleet_status(&self) -> BoxFuture<'_, Result<Option<FleetStatus>, StoreError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let con = link::connect(&inner.client, link::COMMAND_TIMEOUT)
+                .await
+                .map_err(|e| StoreError::Unavailable(link::explain(&inner.config.url, &e)))?;
+            let mut client = FleetClient::on(con, inner.names.clone(), &inner.config.url, &inner.config.gateway_id);
+            let status = client.status(inner.config.heartbeat, inner.clock.now_ms()).await;
+            status.map(Some).map_err(StoreError::Unavailable)
+        })
+    }
+
     fn describe_gateway(&self, facts: Arc<dyn Fn() -> GatewayFacts + Send + Sync>) {
         *self.inner.facts.lock().unwrap_or_else(PoisonError::into_inner) = Some(facts);
         self.inner.wake.notify_one();
