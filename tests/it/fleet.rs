@@ -314,6 +314,13 @@ async fn a_redis_killed_changes_nothing_and_the_override_still_ends_on_time() {
     }
     each_answers(&gateways, PROTECTED, None, bypassed, "still in bypass without Redis").await;
     each_answers(&gateways, CRITICAL, Some(&token_of("sess_k")), revoked, "still refusing sess_k").await;
+    // Ready all the same (a Redis blip must not empty the Service), and the metrics say why not.
+    for gw in &gateways {
+        let ready = gw.admin("GET", "/readyz", None).await;
+        assert_eq!(ready.status, 200, "/readyz without Redis: {}", ready.body);
+        let metrics = gw.admin("GET", "/metrics", None).await.body;
+        assert!(metrics.lines().any(|l| l == "clerkgate_fleet_connected 0"), "{metrics}");
+    }
 
     // A restart while Redis is away: the state comes from fleet.json.
     let first = gateways.remove(0);
