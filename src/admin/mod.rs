@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod guard;
 pub mod probe;
 pub mod replay;
@@ -103,6 +104,7 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(guarded)
+        .merge(console::router(ctx.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(ctx)
@@ -262,6 +264,11 @@ fn mode_json(ctx: &AdminState) -> api::ModeView {
 }
 
 async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
+    Json(status_view(&ctx)).into_response()
+}
+
+/// `/status`'s body, also what the console shows.
+fn status_view(ctx: &AdminState) -> api::Status {
     let rt = ctx.shared.load_full();
     let now = ctx.clock.now_ms();
     let clerk = &rt.config.clerk;
@@ -269,10 +276,10 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
     let fetch = ctx.keys.status();
     let revocations = ctx.revocations.current();
     let (sessions, users, issued_before) = revocations.counts();
-    let body = api::Status {
+    api::Status {
         version: env!("CARGO_PKG_VERSION").into(),
-        ready: readiness(&ctx).ready,
-        mode: mode_json(&ctx),
+        ready: readiness(ctx).ready,
+        mode: mode_json(ctx),
         config: api::ConfigView {
             path: rt.config.origin.path.as_ref().map(|p| p.display().to_string()),
             loaded_at: humantime::format_rfc3339_seconds(rt.config.origin.loaded_at).to_string(),
@@ -280,7 +287,7 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
             upstream: rt.config.upstream.url_text.clone(),
         },
         last_reload: ctx.report.last_reload().map(reload_view),
-        state: state_view(&ctx),
+        state: state_view(ctx),
         keys: api::KeysView {
             source: clerk.jwks.as_ref().map(|j| j.url.clone()),
             networkless_key: clerk.jwt_key.is_some(),
@@ -302,9 +309,8 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
         },
         counters: api::Counters { since: Some(rfc3339(ctx.started_at_ms)), ..ctx.gate.outcome_counts().into() },
         fleet: ctx.store.fleet(),
-        webhooks: webhooks_view(&ctx, &rt.config, now),
-    };
-    Json(body).into_response()
+        webhooks: webhooks_view(ctx, &rt.config, now),
+    }
 }
 
 /// `webhooks` in `/status`: the journal's facts, with the ages by the gateway's clock.
