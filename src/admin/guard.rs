@@ -57,43 +57,70 @@ pub fn origin_allowed(origin: &str, host_header: &str) -> bool {
     rest.trim_end_matches('/').eq_ignore_ascii_case(host_header.trim())
 }
 
-/// The DNS-rebinding and cross-site checks, without the token: `Ok` with the `Host`, or the
-/// refusal. The console's pages that need no token go through this alone.
-pub fn same_site(headers: &http::HeaderMap) -> Result<String, Response> {
+/// Why the guard refused a request; [`Refusal::answer`] is what the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The `Host` is not an IP literal or `localhost`.
+    ForeignHost,
+    /// A foreign `Origin`, or `Sec-Fetch-Site: cross-site`.
+    CrossOrigin,
+    /// No admin token is configured.
+    NoAdminToken,
+    /// The token is missing or wrong.
+    Unauthorized,
+}
+
+impl Refusal {
+    /// The answer: 403, or 401 with `WWW-Authenticate`.
+    pub fn answer(self) -> Response {
+        match self {
+            Refusal::ForeignHost => error(
+                StatusCode::FORBIDDEN,
+                "foreign_host",
+                "the Host must be an IP address or localhost (DNS rebinding defence)",
+            ),
+            Refusal::CrossOrigin => {
+                error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused")
+            }
+            Refusal::NoAdminToken => error(
+                StatusCode::FORBIDDEN,
+                "no_admin_token",
+                "no admin token is configured (admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)",
+            ),
+            Refusal::Unauthorized => {
+                let mut resp =
+                    error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
+                resp.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"clerkgate-admin\""));
+                resp
+            }
+        }
+    }
+}
+
+/// The DNS-rebinding and cross-site checks, without the token: `Ok` with the `Host`, or why
+/// not. The console's pages that need no token go through this alone.
+pub fn same_site(headers: &http::HeaderMap) -> Result<String, Refusal> {
     let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
     if !host_allowed(&host) {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "foreign_host",
-            "the Host must be an IP address or localhost (DNS rebinding defence)",
-        ));
+        return Err(Refusal::ForeignHost);
     }
     if let Some(origin) = headers.get(ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| origin_allowed(o, &host));
-        if !ok {
-            return Err(cross_origin());
+        if !origin.to_str().is_ok_and(|o| origin_allowed(o, &host)) {
+            return Err(Refusal::CrossOrigin);
         }
     }
     if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
-        return Err(cross_origin());
+        return Err(Refusal::CrossOrigin);
     }
     Ok(host)
 }
 
-fn cross_origin() -> Response {
-    error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused")
-}
-
-/// Checks a presented token against the configured one, in constant time: `Ok` with who it is,
-/// or the refusal (401, or 403 when no token is configured).
-pub fn check_token(ctx: &AdminState, presented: &str) -> Result<AdminActor, Response> {
+/// Checks a presented token against the configured one, in constant time: who it is, or why not.
+pub fn check_token(ctx: &AdminState, presented: &str) -> Result<AdminActor, Refusal> {
     let rt = ctx.shared.load();
     let Some(expected) = rt.config.admin.token.clone() else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "no_admin_token",
-            "no admin token is configured (admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)",
-        ));
+        return Err(Refusal::NoAdminToken);
     };
     drop(rt);
     let matches = !presented.is_empty()
@@ -103,9 +130,7 @@ pub fn check_token(ctx: &AdminState, presented: &str) -> Result<AdminActor, Resp
         )
         .is_ok();
     if !matches {
-        let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
-        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"clerkgate-admin\""));
-        return Err(resp);
+        return Err(Refusal::Unauthorized);
     }
     Ok(AdminActor(Actor::Admin(token_id(presented))))
 }
@@ -113,7 +138,7 @@ pub fn check_token(ctx: &AdminState, presented: &str) -> Result<AdminActor, Resp
 /// The middleware.
 pub async fn guard(State(ctx): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
     if let Err(refused) = same_site(req.headers()) {
-        return refused;
+        return refused.answer();
     }
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     let presented = req
@@ -129,6 +154,6 @@ pub async fn guard(State(ctx): State<Arc<AdminState>>, mut req: Request, next: N
             req.extensions_mut().insert(actor);
             next.run(req).await
         }
-        Err(refused) => refused,
+        Err(refused) => refused.answer(),
     }
 }

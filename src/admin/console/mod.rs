@@ -84,7 +84,7 @@ async fn secure(mut resp: Response) -> Response {
 async fn same_site(req: Request, next: Next) -> Response {
     match guard::same_site(req.headers()) {
         Ok(_) => next.run(req).await,
-        Err(refused) => refused,
+        Err(refused) => refused.answer(),
     }
 }
 
@@ -125,7 +125,7 @@ async fn read_only(State(ctx): State<Arc<AdminState>>, headers: HeaderMap, body:
     }
     let token = form_field(&body, "token").unwrap_or_default();
     if let Err(refused) = guard::check_token(&ctx, &token) {
-        return refused;
+        return refused.answer();
     }
     let view = view(&ctx, None).await;
     let mode = view.status.mode.mode;

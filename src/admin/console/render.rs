@@ -67,9 +67,9 @@ pub(super) fn page(shell: Shell, mode: Option<Mode>) -> String {
     match shell {
         Shell::Login => {
             login(&mut h);
-            h.raw("<div id=\"app\" hidden>");
+            h.raw("<div id=\"app\" hidden><div id=\"state\"></div>");
             controls(&mut h);
-            h.raw("<div id=\"state\"></div></div>");
+            h.raw("</div>");
         }
         Shell::Static(state) => {
             h.raw("<p class=\"note\">Read-only view (scripts are off): reload to see it again; the switch and the chart's refresh need scripts.</p>")
@@ -242,8 +242,10 @@ fn colour(lane: Lane) -> &'static str {
 
 /// Stacked bars, one per minute, as inline SVG (no script needed to draw it).
 fn chart(h: &mut Html, minutes: &[Minute]) {
-    const W: usize = 600;
-    const H: usize = 160;
+    const W: usize = 900;
+    const H: usize = 140;
+    // The bars sit below the peak's label and above the axis labels.
+    const TOP: usize = 18;
     let lanes: Vec<Lane> =
         (0..LANES).map(Lane).filter(|l| lane_name(*l).is_some() && minutes.iter().any(|m| m.counts[l.0] > 0)).collect();
     let peak = minutes.iter().map(|m| m.counts.iter().sum::<u64>()).max().unwrap_or(0).max(1);
@@ -252,7 +254,7 @@ fn chart(h: &mut Html, minutes: &[Minute]) {
         .raw(" minutes</h2><svg id=\"outcomes\" viewBox=\"0 0 ")
         .text(W)
         .raw(" ")
-        .text(H + 16)
+        .text(H + TOP + 18)
         .raw("\" role=\"img\" aria-label=\"request outcomes per minute, by reason\">");
     let slot = W / minutes.len().max(1);
     for (i, m) in minutes.iter().enumerate() {
@@ -264,37 +266,18 @@ fn chart(h: &mut Html, minutes: &[Minute]) {
             }
             let height = (n * H as u64).div_ceil(peak).max(1);
             top = top.saturating_sub(height);
-            h.raw("<rect x=\"")
-                .text(i * slot + 2)
-                .raw("\" y=\"")
-                .text(top)
-                .raw("\" width=\"")
-                .text(slot.saturating_sub(4))
-                .raw("\" height=\"")
-                .text(height)
-                .raw("\" fill=\"")
-                .raw(colour(*lane))
-                .raw("\"><title>")
-                .text(lane_name(*lane).unwrap_or_default())
-                .raw(": ")
-                .text(n)
-                .raw("</title></rect>");
+            h.raw("<rect x=\"").text(i * slot + 2).raw("\" y=\"").text(top + TOP as u64);
+            h.raw("\" width=\"").text(slot.saturating_sub(4)).raw("\" height=\"").text(height);
+            h.raw("\" fill=\"").raw(colour(*lane)).raw("\"><title>");
+            h.text(lane_name(*lane).unwrap_or_default()).raw(": ").text(n).raw("</title></rect>");
         }
     }
-    h.raw("<line x1=\"0\" y1=\"")
-        .text(H)
-        .raw("\" x2=\"")
-        .text(W)
-        .raw("\" y2=\"")
-        .text(H)
-        .raw("\" stroke=\"#64748b\"/>");
-    h.raw("<text x=\"0\" y=\"").text(H + 14).raw("\" class=\"axis\">−").text(minutes.len()).raw(" min</text>");
-    h.raw("<text x=\"").text(W).raw("\" y=\"").text(H + 14).raw("\" class=\"axis\" text-anchor=\"end\">now</text>");
-    h.raw("<text x=\"")
-        .text(W)
-        .raw("\" y=\"12\" class=\"axis\" text-anchor=\"end\">peak ")
-        .text(peak)
-        .raw("/min</text>");
+    let base = H + TOP;
+    h.raw("<line x1=\"0\" y1=\"").text(base).raw("\" x2=\"").text(W).raw("\" y2=\"").text(base);
+    h.raw("\" stroke=\"#64748b\"/><text x=\"0\" y=\"").text(base + 14).raw("\" class=\"axis\">−");
+    h.text(minutes.len()).raw(" min</text><text x=\"").text(W).raw("\" y=\"").text(base + 14);
+    h.raw("\" class=\"axis\" text-anchor=\"end\">now</text><text x=\"").text(W);
+    h.raw("\" y=\"12\" class=\"axis\" text-anchor=\"end\">peak ").text(peak).raw("/min</text>");
     h.raw("</svg><ul class=\"legend\">");
     if lanes.is_empty() {
         h.raw("<li>no requests in the window</li>");
@@ -417,7 +400,7 @@ fn revocations(h: &mut Html, r: &api::Revocations) {
 fn timeline(h: &mut Html, v: &View) {
     h.raw("<section class=\"card timeline\" aria-labelledby=\"timeline-h\"><h2 id=\"timeline-h\">Timeline</h2><p class=\"hint\">");
     match &v.kind {
-        Some(kind) => h.text(&kind).raw(" events, "),
+        Some(kind) => h.text(kind).raw(" events, "),
         None => h.raw("Every event, "),
     };
     h.raw("newest first: ").text(v.timeline.len()).raw(" of ").text(v.timeline_total).raw(" in the last 24 hours.</p>");
