@@ -15,6 +15,7 @@
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
 //! | `POST /audit` | token | a runbook command records what it did at Clerk: `{"action":"revocation.remote","after":{…},"reason":"…"}` (or `triage.run`) |
 //! | `GET /webhooks?since=&failed=true&ids=a,b` | token | the webhook journal in replay order; `since` as for `/audit`, by arrival |
+//! | `GET /console` (and `/console/…`) | Host and Origin checks; its state needs the token | the on-call page, see [`console`] |
 //! | `POST /webhooks/replay` | token | `{"svix_id"}`: re-deliver one journalled event, re-signed with `clerk.upstream_webhook_secret`; audited |
 //!
 //! [`health_router`] serves the three open endpoints alone, on `server.health_listen`: the same
