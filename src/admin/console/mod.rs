@@ -13,14 +13,14 @@
 //! script fetches the state with the token as a bearer header, then uses the existing JSON
 //! endpoints (`PUT /mode`, `POST /revocations`) for changes. The state comes back as HTML
 //! rendered here, not JSON assembled in the browser, so that one renderer (escaping every
-//! value, [`html::Html`]) serves both the script and a browser with scripts off: the login form
+//! value, `html::Html`) serves both the script and a browser with scripts off: the login form
 //! posts the token to `POST /console`, which answers the same state inside the page.
 //!
 //! Cross-site requests: a bearer token in a header is never sent by a browser on its own, the
 //! guard refuses a foreign `Origin` or `Sec-Fetch-Site: cross-site` on every console route,
 //! and `POST /console` further needs proof that it came from this origin (`Origin` or
 //! `Sec-Fetch-Site: same-origin`, which browsers send on every form post). Every console
-//! response carries [`CSP`] and the other headers of [`secure`].
+//! response carries [`CSP`] and the other headers of `secure`.
 
 mod html;
 mod render;
