@@ -166,7 +166,7 @@ pub async fn start_with_store(
     if start_mode.source == crate::mode::ModeSource::Env {
         tracing::warn!("starting in bypass mode: CLERK_EMERGENCY_BYPASS=true");
     }
-    let shared = Arc::new(Shared::new(runtime));
+    let shared = Arc::new(Shared::with_clock(runtime, clock.clone()));
     store.describe_gateway({
         let (shared, keys, clock) = (shared.clone(), keys.clone(), clock.clone());
         Arc::new(move || {

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::clock::duration_ms;
 use crate::config::Config;
 use crate::mode::{Mode, ModeSetting, ModeSource};
+use crate::telemetry::history::OutcomeHistory;
 
 /// One immutable snapshot of everything a request needs to decide.
 #[derive(Debug, Clone)]
@@ -98,12 +99,20 @@ impl Runtime {
 #[derive(Debug)]
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
+    /// Request outcomes per minute, for the console's chart: the auth layer and the proxy both
+    /// hold this holder already, so counting costs them no extra handle per request.
+    pub outcomes: OutcomeHistory,
 }
 
 impl Shared {
-    /// Holds `runtime`.
+    /// Holds `runtime`; the outcome history reads the system clock.
     pub fn new(runtime: Runtime) -> Self {
-        Shared { runtime: ArcSwap::from_pointee(runtime) }
+        Self::with_clock(runtime, crate::clock::Clock::system())
+    }
+
+    /// Holds `runtime`; the outcome history reads `clock`.
+    pub fn with_clock(runtime: Runtime, clock: crate::clock::Clock) -> Self {
+        Shared { runtime: ArcSwap::from_pointee(runtime), outcomes: OutcomeHistory::new(clock) }
     }
 
     /// The current snapshot (one atomic load; do not hold it across an await).

@@ -57,43 +57,72 @@ pub fn origin_allowed(origin: &str, host_header: &str) -> bool {
     rest.trim_end_matches('/').eq_ignore_ascii_case(host_header.trim())
 }
 
-/// The middleware.
-pub async fn guard(State(ctx): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
-    let headers = req.headers();
+/// Why the guard refused a request; [`Refusal::answer`] is what the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The `Host` is not an IP literal or `localhost`.
+    ForeignHost,
+    /// A foreign `Origin`, or `Sec-Fetch-Site: cross-site`.
+    CrossOrigin,
+    /// No admin token is configured.
+    NoAdminToken,
+    /// The token is missing or wrong.
+    Unauthorized,
+}
+
+impl Refusal {
+    /// The answer: 403, or 401 with `WWW-Authenticate`.
+    pub fn answer(self) -> Response {
+        match self {
+            Refusal::ForeignHost => error(
+                StatusCode::FORBIDDEN,
+                "foreign_host",
+                "the Host must be an IP address or localhost (DNS rebinding defence)",
+            ),
+            Refusal::CrossOrigin => {
+                error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused")
+            }
+            Refusal::NoAdminToken => error(
+                StatusCode::FORBIDDEN,
+                "no_admin_token",
+                "no admin token is configured (admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)",
+            ),
+            Refusal::Unauthorized => {
+                let mut resp =
+                    error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
+                resp.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"clerkgate-admin\""));
+                resp
+            }
+        }
+    }
+}
+
+/// The DNS-rebinding and cross-site checks, without the token: `Ok` with the `Host`, or why
+/// not. The console's pages that need no token go through this alone.
+pub fn same_site(headers: &http::HeaderMap) -> Result<String, Refusal> {
     let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
     if !host_allowed(&host) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "foreign_host",
-            "the Host must be an IP address or localhost (DNS rebinding defence)",
-        );
+        return Err(Refusal::ForeignHost);
     }
     if let Some(origin) = headers.get(ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| origin_allowed(o, &host));
-        if !ok {
-            return error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused");
+        if !origin.to_str().is_ok_and(|o| origin_allowed(o, &host)) {
+            return Err(Refusal::CrossOrigin);
         }
     }
     if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
-        return error(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests to the admin API are refused");
+        return Err(Refusal::CrossOrigin);
     }
+    Ok(host)
+}
+
+/// Checks a presented token against the configured one, in constant time: who it is, or why not.
+pub fn check_token(ctx: &AdminState, presented: &str) -> Result<AdminActor, Refusal> {
     let rt = ctx.shared.load();
     let Some(expected) = rt.config.admin.token.clone() else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "no_admin_token",
-            "no admin token is configured (admin.token, admin.token_file or CLERKGATE_ADMIN_TOKEN)",
-        );
+        return Err(Refusal::NoAdminToken);
     };
     drop(rt);
-    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string())
-        .unwrap_or_default();
     let matches = !presented.is_empty()
         && aws_lc_rs::constant_time::verify_slices_are_equal(
             sha256(presented.as_bytes()).as_ref(),
@@ -101,10 +130,30 @@ pub async fn guard(State(ctx): State<Arc<AdminState>>, mut req: Request, next: N
         )
         .is_ok();
     if !matches {
-        let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
-        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"clerkgate-admin\""));
-        return resp;
+        return Err(Refusal::Unauthorized);
     }
-    req.extensions_mut().insert(AdminActor(Actor::Admin(token_id(&presented))));
-    next.run(req).await
+    Ok(AdminActor(Actor::Admin(token_id(presented))))
+}
+
+/// The middleware.
+pub async fn guard(State(ctx): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
+    if let Err(refused) = same_site(req.headers()) {
+        return refused.answer();
+    }
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string())
+        .unwrap_or_default();
+    match check_token(&ctx, &presented) {
+        Ok(actor) => {
+            req.extensions_mut().insert(actor);
+            next.run(req).await
+        }
+        Err(refused) => refused.answer(),
+    }
 }

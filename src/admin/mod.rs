@@ -15,6 +15,7 @@
 //! | `GET /audit?since=` | token | audit events, oldest first; `since` is RFC 3339 or a duration back from now (`1h`) |
 //! | `POST /audit` | token | a runbook command records what it did at Clerk: `{"action":"revocation.remote","after":{…},"reason":"…"}` (or `triage.run`) |
 //! | `GET /webhooks?since=&failed=true&ids=a,b` | token | the webhook journal in replay order; `since` as for `/audit`, by arrival |
+//! | `GET /console` (and `/console/…`) | Host and Origin checks; its state needs the token | the on-call page, see [`console`] |
 //! | `POST /webhooks/replay` | token | `{"svix_id"}`: re-deliver one journalled event, re-signed with `clerk.upstream_webhook_secret`; audited |
 //!
 //! [`health_router`] serves the three open endpoints alone, on `server.health_listen`: the same
@@ -26,6 +27,7 @@
 
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod guard;
 pub mod probe;
 pub mod replay;
@@ -104,6 +106,7 @@ pub fn router(ctx: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(guarded)
+        .merge(console::router(ctx.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(ctx)
@@ -263,6 +266,11 @@ fn mode_json(ctx: &AdminState) -> api::ModeView {
 }
 
 async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
+    Json(status_view(&ctx)).into_response()
+}
+
+/// `/status`'s body, also what the console shows.
+fn status_view(ctx: &AdminState) -> api::Status {
     let rt = ctx.shared.load_full();
     let now = ctx.clock.now_ms();
     let clerk = &rt.config.clerk;
@@ -270,10 +278,10 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
     let fetch = ctx.keys.status();
     let revocations = ctx.revocations.current();
     let (sessions, users, issued_before) = revocations.counts();
-    let body = api::Status {
+    api::Status {
         version: env!("CARGO_PKG_VERSION").into(),
-        ready: readiness(&ctx).ready,
-        mode: mode_json(&ctx),
+        ready: readiness(ctx).ready,
+        mode: mode_json(ctx),
         config: api::ConfigView {
             path: rt.config.origin.path.as_ref().map(|p| p.display().to_string()),
             loaded_at: humantime::format_rfc3339_seconds(rt.config.origin.loaded_at).to_string(),
@@ -281,7 +289,7 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
             upstream: rt.config.upstream.url_text.clone(),
         },
         last_reload: ctx.report.last_reload().map(reload_view),
-        state: state_view(&ctx),
+        state: state_view(ctx),
         keys: api::KeysView {
             source: clerk.jwks.as_ref().map(|j| j.url.clone()),
             networkless_key: clerk.jwt_key.is_some(),
@@ -303,9 +311,8 @@ async fn status(State(ctx): State<Arc<AdminState>>) -> Response {
         },
         counters: api::Counters { since: Some(rfc3339(ctx.started_at_ms)), ..ctx.gate.outcome_counts().into() },
         fleet: ctx.store.fleet(),
-        webhooks: webhooks_view(&ctx, &rt.config, now),
-    };
-    Json(body).into_response()
+        webhooks: webhooks_view(ctx, &rt.config, now),
+    }
 }
 
 /// `webhooks` in `/status`: the journal's facts, with the ages by the gateway's clock.

@@ -7,6 +7,7 @@ use metrics::Counter;
 
 use super::decide::AuthStatus;
 use crate::reason::Reason;
+use crate::telemetry::history::{Lane, OutcomeHistory};
 use crate::telemetry::names as metric;
 
 /// One counter, exported to Prometheus and readable for `/status`.
@@ -68,27 +69,39 @@ impl Counters {
         }
     }
 
-    /// A forwarded request.
-    pub(super) fn forwarded(&self, status: AuthStatus) {
-        match status {
-            AuthStatus::SignedIn => self.signed_in.inc(),
-            AuthStatus::SignedOut => self.signed_out.inc(),
+    /// A forwarded request, also counted in `history`'s minute of `now_ms`.
+    pub(super) fn forwarded(&self, status: AuthStatus, history: &OutcomeHistory, now_ms: i64) {
+        let lane = match status {
+            AuthStatus::SignedIn => {
+                self.signed_in.inc();
+                Lane::SIGNED_IN
+            }
+            AuthStatus::SignedOut => {
+                self.signed_out.inc();
+                Lane::SIGNED_OUT
+            }
             AuthStatus::Grace => {
                 self.grace.inc();
                 self.grace_accepted.increment(1);
+                Lane::GRACE
             }
             AuthStatus::Bypass => {
                 self.bypass.inc();
                 self.bypassed.increment(1);
+                Lane::BYPASS
             }
-        }
+        };
+        history.record(now_ms, lane);
     }
 
     /// A refused request, by its reason's wire string (answers that are not refusals of ours
-    /// are not counted here).
-    pub(super) fn rejected(&self, reason: &str) {
-        if let Some((_, c)) = self.rejected.iter().find(|(r, _)| r.as_str() == reason) {
-            c.inc();
+    /// are not counted here), also counted in `history`'s minute of `now_ms`.
+    pub(super) fn rejected(&self, reason: &str, history: &OutcomeHistory, now_ms: i64) {
+        if let Some(i) = self.rejected.iter().position(|(r, _)| r.as_str() == reason) {
+            self.rejected[i].1.inc();
+            if let Some(lane) = Lane::rejected(i) {
+                history.record(now_ms, lane);
+            }
         }
     }
 
@@ -102,6 +115,20 @@ impl Counters {
             cache_hits: self.cache_hit.get(),
             cache_misses: self.cache_miss.get(),
         }
+    }
+}
+
+/// What a lane of the outcome history counts, as the console labels it: `signed-in`,
+/// `signed-out`, `bypass`, `grace`, `5xx`, or a refusal reason's wire string. `None` for a lane
+/// nothing counts in.
+pub fn lane_name(lane: Lane) -> Option<&'static str> {
+    match lane {
+        Lane::SIGNED_IN => Some("signed-in"),
+        Lane::SIGNED_OUT => Some("signed-out"),
+        Lane::BYPASS => Some("bypass"),
+        Lane::GRACE => Some("grace"),
+        Lane::SERVER_ERROR => Some("5xx"),
+        Lane(i) => Reason::ALL.get(i.checked_sub(Lane::FIXED)?).map(|r| r.as_str()),
     }
 }
 
@@ -122,4 +149,22 @@ pub struct OutcomeCounts {
     pub cache_hits: u64,
     /// Verdict-cache misses.
     pub cache_misses: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::history::LANES;
+
+    #[test]
+    fn every_reason_has_a_lane_of_its_own() {
+        assert!(Lane::FIXED + Reason::ALL.len() <= LANES, "raise telemetry::history::LANES");
+        let names: Vec<_> = (0..LANES).filter_map(|i| lane_name(Lane(i))).collect();
+        assert_eq!(names.len(), Lane::FIXED + Reason::ALL.len());
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "two lanes share a name: {names:?}");
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(Lane::rejected(i).and_then(lane_name), Some(r.as_str()));
+        }
+    }
 }

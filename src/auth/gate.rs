@@ -178,7 +178,7 @@ impl Gate {
         match decision {
             Decision::Forward(forward) => {
                 set_identity(parts, forward);
-                self.counters.forwarded(forward.status);
+                self.counters.forwarded(forward.status, &self.shared.outcomes, now_ms);
                 if let Some(note) = forward.note {
                     static NOTES: crate::telemetry::Throttle = crate::telemetry::Throttle::per_second();
                     if let Some(held_back) = NOTES.admit() {
@@ -191,7 +191,7 @@ impl Gate {
                     return;
                 }
             }
-            Decision::Answer(answer) => self.counters.rejected(answer.reason()),
+            Decision::Answer(answer) => self.counters.rejected(answer.reason(), &self.shared.outcomes, now_ms),
             Decision::NeedKid(_) | Decision::VerifyWebhook | Decision::Call(_) => return,
         }
         // Only the end of bypass closes its summary: a request refused or enforced while

@@ -96,7 +96,7 @@ impl Proxy {
     }
 
     /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
-    pub async fn forward(self, mut req: Request<Body>) -> Response<Body> {
+    pub async fn forward(&self, mut req: Request<Body>) -> Response<Body> {
         let (authority, settings, response_timeout, body_timeout) = {
             let rt = self.shared.load();
             let up = &rt.config.upstream;
@@ -387,7 +387,14 @@ impl Service<Request<Body>> for Proxy {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.forward(req).await) })
+        Box::pin(async move {
+            let resp = this.forward(req).await;
+            // The upstream's 5xx and the gateway's own 502/504, for the console's chart.
+            if resp.status().is_server_error() {
+                this.shared.outcomes.record_now(crate::telemetry::history::Lane::SERVER_ERROR);
+            }
+            Ok(resp)
+        })
     }
 }
 

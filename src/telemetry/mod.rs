@@ -8,6 +8,7 @@
 //! full (stderr cannot keep up) the line is dropped and counted in
 //! [`names::LOG_LINES_DROPPED`], instead of the request waiting for the pipe.
 
+pub mod history;
 pub mod names;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,6 +14,9 @@ mod browser;
 mod browser_flow;
 /// Config loading and `check-config`.
 mod config;
+/// Issue #15, the on-call console (`GET /console`): security headers, login-only without a
+/// token, cross-site posts refused, the read-only page; headless Chromium flips the mode.
+mod console;
 /// The control plane: modes, admin API, signals, reload, revocation, audit (real binary).
 mod control;
 /// The data plane: header table, answer table, and the peer security cases T01–T15, T23–T26, T28.
