@@ -227,6 +227,7 @@ pub async fn start_with_store(
         started_at_ms,
         webhooks: Some(journal),
         proxy: proxy.clone(),
+        triage: std::sync::OnceLock::new(),
     });
 
     let (tx, rx) = watch::channel(false);

@@ -517,6 +517,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Lets the console run triage against this gateway: the running config, and its own admin
+/// API (where it listens, with its token) as the gateway to ask.
+fn give_triage(ctx: &std::sync::Arc<crate::admin::AdminState>, admin: std::net::SocketAddr) {
+    let shared = ctx.shared.clone();
+    let runner = crate::admin::TriageRunner(std::sync::Arc::new(move || {
+        let config = shared.load().config.clone();
+        Box::pin(async move {
+            let target = client::Target::local(admin, config.admin.token.clone())?;
+            let report =
+                crate::ops::triage::assess(&config, Some(target), None, crate::ops::triage::PROBE_TIMEOUT).await?;
+            serde_json::to_value(&report).map_err(|e| e.to_string())
+        })
+    }));
+    let _ = ctx.triage.set(runner);
+}
+
 /// The fleet a command goes to: `Some` when the config (`--config`, else the default config
 /// when that file exists) uses the Redis backend. A config that asks for Redis but does not
 /// load is exit 2, with every problem.
@@ -841,6 +857,7 @@ async fn run(path: PathBuf, env: Env, discard_state: bool, no_watch: bool) -> Ex
             return ExitCode::from(if bad_state { 2 } else { 1 });
         }
     };
+    give_triage(&running.ctx, running.admin_addr);
     signals.run(running.ctx.control.clone()).await;
     running.shutdown().await;
     tracing::info!("stopped");

@@ -58,6 +58,16 @@ impl Target {
     /// A default config is only found, so a variable set in the shell beats it — and inside the
     /// gateway's own container, where both are set, the CLI sends what the gateway reads first
     /// (the gateway takes `CLERKGATE_ADMIN_TOKEN` before `admin.token_file`).
+    /// A gateway's own admin API at `listen`, with its token: the console's triage calls it.
+    pub fn local(listen: std::net::SocketAddr, token: Option<Secret>) -> Result<Target, String> {
+        Ok(Target {
+            base: url_of_listen(listen)?,
+            base_from: "admin.listen".into(),
+            token: token.map(|t| (t, "admin.token".to_string())),
+            unused_tokens: Vec::new(),
+        })
+    }
+
     pub fn resolve(sources: &Sources, env: &Env) -> Result<Target, String> {
         let flag_token = match &sources.token_file {
             None => None,

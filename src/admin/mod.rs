@@ -82,6 +82,21 @@ pub struct AdminState {
     pub webhooks: Option<Arc<Journal>>,
     /// The upstream hop, for replayed webhooks.
     pub proxy: Proxy,
+    /// Runs triage for the console, when the binary that serves put it here (`clerkgate run`;
+    /// triage is a runbook command, a layer above this one).
+    pub triage: std::sync::OnceLock<TriageRunner>,
+}
+
+/// Runs `clerkgate triage` once and answers its report as JSON.
+#[derive(Clone)]
+pub struct TriageRunner(
+    pub Arc<dyn Fn() -> crate::store::BoxFuture<'static, Result<serde_json::Value, String>> + Send + Sync>,
+);
+
+impl std::fmt::Debug for TriageRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TriageRunner")
+    }
 }
 
 /// Largest admin request body accepted.

@@ -568,8 +568,31 @@ pub fn pinned_key_served(pinned: &VerifyingKey, body: &[u8]) -> Option<bool> {
 /// Runs triage: the probes, the verdict, the output, the audit record; the exit code is the
 /// severity's ([`exit`]).
 pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<String>, opts: Options) -> ExitCode {
+    let report = match assess(config, gateway, gateway_why, opts.timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("clerkgate triage: {e}");
+            return ExitCode::from(super::exit::USAGE);
+        }
+    };
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", show(&report));
+    }
+    report.severity.exit_code()
+}
+
+/// Runs the probes, names the category and severity, and records the result in the gateway's
+/// audit log (`triage.run`): triage without its output, for `run` and the console's button.
+pub async fn assess(
+    config: &Config,
+    gateway: Option<Target>,
+    gateway_why: Option<String>,
+    timeout: Duration,
+) -> Result<Report, String> {
     let started = Instant::now();
-    let timeout = opts.timeout.min(DEADLINE.saturating_sub(Duration::from_millis(1000)));
+    let timeout = timeout.min(DEADLINE.saturating_sub(Duration::from_millis(1000)));
     // The clients' own limits are a little longer, so that a probe that runs out of time is
     // cut by [`bounded`] and reported as a timeout.
     let client_limit = timeout + Duration::from_millis(500);
@@ -581,10 +604,7 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
         .build()
     {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("clerkgate triage: cannot build an HTTP client: {e}");
-            return ExitCode::from(super::exit::USAGE);
-        }
+        Err(e) => return Err(format!("cannot build an HTTP client: {e}")),
     };
     let bapi = super::settings(config).ok().and_then(|s| {
         let settings =
@@ -661,12 +681,7 @@ pub async fn run(config: &Config, gateway: Option<Target>, gateway_why: Option<S
             }
         }
     };
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-    } else {
-        print!("{}", show(&report));
-    }
-    report.severity.exit_code()
+    Ok(report)
 }
 
 /// A probe's outcome before it becomes a line: its state, what it found, and its evidence.

@@ -324,3 +324,30 @@ async fn the_console_in_a_browser_shows_the_state_and_flips_the_mode_with_a_conf
     drop(browser);
     eprintln!("screenshots: {} {}", enforce_png.display(), bypass_png.display());
 }
+
+/// The console's triage button: `POST /console/triage` runs triage inside the gateway (`clerkgate
+/// run` brings it; the probes reach nothing here, which triage names), answers its report and
+/// records it, so the state's "Latest triage" shows it. Cross-site, it is refused like any
+/// console change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_triage_and_shows_its_verdict() {
+    let (gw, _jwks) = console_gateway().await;
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let r =
+        call(&gw, "POST", "/console/triage", &[("authorization", &bearer), ("origin", "https://evil.example")], None)
+            .await;
+    assert_eq!(r.status, 403, "a cross-site triage: {}", r.body);
+    assert_secure(&r, "a refused triage");
+
+    let r = call(&gw, "POST", "/console/triage", &[("authorization", &bearer)], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_secure(&r, "triage");
+    let report: Value = r.json();
+    let category = report["category"].as_str().expect("a category").to_string();
+    assert!(report["severity"].is_string() && report["next"].is_string(), "{report}");
+    assert_eq!(report["recorded"], "in the gateway's audit log (triage.run)", "{report}");
+
+    let state = call(&gw, "GET", "/console/state", &[("authorization", &bearer)], None).await;
+    assert_eq!(state.status, 200, "{}", state.body);
+    assert!(state.body.contains("Latest triage") && state.body.contains(&category), "{}", state.body);
+}

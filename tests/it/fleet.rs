@@ -525,6 +525,11 @@ async fn fleet_status_shows_a_stopped_gateway_as_lagging() {
     let fleet = r.json();
     let gw3 = fleet["gateways"].as_array().and_then(|g| g.iter().find(|m| m["gateway_id"] == "gw-3")).cloned();
     assert!(gw3.is_some_and(|m| m["lagging"].is_string()), "{fleet}");
+    // So does the console: every gateway, its mode and its lag.
+    let page = gateways[1].admin("GET", "/console/state", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = page.body.split("<tr").find(|r| r.contains("<td>gw-3</td>")).unwrap_or_default().to_string();
+    assert!(row.starts_with(" class=\"lagging\"") && row.contains("no report for"), "{}", page.body);
 
     gateways[2].signal("-CONT");
     support::eventually("every gateway ok again", Duration::from_secs(20), || async {

@@ -184,6 +184,32 @@
     ask(text + (reason ? " Reason: " + reason : ""), { method: "POST", url: "/revocations", body: body, kind: "revoke" });
   });
 
+  $("run-triage").addEventListener("click", async () => {
+    const button = $("run-triage");
+    button.disabled = true;
+    result("Triage is probing Clerk, this gateway and the upstream (6 s at most)…", true);
+    try {
+      const resp = await fetch("/console/triage", {
+        method: "POST",
+        headers: headers(false),
+        cache: "no-store",
+        credentials: "omit",
+      });
+      const a = await answer(resp);
+      if (!a.ok) {
+        result(a.text, false);
+      } else {
+        const r = a.body;
+        result("Triage: " + r.category + " (" + r.severity + "). " + r.why + " Next: " + r.next, r.severity === "none");
+      }
+    } catch (e) {
+      result("The gateway did not answer: " + e.message, false);
+    } finally {
+      button.disabled = false;
+    }
+    await refresh();
+  });
+
   $("confirm-no").addEventListener("click", cancel);
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && !$("confirm").hidden) cancel();

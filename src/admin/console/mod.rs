@@ -33,7 +33,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
@@ -52,10 +52,15 @@ const APP_CSS: &str = include_str!("app.css");
 const TIMELINE_SPAN: Duration = Duration::from_secs(24 * 3600);
 const TIMELINE_MAX: usize = 200;
 
+/// How long the state waits for the fleet's gateways from Redis before it shows without them.
+const FLEET_WAIT: Duration = Duration::from_millis(1500);
+
 /// The console's routes, each behind the Host and Origin checks and with the security headers.
 pub fn router(ctx: Arc<AdminState>) -> Router<Arc<AdminState>> {
-    let with_token =
-        Router::new().route("/console/state", get(state)).layer(middleware::from_fn_with_state(ctx, guard::guard));
+    let with_token = Router::new()
+        .route("/console/state", get(state))
+        .route("/console/triage", post(run_triage))
+        .layer(middleware::from_fn_with_state(ctx, guard::guard));
     Router::new()
         .route("/console", get(shell).post(read_only))
         .route("/console/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
@@ -110,6 +115,22 @@ async fn state(State(ctx): State<Arc<AdminState>>, Query(q): Query<StateQuery>) 
     html(render::state(&view(&ctx, kind).await).into_string())
 }
 
+/// `POST /console/triage`: runs triage now (recorded as `triage.run`, so the next state shows
+/// it) and answers its report.
+async fn run_triage(State(ctx): State<Arc<AdminState>>) -> Response {
+    let Some(runner) = ctx.triage.get().cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_triage",
+            "this gateway was not started by `clerkgate run`, which brings triage: run `clerkgate triage` beside it",
+        );
+    };
+    match (runner.0)().await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "triage_failed", e),
+    }
+}
+
 /// `POST /console` from the login form with scripts off: the token from the form body, then the
 /// page with the state in it. It changes nothing, but it is still refused without proof that
 /// the form is this origin's own.
@@ -159,6 +180,15 @@ async fn view(ctx: &AdminState, kind: Option<String>) -> View {
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let triage = records.iter().rev().find(|r| r.action == crate::store::Action::TriageRun.as_str()).cloned();
+    let members = match status.fleet {
+        None => None,
+        Some(_) => Some(match tokio::time::timeout(FLEET_WAIT, ctx.store.fleet_status()).await {
+            Ok(Ok(Some(f))) => Ok(f),
+            Ok(Ok(None)) => Err("this store has no fleet".to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("Redis did not answer within {} ms", FLEET_WAIT.as_millis())),
+        }),
+    };
     let timeline_total = records.len();
     let timeline = records
         .into_iter()
@@ -176,6 +206,7 @@ async fn view(ctx: &AdminState, kind: Option<String>) -> View {
         triage,
         revocations: super::revocations_json(&ctx.revocations.current()),
         audit_problem,
+        members,
     }
 }
 

@@ -32,6 +32,8 @@ pub(super) struct View {
     pub(super) revocations: api::Revocations,
     /// Why the audit log could not be read, if it could not.
     pub(super) audit_problem: Option<String>,
+    /// With the Redis backend: every gateway of the fleet, or why they could not be read.
+    pub(super) members: Option<Result<crate::store::redis::FleetStatus, String>>,
 }
 
 /// The timeline's kinds: an audit action's part before the dot.
@@ -121,6 +123,9 @@ fn controls(h: &mut Html) {
         .raw("<label for=\"revoke-id\">Id</label><input id=\"revoke-id\" name=\"id\" spellcheck=\"false\">")
         .raw("<label for=\"revoke-reason\">Reason</label><input id=\"revoke-reason\" name=\"reason\" maxlength=\"500\">")
         .raw("<button type=\"submit\" id=\"revoke-review\">Review…</button></form>")
+        .raw("<h2 id=\"triage-run-h\">Triage</h2>")
+        .raw("<p>Probes Clerk, this gateway and its upstream at once (6 s at most) and records the verdict.</p>")
+        .raw("<button type=\"button\" id=\"run-triage\" aria-describedby=\"triage-run-h\">Run triage</button>")
         .raw("<div id=\"confirm\" class=\"confirm\" role=\"alertdialog\" aria-labelledby=\"confirm-text\" hidden>")
         .raw("<p id=\"confirm-text\"></p><button type=\"button\" id=\"confirm-yes\">Confirm</button> ")
         .raw("<button type=\"button\" id=\"confirm-no\">Cancel</button></div>")
@@ -150,7 +155,7 @@ pub(super) fn state(v: &View) -> Html {
     keys(&mut h, &v.status.keys, v.max_stale_seconds);
     chart(&mut h, &v.minutes);
     if let Some(fleet) = &v.status.fleet {
-        fleet_card(&mut h, fleet);
+        fleet_card(&mut h, fleet, v.members.as_ref());
     }
     triage(&mut h, v.triage.as_ref());
     revocations(&mut h, &v.revocations);
@@ -295,7 +300,11 @@ fn chart(h: &mut Html, minutes: &[Minute]) {
     h.raw("</ul></section>");
 }
 
-fn fleet_card(h: &mut Html, f: &crate::store::FleetReport) {
+fn fleet_card(
+    h: &mut Html,
+    f: &crate::store::FleetReport,
+    members: Option<&Result<crate::store::redis::FleetStatus, String>>,
+) {
     h.raw("<section class=\"card fleet\" aria-labelledby=\"fleet-h\"><h2 id=\"fleet-h\">Fleet</h2><dl>")
         .raw("<dt>Fleet</dt><dd>")
         .text(&f.fleet)
@@ -323,7 +332,38 @@ fn fleet_card(h: &mut Html, f: &crate::store::FleetReport) {
         .text(f.audit_dropped)
         .raw("</dd><dt>Store resets</dt><dd>")
         .text(f.store_resets)
-        .raw("</dd></dl></section>");
+        .raw("</dd></dl>");
+    match members {
+        Some(Ok(fleet)) => {
+            h.raw("<table class=\"members\"><caption>Every gateway (fleet epoch ")
+                .text(fleet.epoch)
+                .raw(")</caption><thead><tr><th scope=\"col\">Gateway</th><th scope=\"col\">Mode</th>")
+                .raw("<th scope=\"col\">Source</th><th scope=\"col\">Epoch</th><th scope=\"col\">Reported</th>")
+                .raw("<th scope=\"col\">Lag</th></tr></thead><tbody>");
+            for m in &fleet.gateways {
+                h.raw(if m.lagging.is_some() { "<tr class=\"lagging\">" } else { "<tr>" })
+                    .raw("<td>")
+                    .text(&m.ack.gateway_id)
+                    .raw("</td><td>")
+                    .text(&m.ack.mode)
+                    .raw("</td><td>")
+                    .text(&m.ack.mode_source)
+                    .raw("</td><td>")
+                    .text(m.ack.epoch)
+                    .raw("</td><td>")
+                    .text(format!("{:.1} s ago", m.age_ms as f64 / 1000.0))
+                    .raw("</td><td>")
+                    .text(m.lagging.as_deref().unwrap_or("in step"))
+                    .raw("</td></tr>");
+            }
+            h.raw("</tbody></table>");
+        }
+        Some(Err(why)) => {
+            h.raw("<p class=\"problem\">The fleet's gateways could not be read: ").text(why).raw("</p>");
+        }
+        None => {}
+    }
+    h.raw("</section>");
 }
 
 fn setting(h: &mut Html, s: Option<&crate::mode::ModeSetting>) {
