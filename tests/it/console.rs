@@ -312,6 +312,16 @@ async fn the_console_in_a_browser_shows_the_state_and_flips_the_mode_with_a_conf
     let first = text(&mut browser, &page, "document.querySelector('#timeline .action').textContent").await;
     assert_eq!(first, "mode.set", "the newest event is first");
 
+    // The triage button: the gateway runs triage and the page shows its verdict.
+    browser.eval(&page, "document.getElementById('run-triage').click(); true").await;
+    until(
+        &mut browser,
+        &page,
+        "the triage verdict",
+        "document.getElementById('result').textContent.startsWith('Triage: ')",
+    )
+    .await;
+
     // A reload keeps the tab's token: the console, not the login.
     browser.navigate(&page, &gw.admin_url("/console")).await;
     until(

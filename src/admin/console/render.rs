@@ -382,7 +382,7 @@ fn setting(h: &mut Html, s: Option<&crate::mode::ModeSetting>) {
 fn triage(h: &mut Html, record: Option<&AuditRecord>) {
     h.raw("<section class=\"card triage\" aria-labelledby=\"triage-h\"><h2 id=\"triage-h\">Latest triage</h2>");
     let Some(r) = record else {
-        h.raw("<p>No triage recorded. Run <code>clerkgate triage</code>; it records its result here.</p></section>");
+        h.raw("<p>No triage recorded. Press <em>Run triage</em>, or run <code>clerkgate triage</code>; either records its result here.</p></section>");
         return;
     };
     h.raw("<p><time>").text(&r.time).raw("</time> by ").text(&r.actor).raw("</p><dl>");
