@@ -499,11 +499,23 @@ pub fn classify(f: &Findings) -> Verdict {
         );
     }
 
-    let mut note = String::from("every probe is nominal");
-    if f.gateway.is_none() {
-        note.push_str(" (the gateway itself could not be asked)");
+    // No row matched: say what was not seen, since "status unknown" is not "healthy" (§8.4).
+    let mut unseen = Vec::new();
+    if f.page == Page::Unknown {
+        unseen.push("Clerk's status page could not be read (P1)");
     }
-    verdict("healthy", Severity::None, note, "nothing to do")
+    if f.gateway.is_none() {
+        unseen.push("the gateway itself could not be asked (P6)");
+    }
+    if unseen.is_empty() {
+        return verdict("healthy", Severity::None, "every probe is nominal".into(), "nothing to do");
+    }
+    verdict(
+        "healthy",
+        Severity::None,
+        format!("no probe found a fault, but {}", unseen.join(", and ")),
+        "check https://status.clerk.com by hand, and that --admin names the gateway (clerkgate status)",
+    )
 }
 
 /// The `webhook-gap` row from the gateway's webhook facts: signature failures (SEV2 once the
@@ -1154,6 +1166,20 @@ mod tests {
         edit(&mut f);
         let v = classify(&f);
         (v.category, v.severity)
+    }
+
+    /// "Status unknown" is not "healthy" (§8.4): with no row matched, the verdict names what
+    /// could not be seen, and says to look.
+    #[test]
+    fn healthy_names_what_it_could_not_see() {
+        assert_eq!(classify(&healthy()).why, "every probe is nominal");
+        let mut f = healthy();
+        f.page = Page::Unknown;
+        f.gateway = None;
+        let v = classify(&f);
+        assert_eq!(v.category, "healthy");
+        assert!(v.why.contains("status page could not be read (P1)") && v.why.contains("(P6)"), "{}", v.why);
+        assert!(v.next.contains("status.clerk.com"), "{}", v.next);
     }
 
     /// One scenario per row of clerk-ops §8.4's table (and clerkgate's two), first row winning.
