@@ -214,12 +214,7 @@ pub fn decode_as<P: serde::de::DeserializeOwned>(token: &str, carrier: Carrier) 
             carrier,
         ));
     };
-    Ok(Decoded {
-        signing_input: &token[..h.len() + 1 + p.len()],
-        signature,
-        header,
-        payload,
-    })
+    Ok(Decoded { signing_input: &token[..h.len() + 1 + p.len()], signature, header, payload })
 }
 
 fn js_string(v: Option<&Value>) -> String {

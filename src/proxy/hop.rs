@@ -24,8 +24,8 @@ use std::task::{Context, Poll, Waker};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::uri::Authority;
 use http::header::HOST;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -62,6 +62,10 @@ struct Upstream {
 }
 
 /// How a request on the hop ended, when it brought no response.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the request is handed back unboxed: no allocation on the way to the pool"
+)]
 pub(super) enum HopFailure {
     /// No connection of its own was free; the request is handed back for the pool.
     NoPlace(Request<Body>),
@@ -157,6 +161,7 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 /// Why a request got no response on a connection.
+#[allow(clippy::large_enum_variant, reason = "the request is handed back unboxed: no allocation to retry it")]
 enum Unanswered {
     /// It was not written: the connection closed first. Sending it elsewhere is safe.
     Unsent(Request<Body>, BoxError),
@@ -174,7 +179,8 @@ impl Upstream {
     ) -> Result<Option<Upstream>, HopFailure> {
         let Some(dial) = connector.try_connect(target.clone()) else { return Ok(None) };
         let io = dial.await.map_err(HopFailure::Connect)?;
-        let (sender, conn) = Builder::new().handshake(io).await.map_err(|e| HopFailure::Connect(io::Error::other(e)))?;
+        let (sender, conn) =
+            Builder::new().handshake(io).await.map_err(|e| HopFailure::Connect(io::Error::other(e)))?;
         Ok(Some(Upstream { sender, conn, closed: false, settings, authority }))
     }
 

@@ -131,8 +131,9 @@ impl Proxy {
         let target = req.uri().clone();
         // A client gone while its request is in flight takes the upstream connection with it.
         let cancelled = CountIfCancelled;
-        let sent = tokio::time::timeout(response_timeout, hop.send(&upstreams.connector, upstreams.settings, &target, req))
-            .await;
+        let sent =
+            tokio::time::timeout(response_timeout, hop.send(&upstreams.connector, upstreams.settings, &target, req))
+                .await;
         std::mem::forget(cancelled);
         match sent {
             Err(_) => Err(Unreached::Timeout),
@@ -290,7 +291,11 @@ impl Proxy {
 }
 
 /// Sends `req` on the pooled client.
-async fn send_on_pool(pool: &HttpClient, req: Request<Body>, response_timeout: Duration) -> Result<Response<Body>, Unreached> {
+async fn send_on_pool(
+    pool: &HttpClient,
+    req: Request<Body>,
+    response_timeout: Duration,
+) -> Result<Response<Body>, Unreached> {
     let mut pending = FinishIfCancelled::new(pool.request(req), response_timeout);
     match tokio::time::timeout(response_timeout, &mut pending).await {
         Err(_) => {
