@@ -59,7 +59,7 @@ use tower::Service;
 use crate::answer::{Answer, Fault};
 use crate::config::{ServerConfig, TrustedProxies};
 use crate::headers::PeerForwarded;
-use crate::proxy::ConnInfo;
+use crate::proxy::{ConnInfo, Hop};
 use crate::telemetry::names as metric;
 
 /// How often an idle HTTP/2 connection is pinged.
@@ -247,7 +247,7 @@ pub async fn serve<S>(
                 return;
             };
             let Some(tls) = tls else {
-                let per_request = PerRequest { inner: service, info, watch: watch.clone() };
+                let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
                     .into_owned();
@@ -256,7 +256,7 @@ pub async fn serve<S>(
             };
             let Some(stream) = handshake(&tls, stream, &watch, &limits, &mut drain).await else { return };
             info.tls = true;
-            let per_request = PerRequest { inner: service, info, watch: watch.clone() };
+            let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
                 .into_owned();
@@ -552,12 +552,14 @@ impl Drop for InFlight {
 }
 
 /// The per-connection service hyper calls for each request: tags the request with the
-/// connection's facts and ties its response body to the watchdog.
+/// connection's facts (and, for HTTP/1, with the connection's own upstream hop) and ties its
+/// response body to the watchdog.
 #[derive(Clone)]
 struct PerRequest<S> {
     inner: S,
     info: ConnInfo,
     watch: Arc<ConnWatch>,
+    hop: Arc<Hop>,
 }
 
 impl<S> Service<Request<hyper::body::Incoming>> for PerRequest<S>
@@ -586,6 +588,9 @@ where
             req.extensions_mut().insert(said);
         }
         req.extensions_mut().insert(self.info);
+        if req.version() < http::Version::HTTP_2 {
+            req.extensions_mut().insert(self.hop.clone());
+        }
         PerRequestFuture { fut: self.inner.call(req), in_flight }
     }
 }

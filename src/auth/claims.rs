@@ -15,7 +15,9 @@
 //! typing, this module fails closed: the claim contributes nothing (no role, no permissions).
 //! Every such choice can only deny more, never grant more.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::payload::ClaimSource;
 
 /// The organisation the session has active.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,19 +71,19 @@ pub struct MalformedClaims {
 impl SessionClaims {
     /// Builds the auth object exactly as Clerk's jwtPayloadParser does: `v` equal to the JSON
     /// number 2 selects v2, anything else v1. Fails where the SDK throws (see [`MalformedClaims`]).
-    pub fn from_payload(payload: &Map<String, Value>) -> Result<SessionClaims, MalformedClaims> {
+    pub fn from_payload<P: ClaimSource + ?Sized>(payload: &P) -> Result<SessionClaims, MalformedClaims> {
         let org = if is_v2(payload) { v2_org(payload)? } else { v1_org(payload) };
         Ok(SessionClaims {
-            user_id: string_claim(payload.get("sub")).unwrap_or_default(),
-            session_id: string_claim(payload.get("sid")),
+            user_id: string_claim(payload.claim("sub")).unwrap_or_default(),
+            session_id: string_claim(payload.claim("sid")),
             org,
-            actor: payload.get("act").and_then(Value::as_object).and_then(|act| string_claim(act.get("sub"))),
+            actor: payload.claim("act").and_then(Value::as_object).and_then(|act| string_claim(act.get("sub"))),
             // The SDK reads `fea` and `pla` for `has()` whatever the token version, so they are
             // kept for v1 tokens too (Clerk only mints them in v2).
-            features: string_claim(payload.get("fea")),
-            plans: string_claim(payload.get("pla")),
-            fva: payload.get("fva").filter(|fva| !fva.is_null()).cloned(),
-            pending: payload.get("sts").and_then(Value::as_str) == Some("pending"),
+            features: string_claim(payload.claim("fea")),
+            plans: string_claim(payload.claim("pla")),
+            fva: payload.claim("fva").filter(|fva| !fva.is_null()).cloned(),
+            pending: payload.claim("sts").and_then(Value::as_str) == Some("pending"),
         })
     }
 
@@ -193,8 +195,8 @@ fn js_trim(text: &str) -> &str {
 
 /// Whether `v` is the JSON number 2, which is what the SDK's `switch (claims.v) case 2` tests:
 /// `2.0` is the same JavaScript number, while the string `"2"` is not.
-fn is_v2(payload: &Map<String, Value>) -> bool {
-    matches!(payload.get("v"), Some(Value::Number(v)) if v.as_f64() == Some(2.0))
+fn is_v2<P: ClaimSource + ?Sized>(payload: &P) -> bool {
+    matches!(payload.claim("v"), Some(Value::Number(v)) if v.as_f64() == Some(2.0))
 }
 
 /// Reads the active organisation of a v2 token from `o`.
@@ -206,11 +208,11 @@ fn is_v2(payload: &Map<String, Value>) -> bool {
 /// `o` must be an object with a non-empty string `id` to be an organisation; the SDK would still
 /// build a role and permissions for an `o` without an id, but never lets them authorise anything
 /// (`has()` fails without `orgId`), so there is no organisation to report.
-fn v2_org(payload: &Map<String, Value>) -> Result<Option<OrgContext>, MalformedClaims> {
-    let Some(o) = payload.get("o").filter(|o| js_truthy(o)) else {
+fn v2_org<P: ClaimSource + ?Sized>(payload: &P) -> Result<Option<OrgContext>, MalformedClaims> {
+    let Some(o) = payload.claim("o").filter(|o| js_truthy(o)) else {
         return Ok(None);
     };
-    let fea = js_split_operand(payload.get("fea"), "The fea claim is not a string.")?;
+    let fea = js_split_operand(payload.claim("fea"), "The fea claim is not a string.")?;
     let scoped = split_by_scope(fea)
         .ok_or(MalformedClaims { problem: "The fea claim has an element without a scope (scope:feature)." })?;
     let o = o.as_object();
@@ -255,16 +257,16 @@ fn js_truthy(value: &Value) -> bool {
 /// Non-string values are dropped rather than coerced: a string `org_permissions` would otherwise
 /// match by substring in the SDK's `includes`, and an empty `org_role` is as absent as a missing
 /// one to `has()`.
-fn v1_org(payload: &Map<String, Value>) -> Option<OrgContext> {
-    let id = non_empty_string(payload.get("org_id"))?;
-    let permissions = match payload.get("org_permissions") {
+fn v1_org<P: ClaimSource + ?Sized>(payload: &P) -> Option<OrgContext> {
+    let id = non_empty_string(payload.claim("org_id"))?;
+    let permissions = match payload.claim("org_permissions") {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
     Some(OrgContext {
         id,
-        slug: string_claim(payload.get("org_slug")),
-        role: non_empty_string(payload.get("org_role")),
+        slug: string_claim(payload.claim("org_slug")),
+        role: non_empty_string(payload.claim("org_role")),
         permissions,
     })
 }
@@ -310,7 +312,7 @@ fn mask_low_bits(mask: &str, width: usize) -> Option<Vec<u64>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     /// Unwraps a `json!` object literal into the map `from_payload` takes.
     fn object(value: Value) -> Map<String, Value> {

@@ -41,6 +41,7 @@ pub mod gate;
 pub mod handshake;
 pub mod has;
 pub mod layer;
+pub mod payload;
 pub mod public_url;
 pub mod token;
 pub mod verify;

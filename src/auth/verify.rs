@@ -22,6 +22,8 @@ use http::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::claims::SessionClaims;
+pub use super::payload::Header;
+use super::payload::{ClaimSource, Payload};
 use crate::clock::js_utc_string;
 use crate::keys::{KeySet, VerifyingKey};
 use crate::reason::{Failure, Reason};
@@ -153,9 +155,10 @@ pub enum Refusal {
     NoKeys,
 }
 
-/// The part of a token that is read before any key is chosen.
+/// The part of a token that is read before any key is chosen. The payload is the whole JSON
+/// object, or with [`decode_as`] only the claims verification reads ([`Payload`]).
 #[derive(Debug)]
-pub struct Decoded<'t> {
+pub struct Decoded<'t, P = Map<String, Value>> {
     /// `header.payload`, the signed bytes.
     pub signing_input: &'t str,
     /// The signature bytes.
@@ -163,32 +166,7 @@ pub struct Decoded<'t> {
     /// The header.
     pub header: Header,
     /// The payload.
-    pub payload: Map<String, Value>,
-}
-
-/// The JOSE header fields Clerk looks at, each as the raw JSON value found (`None` when absent,
-/// so that a JSON `null` stays distinguishable from a missing field, as in JavaScript).
-#[derive(Debug, Default)]
-pub struct Header {
-    /// `alg`.
-    pub alg: Option<Value>,
-    /// `typ`.
-    pub typ: Option<Value>,
-    /// `kid`.
-    pub kid: Option<Value>,
-    /// `cat` (Clerk's token category).
-    pub cat: Option<Value>,
-}
-
-impl Header {
-    fn from_object(mut object: Map<String, Value>) -> Header {
-        Header {
-            alg: object.remove("alg"),
-            typ: object.remove("typ"),
-            kid: object.remove("kid"),
-            cat: object.remove("cat"),
-        }
-    }
+    pub payload: P,
 }
 
 const FORM_MESSAGE: &str = "Invalid JWT form. A JWT consists of three parts separated by dots.";
@@ -211,7 +189,7 @@ const SEGMENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::
 );
 
 /// A segment that is base64url of a JSON object (an array, a string or `null` is not one).
-fn json_object(segment: &str) -> Option<Map<String, Value>> {
+fn json_object<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
     serde_json::from_slice(&SEGMENT.decode(segment).ok()?).ok()
 }
 
@@ -219,6 +197,12 @@ fn json_object(segment: &str) -> Option<Map<String, Value>> {
 /// segments, each strictly base64url ([`SEGMENT`]); header and payload JSON objects. Any
 /// failure is Clerk's `token-invalid`.
 pub fn decode(token: &str, carrier: Carrier) -> Result<Decoded<'_>, Failure> {
+    decode_as(token, carrier)
+}
+
+/// [`decode`], the payload read as `P`: the whole object, or only the claims verification
+/// reads ([`Payload`]; the same JSON is accepted and refused).
+pub fn decode_as<P: serde::de::DeserializeOwned>(token: &str, carrier: Carrier) -> Result<Decoded<'_, P>, Failure> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(fail(Reason::TokenInvalid, FORM_MESSAGE, carrier));
@@ -230,12 +214,7 @@ pub fn decode(token: &str, carrier: Carrier) -> Result<Decoded<'_>, Failure> {
             carrier,
         ));
     };
-    Ok(Decoded {
-        signing_input: &token[..h.len() + 1 + p.len()],
-        signature,
-        header: Header::from_object(header),
-        payload,
-    })
+    Ok(Decoded { signing_input: &token[..h.len() + 1 + p.len()], signature, header, payload })
 }
 
 fn js_string(v: Option<&Value>) -> String {
@@ -248,12 +227,12 @@ fn js_string(v: Option<&Value>) -> String {
 
 /// Machine tokens (OAuth access tokens, M2M) and non-session categories are not session tokens
 /// (clerk-semantics §4.2 step 1). Runs on the unverified token, before any key is touched.
-pub fn token_type_mismatch(decoded: &Decoded<'_>) -> bool {
+pub fn token_type_mismatch<P: ClaimSource>(decoded: &Decoded<'_, P>) -> bool {
     let typ = decoded.header.typ.as_ref().and_then(Value::as_str);
     if matches!(typ, Some("at+jwt") | Some("application/at+jwt")) {
         return true;
     }
-    if decoded.payload.get("sub").and_then(Value::as_str).is_some_and(|s| s.starts_with("mch_")) {
+    if decoded.payload.claim("sub").and_then(Value::as_str).is_some_and(|s| s.starts_with("mch_")) {
         return true;
     }
     match decoded.header.cat.as_ref() {
@@ -272,7 +251,7 @@ pub fn verify_signed(
     static_key: Option<&Arc<VerifyingKey>>,
     policy: &Policy<'_>,
 ) -> Result<Verified, Refusal> {
-    let decoded = decode(token, carrier).map_err(Refusal::Failed)?;
+    let decoded = decode_as::<Payload>(token, carrier).map_err(Refusal::Failed)?;
     if token_type_mismatch(&decoded) {
         return Err(Refusal::Failed(fail(Reason::TokenTypeMismatch, "The token is not a session token.", carrier)));
     }
@@ -339,8 +318,8 @@ pub fn verify_signed(
 
 /// The header checks every Clerk JWT gets (`typ`, `alg`) and the key that verifies it: the
 /// remote set's key for its `kid`, else the networkless key. Keys only RS256 can use.
-fn header_and_key<'k>(
-    decoded: &Decoded<'_>,
+fn header_and_key<'k, P>(
+    decoded: &Decoded<'_, P>,
     carrier: Carrier,
     keys: Option<&'k KeySet>,
     static_key: Option<&'k Arc<VerifyingKey>>,

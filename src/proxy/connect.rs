@@ -1,6 +1,9 @@
 //! Opening upstream connections, bounded: at most `upstream.max_connections` exist at once
-//! (pooled and busy together), so no client behaviour can make the gateway open connections
-//! to the upstream without limit. A connection holds its place until it closes.
+//! (pooled, busy and held by single client connections together), so no client behaviour can
+//! make the gateway open connections to the upstream without limit. A connection holds its
+//! place until it closes. At most half the places go to connections held by one HTTP/1 client
+//! connection each ([`super::hop`]), so however many clients hold one, the shared pool keeps
+//! the other half for HTTP/2 clients and upgrades.
 //!
 //! For an `https://` upstream the connection is TLS (ALPN `http/1.1`, the certificate checked
 //! for the host of `upstream.url`), its handshake bounded by `upstream.connect_timeout` like
@@ -30,6 +33,8 @@ pub(super) struct BoundedConnector {
     http: HttpConnector,
     tls: Option<TlsConnector>,
     places: Arc<Semaphore>,
+    /// Places for connections held by one client connection each: half of `places`.
+    own: Arc<Semaphore>,
     wait: Duration,
 }
 
@@ -50,8 +55,47 @@ impl BoundedConnector {
     ) -> Self {
         // The dialler sees https:// URIs (for their default port) when the hop is TLS.
         http.enforce_http(tls.is_none());
-        BoundedConnector { http, tls: tls.map(TlsConnector::from), places: Arc::new(Semaphore::new(max)), wait }
+        BoundedConnector {
+            http,
+            tls: tls.map(TlsConnector::from),
+            places: Arc::new(Semaphore::new(max)),
+            own: Arc::new(Semaphore::new(max / 2)),
+            wait,
+        }
     }
+
+    /// Dials a connection for one client connection to hold, when a place for one is free
+    /// now; `None` when not (the request then goes through the pool, which waits for a place).
+    pub(super) fn try_connect(&self, uri: Uri) -> Option<impl Future<Output = io::Result<Counted>> + Send + 'static> {
+        let own = self.own.clone().try_acquire_owned().ok()?;
+        let place = self.places.clone().try_acquire_owned().ok()?;
+        Some(dial(self.http.clone(), self.tls.clone(), uri, self.wait, Places { _place: place, _own: Some(own) }))
+    }
+}
+
+/// The places a connection holds until it closes.
+#[derive(Debug)]
+struct Places {
+    _place: OwnedSemaphorePermit,
+    _own: Option<OwnedSemaphorePermit>,
+}
+
+/// Dials `uri` (and runs the TLS handshake when `tls`), the connection holding `places`.
+async fn dial(
+    mut http: HttpConnector,
+    tls: Option<TlsConnector>,
+    uri: Uri,
+    wait: Duration,
+    places: Places,
+) -> io::Result<Counted> {
+    let io = match &tls {
+        None => Stream::Plain(http.call(uri).await.map_err(io::Error::other)?),
+        Some(tls) => {
+            let tcp = http.call(uri.clone()).await.map_err(io::Error::other)?;
+            Stream::Tls(Box::new(TokioIo::new(handshake(tls, &uri, tcp, wait).await.map_err(io::Error::other)?)))
+        }
+    };
+    Ok(Counted { io, _places: places })
 }
 
 /// Why the TLS handshake with the upstream failed; its text says "TLS handshake", which the
@@ -92,10 +136,7 @@ impl Service<Uri> for BoundedConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let mut http = self.http.clone();
-        let tls = self.tls.clone();
-        let places = self.places.clone();
-        let wait = self.wait;
+        let (http, tls, places, wait) = (self.http.clone(), self.tls.clone(), self.places.clone(), self.wait);
         Box::pin(async move {
             let place = match tokio::time::timeout(wait, places.acquire_owned()).await {
                 Ok(Ok(place)) => place,
@@ -105,16 +146,7 @@ impl Service<Uri> for BoundedConnector {
                     ))
                 }
             };
-            let io = match &tls {
-                None => Stream::Plain(http.call(uri).await.map_err(io::Error::other)?),
-                Some(tls) => {
-                    let tcp = http.call(uri.clone()).await.map_err(io::Error::other)?;
-                    Stream::Tls(Box::new(TokioIo::new(
-                        handshake(tls, &uri, tcp, wait).await.map_err(io::Error::other)?,
-                    )))
-                }
-            };
-            Ok(Counted { io, _place: place })
+            dial(http, tls, uri, wait, Places { _place: place, _own: None }).await
         })
     }
 }
@@ -123,7 +155,7 @@ impl Service<Uri> for BoundedConnector {
 #[derive(Debug)]
 pub(super) struct Counted {
     io: Stream,
-    _place: OwnedSemaphorePermit,
+    _places: Places,
 }
 
 /// The bytes of an upstream connection: plain TCP, or TLS over it (boxed: its state is a

@@ -1,4 +1,6 @@
-//! The upstream hop: one pooled hyper-util client, bodies streamed both ways frame by frame
+//! The upstream hop: for an HTTP/1 client, an upstream connection of its own driven in its
+//! connection's task ([`hop`]); for HTTP/2 clients, upgrades, and when no connection of its own
+//! is free, one pooled hyper-util client. Bodies are streamed both ways frame by frame
 //! (nothing is buffered, so a multi-gigabyte upload passes in flat memory), HTTP/1.1 upgrades to
 //! the protocols in `upstream.upgrade_protocols` (WebSocket by default, never h2c) spliced after
 //! auth, and failures answered with [`Answer`]s: 502/504 the upstream's fault, 400/408 the
@@ -12,6 +14,9 @@
 
 mod body;
 mod connect;
+mod hop;
+
+pub use hop::Hop;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,7 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use http::header::{CONNECTION, HOST, UPGRADE};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -39,6 +44,26 @@ use crate::telemetry::names as metric;
 
 type HttpClient = Client<connect::BoundedConnector, Body>;
 
+/// The pooled client and the connector that opens the hop's own connections, built together
+/// from the same settings (so they share `upstream.max_connections`).
+struct Upstreams {
+    settings: ClientSettings,
+    pool: HttpClient,
+    connector: connect::BoundedConnector,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the upstream gave no response.
+enum Unreached {
+    /// No response head within `upstream.response_timeout`.
+    Timeout,
+    /// No connection could be opened.
+    Connect(BoxError),
+    /// The connection broke or closed before the response head.
+    Broken(BoxError),
+}
+
 /// What a pooled client is built from; a reload that changes it builds a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ClientSettings {
@@ -52,7 +77,7 @@ struct ClientSettings {
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
-    client: Arc<ArcSwap<(ClientSettings, HttpClient)>>,
+    client: Arc<ArcSwap<Upstreams>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -61,19 +86,19 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-fn build_client(up: &UpstreamConfig) -> (ClientSettings, HttpClient) {
+fn build_client(up: &UpstreamConfig) -> Upstreams {
     let settings = ClientSettings::of(up);
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(settings.connect_timeout));
     let tls = up.tls.as_ref().map(|t| t.client.clone());
     let connector = connect::BoundedConnector::new(http, tls, settings.max_connections, settings.connect_timeout);
-    let client = Client::builder(TokioExecutor::new())
+    let pool = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
-        .build(connector);
-    (settings, client)
+        .build(connector.clone());
+    Upstreams { settings, pool, connector }
 }
 
 impl Proxy {
@@ -83,16 +108,40 @@ impl Proxy {
         Proxy { shared, client: Arc::new(ArcSwap::from_pointee(client)) }
     }
 
-    /// Sends `req` on the pooled client, rebuilt first when a reload changed its settings.
-    /// (`Client::request` clones what it needs, so the common case clones nothing here.)
-    fn request(&self, settings: ClientSettings, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
-        let current = self.client.load();
-        if current.0 == settings {
-            return current.1.request(req);
+    /// The pool and connector for `settings`, rebuilt first when a reload changed them.
+    fn upstreams(&self, settings: ClientSettings) -> Arc<Upstreams> {
+        let current = self.client.load_full();
+        if current.settings == settings {
+            return current;
         }
         let rebuilt = Arc::new(build_client(&self.shared.load().config.upstream));
         self.client.store(rebuilt.clone());
-        rebuilt.1.request(req)
+        rebuilt
+    }
+
+    /// Sends `req` on this client connection's own upstream connection, or on the pool when
+    /// none is free.
+    async fn send_on_hop(
+        &self,
+        hop: Arc<Hop>,
+        upstreams: &Upstreams,
+        req: Request<Body>,
+        response_timeout: Duration,
+    ) -> Result<Response<Body>, Unreached> {
+        let target = req.uri().clone();
+        // A client gone while its request is in flight takes the upstream connection with it.
+        let cancelled = CountIfCancelled;
+        let sent =
+            tokio::time::timeout(response_timeout, hop.send(&upstreams.connector, upstreams.settings, &target, req))
+                .await;
+        std::mem::forget(cancelled);
+        match sent {
+            Err(_) => Err(Unreached::Timeout),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(hop::HopFailure::NoPlace(req))) => send_on_pool(&upstreams.pool, req, response_timeout).await,
+            Ok(Err(hop::HopFailure::Connect(e))) => Err(Unreached::Connect(e.into())),
+            Ok(Err(hop::HopFailure::Broken(e))) => Err(Unreached::Broken(e)),
+        }
     }
 
     /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
@@ -104,6 +153,7 @@ impl Proxy {
         };
         let scheme = if settings.tls_roots.is_some() { "https" } else { "http" };
         let status = req.extensions().get::<AuthStatus>().copied().unwrap_or(AuthStatus::SignedOut);
+        let http1 = req.version() < Version::HTTP_2;
         let conn = req.extensions().get::<ConnInfo>().copied();
         // Only a trusted peer's requests carry what it said; the common request looks for nothing.
         let peer_said = match conn {
@@ -139,6 +189,12 @@ impl Proxy {
         *req.version_mut() = Version::HTTP_11;
 
         let upgrade = req.extensions_mut().remove::<RequestedUpgrade>();
+        // An HTTP/1 client's plain request goes on its own upstream connection; an upgrade
+        // (its connection is handed over) and CONNECT go through the pool.
+        let hop = match (http1, &upgrade) {
+            (true, None) if req.method() != Method::CONNECT => req.extensions_mut().remove::<Arc<Hop>>(),
+            _ => None,
+        };
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         if let Some(upgrade) = &upgrade {
             req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -163,35 +219,46 @@ impl Proxy {
         };
         let req = Request::from_parts(parts, body);
 
-        let mut pending = FinishIfCancelled::new(self.request(settings, req), response_timeout);
-        let mut resp = match tokio::time::timeout(response_timeout, &mut pending).await {
-            Err(_) => {
-                pending.abandon();
+        let upstreams = self.upstreams(settings);
+        let sent = match hop {
+            Some(hop) => self.send_on_hop(hop, &upstreams, req, response_timeout).await,
+            None => send_on_pool(&upstreams.pool, req, response_timeout).await,
+        };
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(Unreached::Timeout) => {
                 metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "timeout").increment(1);
                 return upstream_failure(UpstreamFault::Timeout, status);
             }
-            Ok(Err(e)) => {
-                if let Some(fault) = body_fault.as_ref().and_then(|c| c.get().copied()) {
-                    return client_body_failure(fault, status);
-                }
-                let fault = if e.is_connect() { UpstreamFault::Connect } else { UpstreamFault::Broken };
-                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => if e.is_connect() { "connect" } else { "broken" })
-                    .increment(1);
+            // The client's own body broke first: its fault, whatever the hop then said.
+            Err(_) if body_fault.as_ref().is_some_and(|c| c.get().is_some()) => {
+                let fault = body_fault.as_ref().and_then(|c| c.get().copied()).unwrap_or(body::BodyFault::Malformed);
+                return client_body_failure(fault, status);
+            }
+            Err(Unreached::Connect(e)) => {
+                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "connect").increment(1);
                 // The answer says which of the usual causes it was, so the log line (written by
                 // the answer, at most once a second) tells an operator what to fix.
                 let rt = self.shared.load();
-                let upstream_text = &rt.config.upstream.url_text;
-                let answer = Answer::upstream(fault).with_auth_status(status.as_str());
-                let answer = match fault {
-                    UpstreamFault::Connect => answer.with_message(connect_failure(&e, upstream_text)),
-                    _ => answer.with_message(format!(
-                        "The upstream {upstream_text} (upstream.url) closed the connection before answering: {}",
-                        error_chain(&e)
-                    )),
-                };
-                return answer.into_response();
+                let message = connect_failure(&*e, &rt.config.upstream.url_text);
+                return Answer::upstream(UpstreamFault::Connect)
+                    .with_auth_status(status.as_str())
+                    .with_message(message)
+                    .into_response();
             }
-            Ok(Ok(resp)) => resp,
+            Err(Unreached::Broken(e)) => {
+                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "broken").increment(1);
+                let rt = self.shared.load();
+                let message = format!(
+                    "The upstream {} (upstream.url) closed the connection before answering: {}",
+                    rt.config.upstream.url_text,
+                    error_chain(&*e)
+                );
+                return Answer::upstream(UpstreamFault::Broken)
+                    .with_auth_status(status.as_str())
+                    .with_message(message)
+                    .into_response();
+            }
         };
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -219,7 +286,35 @@ impl Proxy {
         if resp.version() == Version::HTTP_10 {
             *resp.version_mut() = Version::HTTP_11;
         }
-        resp.map(Body::new)
+        resp
+    }
+}
+
+/// Sends `req` on the pooled client.
+async fn send_on_pool(
+    pool: &HttpClient,
+    req: Request<Body>,
+    response_timeout: Duration,
+) -> Result<Response<Body>, Unreached> {
+    let mut pending = FinishIfCancelled::new(pool.request(req), response_timeout);
+    match tokio::time::timeout(response_timeout, &mut pending).await {
+        Err(_) => {
+            pending.abandon();
+            Err(Unreached::Timeout)
+        }
+        Ok(Err(e)) if e.is_connect() => Err(Unreached::Connect(Box::new(e))),
+        Ok(Err(e)) => Err(Unreached::Broken(Box::new(e))),
+        Ok(Ok(resp)) => Ok(resp.map(Body::new)),
+    }
+}
+
+/// Counts a hop request dropped in flight (its client went away) when dropped; forgotten
+/// once the request is answered.
+struct CountIfCancelled;
+
+impl Drop for CountIfCancelled {
+    fn drop(&mut self) {
+        metrics::counter!(metric::CANCELLED_UPSTREAM, "result" => "dropped").increment(1);
     }
 }
 
@@ -244,9 +339,8 @@ fn client_body_failure(fault: body::BodyFault, status: AuthStatus) -> Response<B
 }
 
 /// What went wrong connecting to the upstream, in words an operator can act on.
-fn connect_failure(e: &hyper_util::client::legacy::Error, upstream: &str) -> String {
-    use std::error::Error as _;
-    let mut source = e.source();
+fn connect_failure(e: &(dyn std::error::Error + 'static), upstream: &str) -> String {
+    let mut source = Some(e);
     let mut kind = None;
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {

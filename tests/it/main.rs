@@ -54,6 +54,9 @@ mod fuzz_regressions;
 /// while draining), `clerkgate health` as the exec probe, and the real binary run as user 65532
 /// with a read-only working directory, writing only its state directory.
 mod health;
+/// Issue #16 item 2: an HTTP/1 client connection's own upstream connection — kept, replaced
+/// when the upstream closed it, never shared; the pool when no place of its own is free.
+mod hop;
 /// Keys: refresh, unknown-kid flood, rotation, bad answers, outage, persistence (T16–T22).
 mod keys;
 /// Layers point one way: no import cycle between the modules under src/, and every
