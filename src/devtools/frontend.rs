@@ -414,9 +414,9 @@ here and back, and the page stays signed in.</p>
 </body></html>
 "#,
         instance = if s.development() { "development" } else { "production" },
-        fapi = html_escape(&s.pk.frontend_api),
+        fapi = crate::admin::console::html::escape(&s.pk.frontend_api),
         ttl = s.options.session_ttl_s,
-        back = html_escape(&back),
+        back = crate::admin::console::html::escape(&back),
     );
     Response::builder()
         .header(CONTENT_TYPE, "text/html; charset=utf-8")
@@ -516,21 +516,6 @@ fn form_fields(body: &[u8]) -> HashMap<String, String> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (decode(k), decode(v)))
         .collect()
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn random_hex(bytes: usize) -> String {

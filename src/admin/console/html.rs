@@ -40,6 +40,14 @@ impl Html {
     }
 }
 
+/// `text` with the five characters that can end a text node or a quoted attribute value
+/// escaped (the development Frontend API stand-in's pages use it too).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
 /// Escapes the five characters that can end a text node or a quoted attribute value.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {

@@ -22,7 +22,7 @@
 //! `Sec-Fetch-Site: same-origin`, which browsers send on every form post). Every console
 //! response carries [`CSP`] and the other headers of `secure`.
 
-mod html;
+pub mod html;
 mod render;
 
 use std::sync::Arc;
