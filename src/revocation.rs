@@ -130,6 +130,15 @@ impl RevocationList {
         }
     }
 
+    /// True when the list holds `id`.
+    pub fn contains(&self, id: &RevocationId) -> bool {
+        match id {
+            RevocationId::Session(s) => self.sessions.contains_key(s),
+            RevocationId::User(u) => self.users.contains_key(u),
+            RevocationId::IssuedBefore => self.issued_before_ms.is_some(),
+        }
+    }
+
     /// Every entry of both lists (an entry in both keeps this list's), with the later cut-off.
     pub fn union(&self, other: &RevocationList) -> RevocationList {
         let mut next = self.clone();
@@ -179,6 +188,23 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_keeps_every_entry_and_the_later_cut_off() {
+        let entry = |actor: &str| Entry { added_at_ms: 1, actor: actor.into(), reason: String::new() };
+        let a = RevocationList::default()
+            .with(&Revocation::Session("s1".into()), &entry("a"))
+            .with(&Revocation::IssuedBefore(5), &entry("a"));
+        let b = RevocationList::default()
+            .with(&Revocation::Session("s1".into()), &entry("b"))
+            .with(&Revocation::User("u1".into()), &entry("b"))
+            .with(&Revocation::IssuedBefore(9), &entry("b"));
+        let u = a.union(&b);
+        assert_eq!(u.sessions["s1"].actor, "a", "an entry in both keeps this list's");
+        assert!(u.contains(&RevocationId::User("u1".into())) && u.contains(&RevocationId::IssuedBefore));
+        assert_eq!(u.issued_before_ms, Some(9));
+        assert!(!a.contains(&RevocationId::User("u1".into())));
+    }
 
     fn entry() -> Entry {
         Entry { added_at_ms: 0, actor: "test".into(), reason: String::new() }

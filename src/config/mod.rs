@@ -54,7 +54,7 @@ pub use types::{
     LogFormat, ModeConfig, Origin, RedisConfig, ServerConfig, ServerTls, StateBackend, StateConfig, UpstreamConfig,
     UpstreamTls,
 };
-pub use validate::{log_filter, DEFAULT_VERDICT_CACHE_ENTRIES};
+pub use validate::{hostname, log_filter, DEFAULT_VERDICT_CACHE_ENTRIES};
 
 impl Config {
     /// Reads and validates the file at `path` with the given environment.

@@ -1158,8 +1158,9 @@ impl Validator {
     }
 }
 
-/// This machine's host name, for `state.redis.gateway_id`: the kernel's, else `$HOSTNAME`.
-pub(super) fn hostname(env: &Env) -> Option<String> {
+/// This machine's host name (`state.redis.gateway_id`, the operator in a fleet's audit trail):
+/// the kernel's, else `$HOSTNAME`.
+pub fn hostname(env: &Env) -> Option<String> {
     let mut text = String::new();
     let kernel = std::fs::File::open("/proc/sys/kernel/hostname")
         .and_then(|f| f.take(256).read_to_string(&mut text))

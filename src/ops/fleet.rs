@@ -78,11 +78,9 @@ pub fn from_config(path: &Path, env: &Env, operator: Operator) -> Result<Option<
 /// Who the operator is, for the audit trail: `cli:<user>@<host>`.
 pub fn operator_name(env: &Env) -> String {
     let user = env.get("USER").or_else(|| env.get("LOGNAME")).unwrap_or("unknown");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    if host.is_empty() {
-        format!("cli:{user}")
-    } else {
-        format!("cli:{user}@{host}")
+    match crate::config::hostname(env) {
+        Some(host) => format!("cli:{user}@{host}"),
+        None => format!("cli:{user}"),
     }
 }
 

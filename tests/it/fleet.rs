@@ -675,3 +675,26 @@ async fn a_gateway_on_the_file_backend_is_a_fleet_of_one() {
     let status = gw.admin("GET", "/status", None).await.json();
     assert!(status.get("fleet").is_none(), "{status}");
 }
+
+/// What belongs to the fleet is not undone through one gateway: lifting a fleet revocation, or
+/// clearing an override when the one in force is the fleet's, is refused (422, saying who can)
+/// and changes nothing there.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_gateway_cannot_undo_what_the_fleet_decided() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let gateways = start_fleet(&redis, 1, "").await;
+    let gw = &gateways[0];
+    confirmed_by(&fleet_cli(gw, &["revoke", "--session", "sess_f", "--reason", "leak"]).await, 1);
+    confirmed_by(&fleet_cli(gw, &["mode", "bypass", "--reason", "clerk outage", "--ttl", "1m"]).await, 1);
+
+    let lift = gw.admin("DELETE", "/revocations/sess_f", None).await;
+    assert_eq!(lift.status, 422, "{}", lift.body);
+    assert!(lift.body.contains("revoked for the whole fleet"), "{}", lift.body);
+    let clear = gw.admin("PUT", "/mode", Some(json!({"mode": "enforce"}))).await;
+    assert_eq!(clear.status, 422, "{}", clear.body);
+    assert!(clear.body.contains("the fleet \\\"prod\\\"'s"), "{}", clear.body);
+
+    let s = status(gw).await;
+    assert_eq!((s["mode"]["mode"].as_str(), s["mode"]["source"].as_str()), (Some("bypass"), Some("fleet")), "{s}");
+    assert!(gw.admin("GET", "/revocations", None).await.json()["sessions"]["sess_f"].is_object());
+}

@@ -208,7 +208,7 @@ async fn follow(inner: &Inner, con: &mut MultiplexedConnection) -> redis::RedisR
                 Some((epoch, store, change)) if Some(&store) == known_store.as_ref() || known_store.is_none() => {
                     let at = inner.view().fleet.epoch;
                     if epoch <= at {
-                        inner.edit_fleet(|c| c.last_id = entry.id.clone());
+                        inner.pass(&entry.id);
                     } else if epoch == at + 1 && known_store.is_some() {
                         tracing::info!(epoch, ?change, "applying a fleet change");
                         inner.edit_fleet(|c| {

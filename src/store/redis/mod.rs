@@ -301,6 +301,14 @@ impl Inner {
         self.wake.notify_one();
     }
 
+    /// Moves past an event whose change is already in force: the copy remembers where it is,
+    /// nothing is published (the merged view did not change).
+    fn pass(&self, event_id: &str) {
+        let mut view = self.view();
+        view.fleet.last_id = event_id.to_string();
+        self.persist.send_replace(view.fleet.clone());
+    }
+
     /// Commits a change made through this gateway (blocking): into the local layer, except the
     /// end of a fleet override (ended here, on time, whatever Redis does) and a kept revocation.
     fn apply(&self, change: Change, audit: Option<AuditEvent>) -> Result<Applied, StoreError> {
@@ -308,7 +316,7 @@ impl Inner {
         {
             let view = self.view();
             match &change {
-                Change::Unrevoke(id) if lists(&view.fleet.state.revocations, id) => {
+                Change::Unrevoke(id) if view.fleet.state.revocations.contains(id) => {
                     return Err(StoreError::Refused(format!(
                         "{} is revoked for the whole fleet {:?}; lift it for the fleet with the operator's Redis \
                          credentials (clerkgate revoke --lift {} --config <the fleet's config>), not through one gateway",
@@ -317,7 +325,7 @@ impl Inner {
                         lift_id(id)
                     )));
                 }
-                Change::Unrevoke(id) if lists(&view.fleet.retained, id) => fleet_edit = Some(change.clone()),
+                Change::Unrevoke(id) if view.fleet.retained.contains(id) => fleet_edit = Some(change.clone()),
                 Change::ClearOverride
                     if view.local.admin_override.is_none()
                         && view.fleet.state.admin_override.as_ref().is_some_and(|o| o.active(self.clock.now_ms())) =>
@@ -379,14 +387,6 @@ impl Inner {
             fleet_override: view.fleet.state.admin_override.clone(),
             local_override: view.local.admin_override.clone(),
         }
-    }
-}
-
-fn lists(list: &RevocationList, id: &RevocationId) -> bool {
-    match id {
-        RevocationId::Session(s) => list.sessions.contains_key(s),
-        RevocationId::User(u) => list.users.contains_key(u),
-        RevocationId::IssuedBefore => list.issued_before_ms.is_some(),
     }
 }
 
