@@ -67,14 +67,23 @@ impl Default for BypassLog {
 impl BypassLog {
     /// A request was forwarded under the bypass setting that took effect at `since_ms`.
     pub fn forwarded(&self, since_ms: i64, now_ms: i64, identified: bool) -> Option<Note> {
-        let announced = self.announced.load(Ordering::Relaxed);
-        if announced != since_ms
-            && self.announced.compare_exchange(announced, since_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-        {
-            // This request is named in the line itself; the counts start after it.
-            self.last_line_ms.store(now_ms, Ordering::Relaxed);
-            self.with_identity.store(0, Ordering::Relaxed);
-            return Some(Note::Started { earlier: self.forwarded.swap(0, Ordering::Relaxed) });
+        // Acquire: a request that sees this setting announced counts after the announcing
+        // request took the earlier counts (below), never into them.
+        let announced = self.announced.load(Ordering::Acquire);
+        if announced != since_ms {
+            // Take what is pending before announcing: no request of this setting can count
+            // until the announcement is seen, so everything taken is from before it.
+            let earlier = self.forwarded.swap(0, Ordering::Relaxed);
+            let earlier_identified = self.with_identity.swap(0, Ordering::Relaxed);
+            if self.announced.compare_exchange(announced, since_ms, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                // This request is named in the line itself; the counts start after it.
+                self.last_line_ms.store(now_ms, Ordering::Relaxed);
+                return Some(Note::Started { earlier });
+            }
+            // Another request announced it first: give back what was taken, and count as one of
+            // its requests.
+            self.forwarded.fetch_add(earlier, Ordering::Relaxed);
+            self.with_identity.fetch_add(earlier_identified, Ordering::Relaxed);
         }
         self.forwarded.fetch_add(1, Ordering::Relaxed);
         if identified {
@@ -145,5 +154,37 @@ mod tests {
         // And a bypass replaced by another carries its unreported count into the new line.
         assert_eq!(log.forwarded(80_000, 80_001, false), None);
         assert_eq!(log.forwarded(90_000, 90_000, false), Some(Note::Started { earlier: 1 }));
+    }
+
+    /// Requests of a new bypass setting racing its first one are counted in its own summary,
+    /// never reported as `earlier` (forwarded under a previous setting): the first bypass after
+    /// a start has nothing earlier, and the totals add up exactly.
+    #[test]
+    fn racing_first_requests_are_counted_under_their_own_setting() {
+        const THREADS: usize = 4;
+        const EACH: u64 = 200;
+        for round in 0..300 {
+            let log = BypassLog::default();
+            let start = std::sync::Barrier::new(THREADS);
+            let earlier: u64 = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            (0..EACH)
+                                .filter_map(|_| match log.forwarded(1_000, 1_000, false) {
+                                    Some(Note::Started { earlier }) => Some(earlier),
+                                    _ => None,
+                                })
+                                .sum::<u64>()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("thread")).sum()
+            });
+            assert_eq!(earlier, 0, "round {round}: a request of this setting was reported as an earlier one");
+            let Some(Note::Summary { forwarded, .. }) = log.not_bypassed(2_000) else { panic!("a summary") };
+            assert_eq!(forwarded, THREADS as u64 * EACH - 1, "round {round}");
+        }
     }
 }
