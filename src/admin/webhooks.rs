@@ -64,6 +64,7 @@ pub(super) async fn list(State(ctx): State<Arc<AdminState>>, Query(q): Query<Lis
         .map(String::from)
         .collect();
     let can_replay = ctx.shared.load().config.clerk.upstream_webhook_secret.is_some();
+    journal.settled().await;
     let events = journal.list(since, q.failed, &ids);
     Json(WebhookList { journal: journal.path().display().to_string(), can_replay, events }).into_response()
 }

@@ -318,8 +318,19 @@ pub struct Loaded {
 }
 
 enum Op {
-    Record { head: Head, body: Bytes, reply: oneshot::Sender<Result<Recorded, JournalError>> },
-    Mark { svix_id: String, outcome: Outcome },
+    Record {
+        head: Head,
+        body: Bytes,
+        reply: oneshot::Sender<Result<Recorded, JournalError>>,
+    },
+    Mark {
+        svix_id: String,
+        outcome: Outcome,
+    },
+    /// Answered once every operation queued before it is applied.
+    Settle {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The journal: shared by the auth layer (record, mark) and the admin API (list, read).
@@ -337,6 +348,7 @@ impl std::fmt::Debug for Op {
         match self {
             Op::Record { head, .. } => write!(f, "Record({})", head.svix_id),
             Op::Mark { svix_id, .. } => write!(f, "Mark({svix_id})"),
+            Op::Settle { .. } => write!(f, "Settle"),
         }
     }
 }
@@ -393,6 +405,15 @@ impl Journal {
     pub fn mark(&self, svix_id: String, outcome: Outcome) {
         if let Err(e) = self.tx.try_send(Op::Mark { svix_id, outcome }) {
             tracing::warn!(error = %e, "could not note a webhook delivery's outcome in the journal");
+        }
+    }
+
+    /// Waits until every outcome noted before this call is in the index, so that a listing
+    /// taken after a delivery's answer shows how it ended ([`Journal::mark`] does not wait).
+    pub async fn settled(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Op::Settle { reply }).await.is_ok() {
+            let _ = rx.await;
         }
     }
 
@@ -573,6 +594,7 @@ impl Answers {
                 (Owed::Now(reply, recorded), _) => drop(reply.send(Ok(recorded))),
                 (Owed::IfWritten(reply), None) => drop(reply.send(Ok(Recorded::New))),
                 (Owed::IfWritten(reply), Some(e)) => drop(reply.send(Err(e.clone()))),
+                (Owed::Settled(reply), _) => drop(reply.send(())),
             }
         }
         if error.is_none() {
@@ -589,6 +611,7 @@ impl Answers {
 enum Owed {
     Now(oneshot::Sender<Result<Recorded, JournalError>>, Recorded),
     IfWritten(oneshot::Sender<Result<Recorded, JournalError>>),
+    Settled(oneshot::Sender<()>),
 }
 
 impl Writer {
@@ -672,6 +695,7 @@ impl Writer {
                     ids_new.insert(head.svix_id);
                     owed.push(Owed::IfWritten(reply));
                 }
+                Op::Settle { reply } => owed.push(Owed::Settled(reply)),
                 Op::Mark { svix_id, outcome } => {
                     let in_batch = slots.iter_mut().find(|s| s.summary.svix_id == svix_id);
                     let Some(slot) = in_batch.or_else(|| index.slots.get_mut(&svix_id)) else { continue };
