@@ -246,6 +246,8 @@ struct Row {
     non_2xx: u64,
     requests: u64,
     rss_kb: Option<u64>,
+    /// The server's CPU time (all its threads and child processes) per request, in µs.
+    cpu_us: f64,
 }
 
 /// Measures every target round-robin for `rounds` rounds, stops them, and gives the medians.
@@ -277,8 +279,9 @@ fn median_row(mut rows: Vec<Row>) -> Row {
     let non_2xx = rows.iter().map(|r| r.non_2xx).sum();
     let requests = rows.iter().map(|r| r.requests).sum();
     let rss_kb = rows.iter().filter_map(|r| r.rss_kb).max();
+    let cpu_us = median(rows.iter().map(|r| r.cpu_us).collect());
     let name = std::mem::take(&mut rows[0].name);
-    Row { group: rows[0].group, name, rps, p50_ms, p99_ms, non_2xx, requests, rss_kb }
+    Row { group: rows[0].group, name, rps, p50_ms, p99_ms, non_2xx, requests, rss_kb, cpu_us }
 }
 
 /// The main table: the hop against nginx (fair and bare), clerkgate's modes, and the peers.
@@ -514,7 +517,9 @@ fn measure(t: &Target, seconds: u64) -> Row {
         }
         _ => None,
     };
+    let cpu_before = t.pid.and_then(servers::cpu_ns);
     let out = run(seconds);
+    let cpu_after = t.pid.and_then(servers::cpu_ns);
     if let Some(mut p) = perf {
         let _ = p.wait();
     }
@@ -526,6 +531,9 @@ fn measure(t: &Target, seconds: u64) -> Row {
     row.group = t.group;
     row.name = t.name.clone();
     row.rss_kb = t.pid.and_then(servers::peak_rss_kb);
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        row.cpu_us = b.saturating_sub(a) as f64 / 1000.0 / row.requests.max(1) as f64;
+    }
     eprintln!("{}: {}: {:.0} req/s", t.group, t.name, row.rps);
     row
 }
@@ -540,6 +548,7 @@ fn empty_row() -> Row {
         non_2xx: 0,
         requests: 0,
         rss_kb: None,
+        cpu_us: f64::NAN,
     }
 }
 
@@ -609,6 +618,14 @@ fn ms(v: f64) -> String {
     }
 }
 
+fn cpu(us: f64) -> String {
+    if us.is_nan() {
+        "-".into()
+    } else {
+        format!("{us:.1}")
+    }
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if a.is_nan() || b.is_nan() || b == 0.0 {
         "-".into()
@@ -634,11 +651,11 @@ fn main_markdown(ctx: &Ctx, rows: &[Row]) -> String {
     let (Some(fair), Some(bare)) = (fair, bare) else { return String::new() };
     let mut out = header(ctx, "main table");
     out += &format!("ratios vs `{}` (× fair) and `{}` (× bare)\n\n", fair.name, bare.name);
-    out += "| target | req/s | × fair | × bare | p50 ms | p99 ms | p99 × fair | non-2xx | requests | peak RSS MB |\n";
-    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    out += "| target | req/s | × fair | × bare | p50 ms | p99 ms | p99 × fair | CPU µs/req | CPU × fair | non-2xx | requests | peak RSS MB |\n";
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in rows {
         out += &format!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.rps,
             ratio(r.rps, fair.rps),
@@ -646,6 +663,8 @@ fn main_markdown(ctx: &Ctx, rows: &[Row]) -> String {
             ms(r.p50_ms),
             ms(r.p99_ms),
             ratio(r.p99_ms, fair.p99_ms),
+            cpu(r.cpu_us),
+            ratio(r.cpu_us, fair.cpu_us),
             r.non_2xx,
             r.requests,
             rss_mb(r.rss_kb),
@@ -657,8 +676,8 @@ fn main_markdown(ctx: &Ctx, rows: &[Row]) -> String {
 fn growth_markdown(ctx: &Ctx, rows: &[Row]) -> String {
     let mut out = header(ctx, "growth table");
     out += "each row as a ratio to the first row of its group (its smallest case)\n\n";
-    out += "| group | case | req/s | × smallest | p99 ms | p99 × smallest | non-2xx | peak RSS MB | RSS × smallest |\n";
-    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    out += "| group | case | req/s | × smallest | p99 ms | p99 × smallest | CPU µs/req | CPU × smallest | non-2xx | peak RSS MB | RSS × smallest |\n";
+    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let mut groups: Vec<&str> = Vec::new();
     for r in rows {
         if !groups.contains(&r.group) {
@@ -670,13 +689,15 @@ fn growth_markdown(ctx: &Ctx, rows: &[Row]) -> String {
         let base = members[0];
         for r in members {
             out += &format!(
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.group,
                 r.name,
                 r.rps,
                 ratio(r.rps, base.rps),
                 ms(r.p99_ms),
                 ratio(r.p99_ms, base.p99_ms),
+                cpu(r.cpu_us),
+                ratio(r.cpu_us, base.cpu_us),
                 r.non_2xx,
                 rss_mb(r.rss_kb),
                 match (r.rss_kb, base.rss_kb) {

@@ -79,6 +79,21 @@ fn pre_check(addr: SocketAddr, token: &str, without: u16) -> Result<(), String> 
     }
 }
 
+/// The CPU time `pid` and every process under it have used so far, in ns: the first field of
+/// each thread's `schedstat` (nanosecond resolution, unlike the tick counts in `stat`).
+pub(crate) fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        total += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        let children = std::fs::read_to_string(dir.join("children")).unwrap_or_default();
+        total += children.split_whitespace().filter_map(|c| c.parse().ok()).filter_map(cpu_ns).sum::<u64>();
+    }
+    Some(total)
+}
+
 pub(crate) fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
