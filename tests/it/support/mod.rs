@@ -149,6 +149,32 @@ pub async fn counting_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>
     (addr, accepted)
 }
 
+/// An upstream that takes one request, says so on `arrived`, and answers it (200, body `held`)
+/// only when `release` fires: a request held in flight for exactly as long as the test needs.
+pub async fn held_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read head");
+            assert!(n > 0, "the gateway closed before sending a whole head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let _ = arrived_tx.send(());
+        let _ = release_rx.await;
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld").await;
+        // Keep the connection open until the gateway closes it.
+        let _ = conn.read(&mut buf).await;
+    });
+    (addr, arrived, release)
+}
+
 /// A gateway being configured.
 pub struct GatewayBuilder {
     upstream: Option<SocketAddr>,
