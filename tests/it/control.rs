@@ -185,10 +185,11 @@ async fn bypass_without_reason_is_refused_and_mode_unchanged() {
 #[tokio::test]
 async fn override_expires_by_itself_and_the_timer_audits_it() {
     let gw = start(|c| c).await;
-    let r = put_mode(&gw, json!({"mode": "bypass", "reason": "short drill", "ttl": "2s"})).await;
+    // Short, yet long enough that the next request lands inside it on a loaded machine.
+    let r = put_mode(&gw, json!({"mode": "bypass", "reason": "short drill", "ttl": "5s"})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = gw.get("/api/orders", None).await;
-    assert_eq!(r.status, 200, "passes while the 2 s bypass is on: {}", r.body);
+    assert_eq!(r.status, 200, "passes while the 5 s bypass is on: {}", r.body);
     assert_eq!(r.header("x-auth-bypass"), Some("true"));
 
     let m = eventually("the admin override to expire", || async {
@@ -321,17 +322,21 @@ async fn override_that_expired_while_down_is_not_restored_and_its_expiry_is_audi
     let up = support::upstream().await;
     let text = binary_config(up).text();
     let gw = BinaryGateway::start(&text, &[]);
-    let r = put_mode(&gw, json!({"mode": "bypass", "reason": "expires while down", "ttl": "3s"})).await;
+    // Long enough for the stop below to come first on a loaded machine.
+    let ttl = Duration::from_secs(8);
+    let r = put_mode(&gw, json!({"mode": "bypass", "reason": "expires while down", "ttl": "8s"})).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // The override runs out by then: it was set before its answer came.
+    let expired_by = std::time::Instant::now() + ttl;
     let dir = gw.dir.clone();
     gw.stop().await;
     let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).unwrap_or_default();
     assert!(
         !audit.contains("mode.expired"),
-        "precondition: the first process must stop before the 3 s override expires:\n{audit}"
+        "precondition: the first process must stop before the 8 s override expires:\n{audit}"
     );
     // Let the expiry pass while nothing runs.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep_until((expired_by + Duration::from_millis(500)).into()).await;
 
     let gw = BinaryGateway::start_in(dir, &text, &[]);
     let m = get_mode(&gw).await;
