@@ -21,7 +21,7 @@ use crate::support::{self, binary_config, raw, BinaryConfig, BinaryGateway, Repl
 // ---------------------------------------------------------------------------------------------
 
 /// How long a poll waits for the gateway to reach a state before the test fails.
-const DEADLINE: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The default routes plus extra public patterns.
 fn routes_with_public(extra: &[&str]) -> String {

@@ -67,7 +67,7 @@ async fn start_fleet(redis: &RedisServer, n: usize, redis_extra: &str) -> Vec<Bi
         gateways.push(start.await.expect("a gateway started"));
     }
     let acks = key("acks");
-    support::eventually("every gateway's first report to the fleet", Duration::from_secs(15), || async {
+    support::eventually("every gateway's first report to the fleet", Duration::from_secs(30), || async {
         (redis.cli(&["HLEN", &acks]).await == n.to_string()).then_some(())
     })
     .await;

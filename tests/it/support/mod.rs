@@ -631,7 +631,8 @@ pub struct BinaryGateway {
 
 impl BinaryGateway {
     /// Writes `config_text` to a fresh directory and starts the binary there with a clean
-    /// environment (`PATH` plus `env`); waits (10 s at most) for its "clerkgate listening" line.
+    /// environment (`PATH` plus `env`); waits (30 s at most: a loaded machine may start several
+    /// at once) for its "clerkgate listening" line.
     pub fn start(config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
         Self::start_in(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, env)
     }
@@ -732,7 +733,7 @@ impl BinaryGateway {
             dir,
             logs,
         };
-        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
             Ok((data, admin)) => {
                 gw.data_addr = data;
                 gw.admin_addr = admin;
@@ -782,10 +783,10 @@ impl BinaryGateway {
         assert!(status.success(), "clerkgate exited with {status} after SIGTERM; stderr:\n{}", self.logs().join("\n"));
     }
 
-    /// Waits (5 s at most) for a stderr line that satisfies `line`. Logs go through a writer
+    /// Waits (20 s at most) for a stderr line that satisfies `line`. Logs go through a writer
     /// thread, so a line may arrive after the event it reports is visible elsewhere.
     pub async fn await_log(&self, what: &str, line: impl Fn(&str) -> bool) {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !self.logs().iter().any(|l| line(l)) {
             assert!(std::time::Instant::now() < until, "no log line {what}:\n{}", self.logs().join("\n"));
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
