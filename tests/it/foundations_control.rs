@@ -4,11 +4,12 @@
 //!
 //! A failing write is made real: `audit.jsonl` is replaced with a directory, which even root
 //! cannot append to. The slow store is a test store implementing the state interface: it wraps
-//! the file store and sleeps in its blocking write — the path under test is the request path.
+//! the file store and holds its blocking write until the test lets it go — the path under test
+//! is the request path.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clerkgate::store::{
@@ -111,15 +112,37 @@ async fn a_change_that_cannot_be_audited_fails_and_changes_nothing() {
     gw.stop().await;
 }
 
-/// The file store, with every write made to take 500 ms on its blocking thread.
+/// The file store, with every write held on its blocking thread until the test opens `hold`.
 #[derive(Debug)]
 struct SlowStore {
     inner: FileStore,
+    hold: Arc<Hold>,
     writing: Arc<AtomicBool>,
     written: Arc<AtomicBool>,
 }
 
-const SLOW_WRITE: Duration = Duration::from_millis(500);
+/// A write waits at most this long for the test to let it go, so a failing test ends.
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
+
+/// Where a write waits until the test opens it; once open, writes pass.
+#[derive(Debug, Default)]
+struct Hold {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Hold {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    /// Blocks until the hold is open, or [`HOLD_LIMIT`] has passed.
+    fn pass(&self) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.opened.wait_timeout_while(open, HOLD_LIMIT, |open| !*open);
+    }
+}
 
 impl ControlStore for SlowStore {
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, StoreError>> {
@@ -127,11 +150,12 @@ impl ControlStore for SlowStore {
     }
 
     fn apply(&self, change: Change, audit: Option<AuditEvent>) -> BoxFuture<'_, Result<Applied, StoreError>> {
-        let (inner, writing, written) = (self.inner.clone(), self.writing.clone(), self.written.clone());
+        let (inner, hold) = (self.inner.clone(), self.hold.clone());
+        let (writing, written) = (self.writing.clone(), self.written.clone());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 writing.store(true, Ordering::SeqCst);
-                std::thread::sleep(SLOW_WRITE);
+                hold.pass();
                 let committed = inner.commit(&change, audit.as_ref());
                 written.store(true, Ordering::SeqCst);
                 committed
@@ -162,12 +186,13 @@ impl ControlStore for SlowStore {
 /// call share one thread, as in a process allowed one core.
 #[tokio::test]
 async fn requests_are_served_while_a_mode_change_is_being_written() {
+    let hold = Arc::new(Hold::default());
     let writing = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicBool::new(false));
-    let (w, d) = (writing.clone(), written.clone());
+    let (h, w, d) = (hold.clone(), writing.clone(), written.clone());
     let gw = gateway()
         .jwt_key()
-        .store(move |dir| Arc::new(SlowStore { inner: FileStore::new(dir), writing: w, written: d }))
+        .store(move |dir| Arc::new(SlowStore { inner: FileStore::new(dir), hold: h, writing: w, written: d }))
         .start()
         .await;
     let token = support::token();
@@ -187,24 +212,23 @@ async fn requests_are_served_while_a_mode_change_is_being_written() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
-    // Requests sent while the write is in progress complete before it ends, answered in the
-    // mode still in force: the change is not in force before it is recorded.
-    let mut served_during_the_write = 0;
-    while !written.load(Ordering::SeqCst) {
+    // Requests sent while the write is held complete, answered in the mode still in force: the
+    // change is not in force before it is recorded. The write goes on only once they have (a
+    // timed write would make this a race between the requests and the clock).
+    for served in 0..5 {
         let r = gw.get("/api/orders", Some(&token), &[]).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        if !written.load(Ordering::SeqCst) {
-            assert!(!put.is_finished(), "the PUT /mode answered before its write ended");
-            assert_eq!(r.header("x-auth-bypass"), None, "bypass in force before it was recorded");
-            served_during_the_write += 1;
-        }
+        assert!(
+            !written.load(Ordering::SeqCst),
+            "request {served} was answered only after the write ended (held {HOLD_LIMIT:?} at most)"
+        );
+        assert!(!put.is_finished(), "the PUT /mode answered before its write ended");
+        assert_eq!(r.header("x-auth-bypass"), None, "bypass in force before it was recorded");
     }
-    assert!(
-        served_during_the_write >= 5,
-        "only {served_during_the_write} requests completed while the mode change was being written"
-    );
+    hold.open();
 
     let r = put.await.expect("PUT task");
+    assert!(written.load(Ordering::SeqCst), "the PUT /mode answered before its write ended");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["mode"], "bypass");
     assert_eq!(gw.get("/api/orders", None, &[]).await.header("x-auth-bypass"), Some("true"));

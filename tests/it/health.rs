@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::support::{self, binary_config, cli_in, client, eventually, gateway, with_keys, BinaryGateway, Reply};
 use crate::support::{JwksReply, JwksServer};
@@ -124,34 +124,9 @@ async fn readyz_is_503_before_a_key_set_and_the_probe_says_why() {
     gw.stop().await;
 }
 
-/// An upstream that takes one request, says so on `arrived`, and answers it only when
-/// `release` fires: a request held in flight for exactly as long as the test needs.
-async fn held_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
-    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (mut conn, _) = listener.accept().await.expect("accept");
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = conn.read(&mut buf).await.expect("read head");
-            assert!(n > 0, "the gateway closed before sending a whole head");
-            head.extend_from_slice(&buf[..n]);
-        }
-        let _ = arrived_tx.send(());
-        let _ = release_rx.await;
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld").await;
-        // Keep the connection open until the gateway closes it.
-        let _ = conn.read(&mut buf).await;
-    });
-    (addr, arrived, release)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_draining_and_healthz_stays_up_until_the_drain_is_over() {
-    let (upstream, arrived, release) = held_upstream().await;
+    let (upstream, arrived, release) = support::held_upstream().await;
     let gw = gateway()
         .jwt_key()
         .upstream(upstream)

@@ -73,11 +73,6 @@ async fn gateway() -> BinaryGateway {
     BinaryGateway::start(&binary_config(support::upstream().await).text(), &[])
 }
 
-/// A port that was free a moment ago, for a config that must name a fixed address.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Replaces the standard config's `[admin]` section (listen on port 0, inline token) by `body`.
 fn with_admin(text: &str, body: &str) -> String {
     let standard = format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {}\n", toml_str(ADMIN_TOKEN));
@@ -277,12 +272,14 @@ async fn the_token_comes_from_the_flag_then_the_config_then_the_environment() {
     let wrong = secrets.path().join("wrong-token");
     std::fs::write(&wrong, "not-the-token").expect("write token");
     let right_s = right.display().to_string();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let text = with_admin(
-        &binary_config(support::upstream().await).text(),
-        &format!("listen = \"{listen}\"\ntoken_file = {}", toml_str(&right_s)),
-    );
-    let gw = BinaryGateway::start(&text, &[]);
+    let admin = |listen: &str| format!("listen = \"{listen}\"\ntoken_file = {}", toml_str(&right_s));
+    let standard = binary_config(support::upstream().await).text();
+    // The gateway binds a port of its own choosing (a port found free and then named would be
+    // free for any other test to take first); the file the CLI reads then names that port.
+    // The gateway runs with --no-watch, so the rewrite is not a reload.
+    let gw = BinaryGateway::start(&with_admin(&standard, &admin("127.0.0.1:0")), &[]);
+    let listen = gw.admin_addr.to_string();
+    gw.write_config(&with_admin(&standard, &admin(&listen)));
     let config = gw.config_path().display().to_string();
     let status_ok = |out: Output, what: &str| {
         let text = ok(&out, what);

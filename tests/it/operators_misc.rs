@@ -40,7 +40,7 @@ async fn a_refused_upstream_is_logged_with_its_cause() {
     let reply = gw.get("/public/x", None).await;
     assert_eq!(reply.status, 502);
     let wanted = nowhere.to_string();
-    support::eventually("a log line naming the refused upstream", Duration::from_secs(5), || {
+    support::eventually("a log line naming the refused upstream", Duration::from_secs(20), || {
         let found = gw.logs().iter().any(|l| l.contains("refused the connection") && l.contains(&wanted));
         std::future::ready(found.then_some(()))
     })

@@ -348,7 +348,7 @@ async fn events_that_end_sessions_feed_the_revocation_list_as_the_webhook_actor(
     let ts = support::now_s();
     let r = deliver(&gw, OLD, "msg_end", ts, &event("session.revoked", "sess_test", ts * 1000)).await;
     assert_eq!(r.status, 200);
-    support::eventually("the session is refused", Duration::from_secs(5), || async {
+    support::eventually("the session is refused", Duration::from_secs(20), || async {
         let r = gw.get("/api/x", Some(&token), &[]).await;
         (r.status == 401 && r.reason() == Some("session-revoked")).then_some(())
     })
@@ -364,7 +364,7 @@ async fn events_that_end_sessions_feed_the_revocation_list_as_the_webhook_actor(
     // A duplicate feeds nothing; user.deleted revokes the user.
     deliver(&gw, OLD, "msg_end", ts, &event("session.revoked", "sess_test", ts * 1000)).await;
     deliver(&gw, OLD, "msg_gone", ts, &event("user.deleted", "user_gone", ts * 1000)).await;
-    support::eventually("the user is revoked", Duration::from_secs(5), || async {
+    support::eventually("the user is revoked", Duration::from_secs(20), || async {
         let list = gw.admin("GET", "/revocations", None).await.json();
         list.to_string().contains("user_gone").then_some(())
     })

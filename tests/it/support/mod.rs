@@ -149,6 +149,32 @@ pub async fn counting_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>
     (addr, accepted)
 }
 
+/// An upstream that takes one request, says so on `arrived`, and answers it (200, body `held`)
+/// only when `release` fires: a request held in flight for exactly as long as the test needs.
+pub async fn held_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read head");
+            assert!(n > 0, "the gateway closed before sending a whole head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let _ = arrived_tx.send(());
+        let _ = release_rx.await;
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld").await;
+        // Keep the connection open until the gateway closes it.
+        let _ = conn.read(&mut buf).await;
+    });
+    (addr, arrived, release)
+}
+
 /// A gateway being configured.
 pub struct GatewayBuilder {
     upstream: Option<SocketAddr>,
@@ -605,7 +631,8 @@ pub struct BinaryGateway {
 
 impl BinaryGateway {
     /// Writes `config_text` to a fresh directory and starts the binary there with a clean
-    /// environment (`PATH` plus `env`); waits (10 s at most) for its "clerkgate listening" line.
+    /// environment (`PATH` plus `env`); waits (30 s at most: a loaded machine may start several
+    /// at once) for its "clerkgate listening" line.
     pub fn start(config_text: &str, env: &[(&str, &str)]) -> BinaryGateway {
         Self::start_in(Arc::new(tempfile::tempdir().expect("tempdir")), config_text, env)
     }
@@ -706,7 +733,7 @@ impl BinaryGateway {
             dir,
             logs,
         };
-        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
             Ok((data, admin)) => {
                 gw.data_addr = data;
                 gw.admin_addr = admin;
@@ -756,10 +783,10 @@ impl BinaryGateway {
         assert!(status.success(), "clerkgate exited with {status} after SIGTERM; stderr:\n{}", self.logs().join("\n"));
     }
 
-    /// Waits (5 s at most) for a stderr line that satisfies `line`. Logs go through a writer
+    /// Waits (20 s at most) for a stderr line that satisfies `line`. Logs go through a writer
     /// thread, so a line may arrive after the event it reports is visible elsewhere.
     pub async fn await_log(&self, what: &str, line: impl Fn(&str) -> bool) {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !self.logs().iter().any(|l| line(l)) {
             assert!(std::time::Instant::now() < until, "no log line {what}:\n{}", self.logs().join("\n"));
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
