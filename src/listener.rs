@@ -314,7 +314,7 @@ async fn open(
     limits: &ConnLimits,
     born: Instant,
 ) -> Option<ConnInfo> {
-    let direct = Some(ConnInfo { remote: peer, tls: false, trusted: peer_trusted });
+    let direct = Some(ConnInfo::new(peer, false, peer_trusted));
     if !limits.proxy_protocol {
         return direct;
     }
@@ -348,7 +348,7 @@ async fn open(
             return None;
         }
     }
-    Some(ConnInfo { remote: source, tls: false, trusted })
+    Some(ConnInfo::new(source, false, trusted))
 }
 
 /// Reads and drops what has already arrived on a connection about to be closed (its request,
@@ -583,11 +583,11 @@ where
             let said = PeerForwarded::read(req.headers());
             if said.replaced {
                 metrics::counter!(metric::FORWARDED_REPLACED).increment(1);
-                tracing::debug!(peer = %self.info.remote, "a trusted peer's X-Forwarded-For or X-Forwarded-Proto was not usable; rebuilt");
+                tracing::debug!(peer = %self.info.remote(), "a trusted peer's X-Forwarded-For or X-Forwarded-Proto was not usable; rebuilt");
             }
             req.extensions_mut().insert(said);
         }
-        req.extensions_mut().insert(self.info);
+        req.extensions_mut().insert(self.info.clone());
         if req.version() < http::Version::HTTP_2 {
             req.extensions_mut().insert(self.hop.clone());
         }

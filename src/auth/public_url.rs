@@ -303,7 +303,7 @@ mod tests {
         let with = |tls: bool, trusted: bool, peer_proto: Option<&'static str>| {
             let mut parts = head("/p", &[("host", "example.com")]);
             let remote = "10.0.0.1:4000".parse().unwrap();
-            parts.extensions.insert(ConnInfo { remote, tls, trusted });
+            parts.extensions.insert(ConnInfo::new(remote, tls, trusted));
             if let Some(proto) = peer_proto {
                 parts.extensions.insert(PeerForwarded { chain: None, proto: Some(proto), replaced: false });
             }

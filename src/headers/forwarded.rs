@@ -20,15 +20,40 @@ pub const MAX_FORWARDED_HOPS: usize = 32;
 const MAX_ENTRY_LEN: usize = 45;
 
 /// Facts about the client connection, set by the listener as a request extension.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The client's address: the socket peer, or the source a PROXY protocol header named.
-    pub remote: SocketAddr,
+    remote: SocketAddr,
     /// True when the client connection is TLS.
     pub tls: bool,
     /// `remote` is in `server.trusted_proxies`: a load balancer, whose `X-Forwarded-For` chain
     /// and `X-Forwarded-Proto` the listener read (as a [`PeerForwarded`] request extension).
     pub trusted: bool,
+    /// `remote`'s address as a header value: the `X-Forwarded-For` of a request that keeps no
+    /// chain, written once per connection rather than once per request.
+    remote_ip: Option<HeaderValue>,
+}
+
+impl ConnInfo {
+    /// A connection from `remote`.
+    pub fn new(remote: SocketAddr, tls: bool, trusted: bool) -> Self {
+        let remote_ip = HeaderValue::try_from(remote.ip().to_string()).ok();
+        ConnInfo { remote, tls, trusted, remote_ip }
+    }
+
+    /// The client's address: the socket peer, or the source a PROXY protocol header named.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The `X-Forwarded-For` the upstream receives: `chain, peer` when a trusted peer's chain
+    /// was kept, else the peer alone.
+    pub fn forwarded_for(&self, chain: Option<&str>) -> Option<HeaderValue> {
+        match chain {
+            Some(chain) => HeaderValue::try_from(format!("{chain}, {}", self.remote.ip())).ok(),
+            None => self.remote_ip.clone(),
+        }
+    }
 }
 
 /// What a trusted peer said about its client, kept only where well-formed.
@@ -102,15 +127,6 @@ fn scheme(value: &HeaderValue) -> Option<&'static str> {
         Some("http")
     } else {
         None
-    }
-}
-
-/// The `X-Forwarded-For` the upstream receives: `chain, peer` when a trusted peer's chain was
-/// kept, else the peer alone.
-pub fn forwarded_for(chain: Option<&str>, peer: IpAddr) -> Option<HeaderValue> {
-    match chain {
-        Some(chain) => HeaderValue::try_from(format!("{chain}, {peer}")).ok(),
-        None => HeaderValue::try_from(peer.to_string()).ok(),
     }
 }
 
@@ -189,12 +205,14 @@ mod tests {
 
     #[test]
     fn the_peer_is_appended_to_a_kept_chain() {
-        let peer: IpAddr = "10.1.2.3".parse().unwrap();
-        assert_eq!(
-            forwarded_for(Some("203.0.113.7, 198.51.100.2"), peer).unwrap(),
-            "203.0.113.7, 198.51.100.2, 10.1.2.3"
-        );
-        assert_eq!(forwarded_for(None, peer).unwrap(), "10.1.2.3");
+        for (peer, alone) in [("10.1.2.3:443", "10.1.2.3"), ("[2001:db8::1]:443", "2001:db8::1")] {
+            let conn = ConnInfo::new(peer.parse().unwrap(), false, true);
+            assert_eq!(
+                conn.forwarded_for(Some("203.0.113.7, 198.51.100.2")).unwrap(),
+                format!("203.0.113.7, 198.51.100.2, {alone}").as_str()
+            );
+            assert_eq!(conn.forwarded_for(None).unwrap(), alone);
+        }
     }
 
     proptest! {

@@ -11,7 +11,7 @@ mod forwarded;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
-pub use forwarded::{forwarded_for, ConnInfo, PeerForwarded, MAX_FORWARDED_HOPS};
+pub use forwarded::{ConnInfo, PeerForwarded, MAX_FORWARDED_HOPS};
 
 use crate::config::{protocol_name, HeaderPolicy, ROUTING_OVERRIDE_HEADERS};
 

@@ -1,11 +1,19 @@
 //! The HTTP/1 hop: each HTTP/1 client connection holds one upstream HTTP/1.1 connection of its
-//! own, driven in the client connection's task (the request future and then the response body
-//! poll it), so a request costs no hand-off to a pool or to another task.
+//! own, so a request costs no look-up in a shared pool and no contention with other clients.
+//! The connection's I/O runs in a task of its own beside the client connection's, and lives
+//! exactly as long as the client connection holds it.
+//!
+//! Why a task of its own, not the client connection's: a request written to the upstream from
+//! the client connection's task is written at once, before the runtime has read the other
+//! clients' ready requests, and on a core the upstream shares that write hands the core to the
+//! upstream — about one switch per request. Handed to the connection's task, the writes wait
+//! until every ready request was read, and go out together (`cargo bench --bench e2e`: half
+//! the switches and about a fifth less gateway CPU per request; BENCHMARKS.md).
 //!
 //! - The connection is opened at the client connection's first request, and kept for the next
-//!   one while it stays usable: idle (its last response read whole), open, and to the same
-//!   upstream with the same settings (a reload that changes `upstream.url` or its client
-//!   settings opens another).
+//!   one while it stays usable: its last response read whole, open, and to the same upstream
+//!   with the same settings (a reload that changes `upstream.url` or its client settings opens
+//!   another).
 //! - A connection the upstream closed while it sat idle is replaced without failing the
 //!   request: a request not yet written is sent again once on a new connection. A request
 //!   written and then unanswered is not (it may have had its effect): 502, as on the pool.
@@ -13,14 +21,14 @@
 //!   half of it kept for such connections ([`super::connect`]); with none free, the request
 //!   goes through the shared pool.
 //! - A client connection that goes away takes its upstream connection with it: nothing else
-//!   could reuse it, so the request in flight is dropped (counted as a cancelled upstream
-//!   request, `dropped`) rather than left to finish.
+//!   could reuse it, so its task is ended and the request in flight dropped (counted as a
+//!   cancelled upstream request, `dropped`) rather than left to finish.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -29,9 +37,10 @@ use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{Builder, Connection, SendRequest};
+use hyper::client::conn::http1::{Builder, SendRequest};
+use tokio::task::AbortHandle;
 
-use super::connect::{BoundedConnector, Counted};
+use super::connect::BoundedConnector;
 use super::ClientSettings;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,7 +50,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// with it.
 #[derive(Default)]
 pub struct Hop {
-    idle: Mutex<Option<Upstream>>,
+    idle: Mutex<Option<Box<Upstream>>>,
 }
 
 impl std::fmt::Debug for Hop {
@@ -50,15 +59,20 @@ impl std::fmt::Debug for Hop {
     }
 }
 
-/// An open upstream connection: the request side and the connection future that does its I/O.
+/// An open upstream connection: the request side, and the task that does its I/O (ended when
+/// this is dropped, which closes the connection).
 struct Upstream {
     sender: SendRequest<Body>,
-    conn: Connection<Counted, Body>,
-    /// The connection future has finished: the connection is closed.
-    closed: bool,
+    io: AbortHandle,
     /// What it was opened with; another value means another upstream.
     settings: ClientSettings,
     authority: Authority,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.io.abort();
+    }
 }
 
 /// How a request on the hop ended, when it brought no response.
@@ -81,23 +95,31 @@ impl Hop {
         Arc::new(Hop::default())
     }
 
-    /// Sends `req` (its URI already in origin form) on this client connection's upstream
-    /// connection, opening one to `target` (scheme and authority) when there is none usable.
+    /// Sends `req` (its URI in origin form) on this client connection's upstream connection,
+    /// opening one to `base` (the upstream's `scheme://authority/`) when there is none usable.
+    /// A request handed back for the pool carries its URI on the upstream, in absolute form.
     pub(super) async fn send(
         self: Arc<Self>,
         connector: &BoundedConnector,
         settings: ClientSettings,
-        target: &Uri,
+        base: &Uri,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, HopFailure> {
-        let authority = target.authority().cloned().unwrap_or_else(|| Authority::from_static("invalid"));
-        let kept = self.take(settings, &authority);
+        let no_place = |mut req: Request<Body>| {
+            if let Ok(uri) = super::absolute(base, req.uri()) {
+                *req.uri_mut() = uri;
+            }
+            HopFailure::NoPlace(req)
+        };
+        let invalid = Authority::from_static("invalid");
+        let authority = base.authority().unwrap_or(&invalid);
+        let kept = self.take(settings, authority);
         let mut fresh = kept.is_none();
         let mut up = match kept {
             Some(up) => up,
-            None => match Upstream::open(connector, settings, target, authority.clone()).await? {
+            None => match Box::pin(Upstream::open(connector, settings, base, authority.clone())).await? {
                 Some(up) => up,
-                None => return Err(HopFailure::NoPlace(req)),
+                None => return Err(no_place(req)),
             },
         };
         // What the pool's client does for HTTP/1: the URI in origin form, and the upstream's
@@ -107,7 +129,6 @@ impl Hop {
                 req.headers_mut().insert(HOST, host);
             }
         }
-        *req.uri_mut() = origin_form(target);
         loop {
             match up.exchange(req).await {
                 Ok(resp) => {
@@ -118,12 +139,9 @@ impl Hop {
                 Err(Unanswered::Unsent(back, _)) if !fresh => {
                     fresh = true;
                     req = back;
-                    up = match Upstream::open(connector, settings, target, authority.clone()).await? {
+                    up = match Box::pin(Upstream::open(connector, settings, base, authority.clone())).await? {
                         Some(up) => up,
-                        None => {
-                            *req.uri_mut() = target.clone();
-                            return Err(HopFailure::NoPlace(req));
-                        }
+                        None => return Err(no_place(req)),
                     };
                 }
                 Err(Unanswered::Unsent(_, e) | Unanswered::Broken(e)) => return Err(HopFailure::Broken(e)),
@@ -133,27 +151,23 @@ impl Hop {
 
     /// The kept connection, when it can carry a request to the upstream `settings` and
     /// `authority` name.
-    fn take(&self, settings: ClientSettings, authority: &Authority) -> Option<Upstream> {
+    fn take(&self, settings: ClientSettings, authority: &Authority) -> Option<Box<Upstream>> {
         let up = self.idle.lock().unwrap_or_else(PoisonError::into_inner).take()?;
-        let usable = !up.closed && !up.sender.is_closed() && up.settings == settings && up.authority == *authority;
+        let usable = !up.sender.is_closed() && up.settings == settings && up.authority == *authority;
         usable.then_some(up)
     }
 
-    /// Keeps `up` for the client connection's next request, when it is idle and open.
-    fn keep(&self, mut up: Upstream) {
-        if !up.closed && !up.sender.is_ready() {
-            // The response's end was just read: one more turn lets the connection mark itself
-            // ready. Whatever it waits on next is seen when the next request polls it.
-            up.drive(&mut Context::from_waker(Waker::noop()));
-        }
-        if !up.closed && up.sender.is_ready() {
+    /// Keeps `up` for the client connection's next request, unless it closed. (Its task may
+    /// not have marked it ready for the next request yet; the next request waits for that.)
+    fn keep(&self, up: Box<Upstream>) {
+        if !up.sender.is_closed() {
             *self.idle.lock().unwrap_or_else(PoisonError::into_inner) = Some(up);
         }
     }
 }
 
 /// `/path?query` of `uri`.
-fn origin_form(uri: &Uri) -> Uri {
+pub(super) fn origin_form(uri: &Uri) -> Uri {
     match uri.path_and_query() {
         Some(pq) if pq.as_str() != "/" => Uri::from(pq.clone()),
         _ => Uri::default(),
@@ -176,43 +190,26 @@ impl Upstream {
         settings: ClientSettings,
         target: &Uri,
         authority: Authority,
-    ) -> Result<Option<Upstream>, HopFailure> {
+    ) -> Result<Option<Box<Upstream>>, HopFailure> {
         let Some(dial) = connector.try_connect(target.clone()) else { return Ok(None) };
         let io = dial.await.map_err(HopFailure::Connect)?;
         let (sender, conn) =
             Builder::new().handshake(io).await.map_err(|e| HopFailure::Connect(io::Error::other(e)))?;
-        Ok(Some(Upstream { sender, conn, closed: false, settings, authority }))
-    }
-
-    /// Polls the connection future (its reads and writes) unless it has finished.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.closed && Pin::new(&mut self.conn).poll(cx).is_ready() {
-            self.closed = true;
-        }
-    }
-
-    /// Sends `req` and waits for the response head, driving the connection meanwhile.
-    async fn exchange(&mut self, req: Request<Body>) -> Result<Response<Incoming>, Unanswered> {
-        let ready = poll_fn(|cx| {
-            self.drive(cx);
-            match self.sender.poll_ready(cx) {
-                Poll::Pending if !self.closed => Poll::Pending,
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(BoxError::from(e))),
-                Poll::Pending => Poll::Ready(Err(BoxError::from("the upstream closed the connection"))),
+        let io = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "an upstream connection of a client connection ended with an error");
             }
         })
-        .await;
-        if let Err(e) = ready {
-            return Err(Unanswered::Unsent(req, e));
+        .abort_handle();
+        Ok(Some(Box::new(Upstream { sender, io, settings, authority })))
+    }
+
+    /// Sends `req` and waits for the response head.
+    async fn exchange(&mut self, req: Request<Body>) -> Result<Response<Incoming>, Unanswered> {
+        if let Err(e) = poll_fn(|cx| self.sender.poll_ready(cx)).await {
+            return Err(Unanswered::Unsent(req, e.into()));
         }
-        let mut response = std::pin::pin!(self.sender.try_send_request(req));
-        poll_fn(|cx| {
-            self.drive(cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-        .map_err(|mut e| match e.take_message() {
+        self.sender.try_send_request(req).await.map_err(|mut e| match e.take_message() {
             Some(req) => Unanswered::Unsent(req, e.into_error().into()),
             None => Unanswered::Broken(e.into_error().into()),
         })
@@ -220,11 +217,11 @@ impl Upstream {
 }
 
 pin_project_lite::pin_project! {
-    /// The response body on the hop: it drives the connection while the body streams, and
-    /// gives the connection back to its client connection once the body was read whole.
+    /// The response body on the hop: it gives the connection back to its client connection
+    /// once the body was read whole.
     struct HopBody {
         inner: Incoming,
-        up: Option<Upstream>,
+        up: Option<Box<Upstream>>,
         hop: Arc<Hop>,
         ended: bool,
     }
@@ -247,9 +244,6 @@ impl HttpBody for HopBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.project();
-        if let Some(up) = this.up.as_mut() {
-            up.drive(cx);
-        }
         let polled = Pin::new(this.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
             *this.ended = true;

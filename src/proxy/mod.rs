@@ -28,6 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use http::header::{CONNECTION, HOST, UPGRADE};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -48,6 +49,8 @@ type HttpClient = Client<connect::BoundedConnector, Body>;
 /// from the same settings (so they share `upstream.max_connections`).
 struct Upstreams {
     settings: ClientSettings,
+    /// `scheme://authority/` of the upstream these were built for.
+    base: Uri,
     pool: HttpClient,
     connector: connect::BoundedConnector,
 }
@@ -98,7 +101,11 @@ fn build_client(up: &UpstreamConfig) -> Upstreams {
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
         .build(connector.clone());
-    Upstreams { settings, pool, connector }
+    let scheme = if settings.tls_roots.is_some() { "https" } else { "http" };
+    let base = Uri::builder().scheme(scheme).authority(up.url.clone()).path_and_query("/").build();
+    // The authority was checked when the config was read; an unusable one fails every request.
+    let base = base.unwrap_or_else(|_| Uri::from_static("http://invalid/"));
+    Upstreams { settings, base, pool, connector }
 }
 
 impl Proxy {
@@ -108,13 +115,14 @@ impl Proxy {
         Proxy { shared, client: Arc::new(ArcSwap::from_pointee(client)) }
     }
 
-    /// The pool and connector for `settings`, rebuilt first when a reload changed them.
-    fn upstreams(&self, settings: ClientSettings) -> Arc<Upstreams> {
+    /// The pool and connector for `up`, rebuilt first when a reload changed the upstream or
+    /// its client settings.
+    fn upstreams(&self, up: &UpstreamConfig) -> Arc<Upstreams> {
         let current = self.client.load_full();
-        if current.settings == settings {
+        if current.settings == ClientSettings::of(up) && current.base.authority() == Some(&up.url) {
             return current;
         }
-        let rebuilt = Arc::new(build_client(&self.shared.load().config.upstream));
+        let rebuilt = Arc::new(build_client(up));
         self.client.store(rebuilt.clone());
         rebuilt
     }
@@ -128,17 +136,20 @@ impl Proxy {
         req: Request<Body>,
         response_timeout: Duration,
     ) -> Result<Response<Body>, Unreached> {
-        let target = req.uri().clone();
         // A client gone while its request is in flight takes the upstream connection with it.
         let cancelled = CountIfCancelled;
-        let sent =
-            tokio::time::timeout(response_timeout, hop.send(&upstreams.connector, upstreams.settings, &target, req))
-                .await;
+        let sent = tokio::time::timeout(
+            response_timeout,
+            hop.send(&upstreams.connector, upstreams.settings, &upstreams.base, req),
+        )
+        .await;
         std::mem::forget(cancelled);
         match sent {
             Err(_) => Err(Unreached::Timeout),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(hop::HopFailure::NoPlace(req))) => send_on_pool(&upstreams.pool, req, response_timeout).await,
+            Ok(Err(hop::HopFailure::NoPlace(req))) => {
+                Box::pin(send_on_pool(&upstreams.pool, req, response_timeout)).await
+            }
             Ok(Err(hop::HopFailure::Connect(e))) => Err(Unreached::Connect(e.into())),
             Ok(Err(hop::HopFailure::Broken(e))) => Err(Unreached::Broken(e)),
         }
@@ -146,17 +157,16 @@ impl Proxy {
 
     /// Forwards one request and returns the upstream's response, or the gateway's 502/504.
     pub async fn forward(&self, mut req: Request<Body>) -> Response<Body> {
-        let (authority, settings, response_timeout, body_timeout) = {
+        let (upstreams, response_timeout, body_timeout) = {
             let rt = self.shared.load();
             let up = &rt.config.upstream;
-            (up.url.clone(), ClientSettings::of(up), up.response_timeout, rt.config.server.request_body_timeout)
+            (self.upstreams(up), up.response_timeout, rt.config.server.request_body_timeout)
         };
-        let scheme = if settings.tls_roots.is_some() { "https" } else { "http" };
         let status = req.extensions().get::<AuthStatus>().copied().unwrap_or(AuthStatus::SignedOut);
         let http1 = req.version() < Version::HTTP_2;
-        let conn = req.extensions().get::<ConnInfo>().copied();
+        let conn = req.extensions_mut().remove::<ConnInfo>();
         // Only a trusted peer's requests carry what it said; the common request looks for nothing.
-        let peer_said = match conn {
+        let peer_said = match &conn {
             Some(c) if c.trusted => req.extensions_mut().remove::<PeerForwarded>().unwrap_or_default(),
             _ => PeerForwarded::default(),
         };
@@ -170,7 +180,7 @@ impl Proxy {
         let host = req.headers().get(HOST).cloned();
         let h = req.headers_mut();
         if let Some(conn) = conn {
-            if let Some(v) = headers::forwarded_for(peer_said.chain.as_deref(), conn.remote.ip()) {
+            if let Some(v) = conn.forwarded_for(peer_said.chain.as_deref()) {
                 h.insert(names::FORWARDED_FOR, v);
             }
             let proto = peer_said.proto.unwrap_or(if conn.tls { "https" } else { "http" });
@@ -180,12 +190,6 @@ impl Proxy {
             h.insert(names::FORWARDED_HOST, host);
         }
 
-        let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let uri = Uri::builder().scheme(scheme).authority(authority).path_and_query(path_and_query).build();
-        match uri {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return upstream_failure(UpstreamFault::Connect, status),
-        }
         *req.version_mut() = Version::HTTP_11;
 
         let upgrade = req.extensions_mut().remove::<RequestedUpgrade>();
@@ -195,6 +199,16 @@ impl Proxy {
             (true, None) if req.method() != Method::CONNECT => req.extensions_mut().remove::<Arc<Hop>>(),
             _ => None,
         };
+        // The hop sends the URI in origin form, what an HTTP/1 client sends already (one in
+        // absolute form is cut to it); the pool takes it whole, on the upstream.
+        match hop {
+            Some(_) if req.uri().authority().is_some() => *req.uri_mut() = hop::origin_form(req.uri()),
+            Some(_) => {}
+            None => match absolute(&upstreams.base, req.uri()) {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return upstream_failure(UpstreamFault::Connect, status),
+            },
+        }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         if let Some(upgrade) = &upgrade {
             req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -207,7 +221,8 @@ impl Proxy {
         let mut body_fault = None;
         let body = match body.size_hint().exact() {
             _ if body.is_end_stream() => body,
-            Some(len) if len <= body::BUFFER_SMALL_BODIES => match body::read_small(body, body_timeout).await {
+            Some(len) if len <= body::BUFFER_SMALL_BODIES => match Box::pin(body::read_small(body, body_timeout)).await
+            {
                 Ok(bytes) => Body::from(bytes),
                 Err(fault) => return client_body_failure(fault, status),
             },
@@ -219,10 +234,9 @@ impl Proxy {
         };
         let req = Request::from_parts(parts, body);
 
-        let upstreams = self.upstreams(settings);
         let sent = match hop {
             Some(hop) => self.send_on_hop(hop, &upstreams, req, response_timeout).await,
-            None => send_on_pool(&upstreams.pool, req, response_timeout).await,
+            None => Box::pin(send_on_pool(&upstreams.pool, req, response_timeout)).await,
         };
         let mut resp = match sent {
             Ok(resp) => resp,
@@ -288,6 +302,16 @@ impl Proxy {
         }
         resp
     }
+}
+
+/// `uri`'s path and query on the upstream whose `scheme://authority/` is `base`.
+fn absolute(base: &Uri, uri: &Uri) -> Result<Uri, http::Error> {
+    let path_and_query = uri.path_and_query().map_or_else(|| PathAndQuery::from_static("/"), |p| p.clone());
+    let mut builder = Uri::builder().path_and_query(path_and_query);
+    if let (Some(scheme), Some(authority)) = (base.scheme(), base.authority()) {
+        builder = builder.scheme(scheme.clone()).authority(authority.clone());
+    }
+    builder.build()
 }
 
 /// Sends `req` on the pooled client.

@@ -142,3 +142,44 @@ async fn with_no_place_of_its_own_a_client_connection_uses_the_pool() {
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
     gw.stop().await;
 }
+
+/// An upstream that reads one request head on each connection and never answers; says on
+/// `ended` when the gateway closed a connection (its read returned end of file).
+async fn silent_upstream() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>, Arc<Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, ended) = tokio::sync::mpsc::unbounded_channel();
+    let arrived = Arc::new(Notify::new());
+    let seen = arrived.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let (tx, seen) = (tx.clone(), seen.clone());
+            tokio::spawn(async move {
+                if !request_head(&mut stream).await.is_empty() {
+                    seen.notify_one();
+                }
+                let mut rest = [0u8; 64];
+                while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
+                let _ = tx.send(());
+            });
+        }
+    });
+    (addr, ended, arrived)
+}
+
+/// A client connection that goes away with its request still at the upstream takes the
+/// upstream connection with it: the connection's task is ended, not left to wait for an
+/// answer nobody will read (holding a place of `upstream.max_connections` meanwhile).
+#[tokio::test]
+async fn a_client_connection_that_goes_away_takes_its_upstream_connection_with_it() {
+    let (addr, mut ended, arrived) = silent_upstream().await;
+    let gw = support::gateway().upstream(addr).jwt_key().start().await;
+    let mut client = TcpStream::connect(gw.addr()).await.expect("connect");
+    client.write_all(b"GET /public/hop HTTP/1.1\r\nHost: app.example.com\r\n\r\n").await.expect("write");
+    arrived.notified().await;
+    drop(client);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), ended.recv()).await;
+    assert!(matches!(closed, Ok(Some(()))), "the upstream connection outlived its client connection");
+    gw.stop().await;
+}
