@@ -237,14 +237,14 @@ fn route_table() -> &'static RouteTable {
             bypass_never: role == "org:admin",
             webhook: false,
         };
-        RouteTable {
-            default: Access::Protected,
-            public: ["/", "/sign-in(.*)", "/api/public/:id", "/static/(.*)/x", "/a\\(b"].map(p).to_vec(),
-            rules: vec![
+        RouteTable::new(
+            Access::Protected,
+            ["/", "/sign-in(.*)", "/api/public/:id", "/static/(.*)/x", "/a\\(b"].map(p).to_vec(),
+            vec![
                 rule("/admin(.*)", None, "org:admin"),
                 rule("/api/:org/settings", Some(vec![Method::POST]), "org:member"),
             ],
-        }
+        )
     })
 }
 

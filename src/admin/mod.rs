@@ -335,7 +335,7 @@ fn webhooks_view(ctx: &AdminState, config: &crate::config::Config, now: i64) -> 
     let facts = ctx.webhooks.as_ref().map(|j| j.facts()).unwrap_or_default();
     let quiet_since = facts.last_verified_ms.unwrap_or(ctx.started_at_ms);
     api::WebhooksView {
-        route: config.routes.rules.iter().any(|r| r.webhook),
+        route: config.routes.rules().iter().any(|r| r.webhook),
         events: facts.events,
         delivered: facts.delivered,
         pending_replay: facts.pending_replay,

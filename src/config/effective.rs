@@ -115,18 +115,18 @@ impl Config {
         root.insert("clerk".into(), Value::Table(clerk));
 
         let mut routes = Table::new();
-        let default = match self.routes.default {
+        let default = match self.routes.default() {
             Access::Public => "public",
             Access::Protected => "protected",
         };
         routes.insert("default".into(), Value::String(default.into()));
         routes.insert(
             "public".into(),
-            Value::Array(self.routes.public.iter().map(|p| Value::String(p.as_str().into())).collect()),
+            Value::Array(self.routes.public().iter().map(|p| Value::String(p.as_str().into())).collect()),
         );
         let rules = self
             .routes
-            .rules
+            .rules()
             .iter()
             .map(|r| {
                 let mut t = Table::new();

@@ -149,10 +149,10 @@ fn minimal_config_takes_the_spec_defaults() {
     assert!(k.secret_key.is_none() && k.jwt_key.is_none() && k.publishable_key.is_none());
     assert_eq!(k.jwks.as_ref().unwrap().url, "http://127.0.0.1:9/v1/jwks");
     assert!(k.jwks.as_ref().unwrap().bearer.is_none());
-    assert_eq!(c.routes.default, Access::Protected);
-    let public: Vec<&str> = c.routes.public.iter().map(|p| p.as_str()).collect();
+    assert_eq!(c.routes.default(), Access::Protected);
+    let public: Vec<&str> = c.routes.public().iter().map(|p| p.as_str()).collect();
     assert_eq!(public, ["/", "/sign-in(.*)", "/sign-up(.*)"]);
-    assert!(c.routes.rules.is_empty());
+    assert!(c.routes.rules().is_empty());
     assert_eq!(c.mode.mode, Mode::Enforce);
     assert_eq!(c.mode.reason, "");
     assert_eq!(c.mode.grace_max_expired, Duration::from_secs(3600));
@@ -237,10 +237,10 @@ level = "info"
 "#;
     let with_webhook = env(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]);
     let c = Config::from_toml(text, &with_webhook).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.routes.rules.len(), 2);
-    assert!(c.routes.rules[0].bypass_never);
-    assert_eq!(c.routes.rules[0].role.as_deref(), Some("org:admin"));
-    assert!(c.routes.rules[1].webhook);
+    assert_eq!(c.routes.rules().len(), 2);
+    assert!(c.routes.rules()[0].bypass_never);
+    assert_eq!(c.routes.rules()[0].role.as_deref(), Some("org:admin"));
+    assert!(c.routes.rules()[1].webhook);
     // Without the webhook secret the webhook route is a problem.
     assert_eq!(keys_of(&problems(text, &no_env())), BTreeSet::from(["routes.rule[1].webhook".to_string()]));
 }
@@ -1122,7 +1122,7 @@ fn effective_toml_of_a_secret_free_config_loads_back_to_itself() {
     assert_eq!(second.effective_toml(), out);
     assert_eq!(second.clerk.issuer.as_deref(), Some("https://clerk.example.com"));
     assert_eq!(second.mode.mode, Mode::Grace);
-    assert_eq!(second.routes.default, Access::Public);
+    assert_eq!(second.routes.default(), Access::Public);
     assert_eq!(second.clerk.keys.max_stale, Duration::from_secs(5400));
 }
 

@@ -858,7 +858,7 @@ impl Validator {
                 });
             }
         }
-        Some(RouteTable { default, public, rules })
+        Some(RouteTable::new(default, public, rules))
     }
 
     fn mode(&mut self, raw: raw::RawMode, env: &Env) -> Option<ModeConfig> {

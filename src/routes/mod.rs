@@ -27,6 +27,8 @@ pub mod pattern;
 pub use path::{already_normal, normalise, NormalisedPath, PathError};
 pub use pattern::RoutePattern;
 
+use std::collections::HashMap;
+
 use http::Method;
 
 /// What happens to requests that no rule and no public pattern matches.
@@ -75,12 +77,70 @@ impl RouteRule {
 /// The configured routes.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    /// What applies when neither a rule nor a public pattern matches.
-    pub default: Access,
-    /// Paths that need no session, unless a rule matches first.
-    pub public: Vec<RoutePattern>,
-    /// Protected routes with extra conditions, in priority order.
-    pub rules: Vec<RouteRule>,
+    default: Access,
+    public: Vec<RoutePattern>,
+    rules: Vec<RouteRule>,
+    /// Which public patterns and rules can match a path, by its first segment.
+    public_index: SegmentIndex,
+    rule_index: SegmentIndex,
+}
+
+/// The patterns of a list that can match a path, found by the path's first segment: those
+/// that spell that segment out, and those that match any first segment. The cost of a lookup
+/// grows with the patterns under one segment, not with the whole list.
+#[derive(Debug, Clone, Default)]
+struct SegmentIndex {
+    /// Positions in the list, ascending, of the patterns that spell out this first segment.
+    by_segment: HashMap<Box<[u8]>, Vec<usize>>,
+    /// Positions, ascending, of the patterns that match any first segment.
+    any: Vec<usize>,
+}
+
+/// The longest first segment looked up; a longer one is checked against every pattern.
+const MAX_INDEXED_SEGMENT: usize = 64;
+
+impl SegmentIndex {
+    fn new<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Self {
+        let mut index = SegmentIndex::default();
+        for (position, pattern) in patterns.enumerate() {
+            match pattern.first_segment().filter(|s| s.len() <= MAX_INDEXED_SEGMENT) {
+                Some(segment) => index.by_segment.entry(segment.into()).or_default().push(position),
+                None => index.any.push(position),
+            }
+        }
+        index
+    }
+
+    /// Calls `each` with the position of every pattern that can match `matching_path`, in
+    /// ascending order, until it returns `true`; says whether one did.
+    fn any(&self, matching_path: &str, all: usize, mut each: impl FnMut(usize) -> bool) -> bool {
+        let segment = matching_path.strip_prefix('/').map(|rest| rest.split('/').next().unwrap_or(rest));
+        let mut lower = [0u8; MAX_INDEXED_SEGMENT];
+        let keyed: &[usize] = match segment {
+            Some(segment) if segment.len() <= MAX_INDEXED_SEGMENT => {
+                let lower = &mut lower[..segment.len()];
+                lower.copy_from_slice(segment.as_bytes());
+                lower.make_ascii_lowercase();
+                self.by_segment.get(&*lower).map_or(&[], Vec::as_slice)
+            }
+            // Not a path any pattern could index (no leading `/`, or a segment too long to
+            // look up): every pattern is a candidate.
+            _ => return (0..all).any(each),
+        };
+        // Both lists ascend: merge them, so that the first match is the first in the list.
+        let (mut k, mut a) = (keyed.iter().peekable(), self.any.iter().peekable());
+        loop {
+            let next = match (k.peek(), a.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => k.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => a.next(),
+                (Some(_), None) => k.next(),
+                (None, None) => return false,
+            };
+            if next.is_some_and(|&position| each(position)) {
+                return true;
+            }
+        }
+    }
 }
 
 /// What the table says about one request.
@@ -113,15 +173,50 @@ impl<'a> Route<'a> {
 }
 
 impl RouteTable {
+    /// A table: `default` for what nothing else matches, `public` paths needing no session
+    /// unless a rule matches first, and `rules` in priority order.
+    #[must_use]
+    pub fn new(default: Access, public: Vec<RoutePattern>, rules: Vec<RouteRule>) -> Self {
+        let public_index = SegmentIndex::new(public.iter());
+        let rule_index = SegmentIndex::new(rules.iter().map(|r| &r.pattern));
+        RouteTable { default, public, rules, public_index, rule_index }
+    }
+
+    /// What applies when neither a rule nor a public pattern matches.
+    #[must_use]
+    pub fn default(&self) -> Access {
+        self.default
+    }
+
+    /// Paths that need no session, unless a rule matches first.
+    #[must_use]
+    pub fn public(&self) -> &[RoutePattern] {
+        &self.public
+    }
+
+    /// Protected routes with extra conditions, in priority order.
+    #[must_use]
+    pub fn rules(&self) -> &[RouteRule] {
+        &self.rules
+    }
+
     /// Precedence: the first rule whose pattern and methods match decides (Protected with that
     /// rule, since a rule always means "protected, with these extra conditions"); otherwise a
     /// match in `public` makes it Public; otherwise `default` decides.
     #[must_use]
     pub fn route(&self, method: &Method, matching_path: &str) -> Route<'_> {
-        if let Some(rule) = self.rules.iter().find(|rule| rule.applies_to(method, matching_path)) {
+        let mut first = None;
+        self.rule_index.any(matching_path, self.rules.len(), |i| {
+            let applies = self.rules[i].applies_to(method, matching_path);
+            if applies {
+                first = Some(&self.rules[i]);
+            }
+            applies
+        });
+        if let Some(rule) = first {
             return Route::Protected { rule: Some(rule) };
         }
-        if self.public.iter().any(|pattern| pattern.matches(matching_path)) {
+        if self.public_index.any(matching_path, self.public.len(), |i| self.public[i].matches(matching_path)) {
             return Route::Public;
         }
         match self.default {
@@ -135,7 +230,10 @@ impl RouteTable {
     /// silently drop the guarantee.
     #[must_use]
     pub fn bypass_never(&self, method: &Method, matching_path: &str) -> bool {
-        self.rules.iter().any(|rule| rule.bypass_never && rule.applies_to(method, matching_path))
+        self.rule_index.any(matching_path, self.rules.len(), |i| {
+            let rule = &self.rules[i];
+            rule.bypass_never && rule.applies_to(method, matching_path)
+        })
     }
 }
 
@@ -158,17 +256,17 @@ mod tests {
         }
     }
 
+    fn rules() -> Vec<RouteRule> {
+        vec![
+            rule("/api/admin(.*)", None, "root"),
+            rule("/api/posts(.*)", Some(&[Method::POST, Method::DELETE]), "writer"),
+            rule("/api/reports(.*)", Some(&[Method::GET]), "analyst"),
+            rule("/api/(.*)", Some(&[Method::DELETE]), "janitor"),
+        ]
+    }
+
     fn table(default: Access) -> RouteTable {
-        RouteTable {
-            default,
-            public: vec![pattern("/"), pattern("/sign-in(.*)"), pattern("/api(.*)")],
-            rules: vec![
-                rule("/api/admin(.*)", None, "root"),
-                rule("/api/posts(.*)", Some(&[Method::POST, Method::DELETE]), "writer"),
-                rule("/api/reports(.*)", Some(&[Method::GET]), "analyst"),
-                rule("/api/(.*)", Some(&[Method::DELETE]), "janitor"),
-            ],
-        }
+        RouteTable::new(default, vec![pattern("/"), pattern("/sign-in(.*)"), pattern("/api(.*)")], rules())
     }
 
     /// Describes a route as the role of its rule, "public" or "protected".
@@ -216,11 +314,13 @@ mod tests {
 
     #[test]
     fn bypass_never_considers_every_applying_rule() {
-        let mut table = table(Access::Protected);
+        let table = table(Access::Protected);
         assert!(table.bypass_never(&Method::GET, "/api/admin/x"));
         assert!(!table.bypass_never(&Method::GET, "/api/posts"));
         // A non-bypass rule listed first still leaves the later bypass_never rule in force.
-        table.rules.insert(0, rule("/api/(.*)", None, "anyone"));
+        let mut listed = rules();
+        listed.insert(0, rule("/api/(.*)", None, "anyone"));
+        let table = RouteTable::new(Access::Protected, table.public().to_vec(), listed);
         assert_eq!(describe(table.route(&Method::GET, "/api/admin/x")), "anyone");
         assert!(table.bypass_never(&Method::GET, "/api/admin/x"));
     }
@@ -228,7 +328,7 @@ mod tests {
     #[test]
     fn empty_table_uses_default() {
         for (default, public) in [(Access::Public, true), (Access::Protected, false)] {
-            let table = RouteTable { default, public: Vec::new(), rules: Vec::new() };
+            let table = RouteTable::new(default, Vec::new(), Vec::new());
             let route = table.route(&Method::GET, "/anything");
             assert_eq!(route.is_public(), public);
             assert!(route.rule().is_none());
@@ -252,5 +352,69 @@ mod tests {
             assert_eq!(describe(route), *expected, "{raw}");
         }
         assert_eq!(normalise("/sign-in/..%2fapi/admin"), Err(PathError::EncodedSlash));
+    }
+
+    /// The precedence rules, read as written: every rule and pattern in list order.
+    fn route_by_scan<'a>(table: &'a RouteTable, method: &Method, path: &str) -> (Option<&'a RouteRule>, bool, bool) {
+        let rule = table.rules().iter().find(|r| r.applies_to(method, path));
+        let public = table.public().iter().any(|p| p.matches(path));
+        let never = table.rules().iter().any(|r| r.bypass_never && r.applies_to(method, path));
+        (rule, public, never)
+    }
+
+    #[test]
+    fn first_segments_are_what_every_match_starts_with() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/", Some("")),
+            ("/Health", Some("health")),
+            ("/api/admin(.*)", Some("api")),
+            ("/api/:org/settings", Some("api")),
+            ("/%41pi/x", Some("api")),
+            ("/api(.*)", None),
+            ("/sign-in(.*)", None),
+            ("/:org/x", None),
+            ("/(.*)", None),
+        ];
+        for (source, segment) in cases {
+            assert_eq!(pattern(source).first_segment(), segment.map(str::as_bytes), "{source}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The index finds exactly what reading every rule and pattern in order finds: the same
+        /// first rule, the same public answer, the same `bypass_never`, for any table and path.
+        #[test]
+        fn the_index_decides_as_a_scan_of_every_rule(
+            rules in proptest::collection::vec(("/(a|B|ab|:p|\\(\\.\\*\\))(/(a|b|:q|\\(\\.\\*\\)))?(\\(\\.\\*\\))?", proptest::bool::ANY, proptest::bool::ANY), 0..12),
+            public in proptest::collection::vec("/(a|b|A|:p|\\(\\.\\*\\))?(/(a|b|\\(\\.\\*\\)))?", 0..6),
+            paths in proptest::collection::vec("/(a|A|b|ab|x)?(/(a|b|x)?)?/?", 1..8),
+        ) {
+            let rules: Vec<RouteRule> = rules
+                .iter()
+                .enumerate()
+                .map(|(i, (source, get_only, never))| RouteRule {
+                    pattern: pattern(source),
+                    methods: get_only.then(|| vec![Method::GET]),
+                    role: Some(format!("rule{i}")),
+                    permission: None,
+                    bypass_never: *never,
+                    webhook: false,
+                })
+                .collect();
+            let table = RouteTable::new(Access::Protected, public.iter().map(|p| pattern(p)).collect(), rules);
+            for path in &paths {
+                for method in [Method::GET, Method::POST] {
+                    let (rule, public, never) = route_by_scan(&table, &method, path);
+                    let route = table.route(&method, path);
+                    proptest::prop_assert_eq!(
+                        route.rule().map(|r| r.role.clone()),
+                        rule.map(|r| r.role.clone()),
+                        "{} {}", method, path
+                    );
+                    proptest::prop_assert_eq!(route.is_public(), rule.is_none() && public, "{} {}", method, path);
+                    proptest::prop_assert_eq!(table.bypass_never(&method, path), never, "{} {}", method, path);
+                }
+            }
+        }
     }
 }

@@ -45,6 +45,7 @@ pub struct RoutePattern {
     source: String,
     steps: Vec<Step>,
     shape: Shape,
+    first_segment: Option<Vec<u8>>,
 }
 
 /// The two shapes nearly every real pattern has, matched by a comparison instead of the
@@ -147,7 +148,8 @@ impl RoutePattern {
             }
         }
         let shape = Shape::of(&steps);
-        Ok(Self { source: pattern.to_owned(), steps, shape })
+        let first_segment = first_segment_of(&steps);
+        Ok(Self { source: pattern.to_owned(), steps, shape, first_segment })
     }
 
     /// Whether the whole `matching_path` matches, ignoring ASCII case and one trailing `/`.
@@ -205,6 +207,15 @@ impl RoutePattern {
         current[accept] || (matched_before_last && path.last() == Some(&b'/'))
     }
 
+    /// The first path segment (lower case) of every path this pattern matches, when the
+    /// pattern spells it out: `seg` for `/seg`, `/seg/...` and `/seg/:id`; `None` when it does
+    /// not (`/seg(.*)`, `/:id/x`, `/(.*)`), since such a pattern matches paths whose first
+    /// segment is anything.
+    #[must_use]
+    pub fn first_segment(&self) -> Option<&[u8]> {
+        self.first_segment.as_deref()
+    }
+
     /// The pattern as it was written in the configuration.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -220,6 +231,22 @@ impl RoutePattern {
             }
         }
     }
+}
+
+/// The literal bytes between the leading `/` and the next `/` (or the end), when every step
+/// up to there is a literal byte. A literal pattern's one optional trailing `/` keeps its first
+/// segment: `/seg` matches `/seg/` too.
+fn first_segment_of(steps: &[Step]) -> Option<Vec<u8>> {
+    let (Step::Byte(b'/'), rest) = steps.split_first()? else { return None };
+    let mut segment = Vec::new();
+    for step in rest {
+        match step {
+            Step::Byte(b'/') => return Some(segment),
+            Step::Byte(b) => segment.push(*b),
+            Step::AnyRest | Step::ParamFirst | Step::ParamRest => return None,
+        }
+    }
+    Some(segment)
 }
 
 /// Appends an "any rest" step, merging it with a directly preceding one because `(.*)(.*)`
