@@ -63,7 +63,7 @@ impl std::fmt::Debug for Hop {
 /// this is dropped, which closes the connection).
 struct Upstream {
     sender: SendRequest<Body>,
-    io: AbortHandle,
+    task: AbortHandle,
     /// What it was opened with; another value means another upstream.
     settings: ClientSettings,
     authority: Authority,
@@ -71,7 +71,7 @@ struct Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.io.abort();
+        self.task.abort();
     }
 }
 
@@ -195,13 +195,13 @@ impl Upstream {
         let io = dial.await.map_err(HopFailure::Connect)?;
         let (sender, conn) =
             Builder::new().handshake(io).await.map_err(|e| HopFailure::Connect(io::Error::other(e)))?;
-        let io = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "an upstream connection of a client connection ended with an error");
             }
         })
         .abort_handle();
-        Ok(Some(Box::new(Upstream { sender, io, settings, authority })))
+        Ok(Some(Box::new(Upstream { sender, task, settings, authority })))
     }
 
     /// Sends `req` and waits for the response head.

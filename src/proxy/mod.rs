@@ -1,5 +1,5 @@
-//! The upstream hop: for an HTTP/1 client, an upstream connection of its own driven in its
-//! connection's task ([`hop`]); for HTTP/2 clients, upgrades, and when no connection of its own
+//! The upstream hop: for an HTTP/1 client, an upstream connection of its own, whose I/O runs in
+//! a task of its own ([`hop`]); for HTTP/2 clients, upgrades, and when no connection of its own
 //! is free, one pooled hyper-util client. Bodies are streamed both ways frame by frame
 //! (nothing is buffered, so a multi-gigabyte upload passes in flat memory), HTTP/1.1 upgrades to
 //! the protocols in `upstream.upgrade_protocols` (WebSocket by default, never h2c) spliced after
@@ -28,7 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use http::header::{CONNECTION, HOST, UPGRADE};
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -49,7 +49,9 @@ type HttpClient = Client<connect::BoundedConnector, Body>;
 /// from the same settings (so they share `upstream.max_connections`).
 struct Upstreams {
     settings: ClientSettings,
-    /// `scheme://authority/` of the upstream these were built for.
+    /// The `upstream.url` these were built for.
+    url: Authority,
+    /// `scheme://authority/` of that upstream.
     base: Uri,
     pool: HttpClient,
     connector: connect::BoundedConnector,
@@ -105,7 +107,7 @@ fn build_client(up: &UpstreamConfig) -> Upstreams {
     let base = Uri::builder().scheme(scheme).authority(up.url.clone()).path_and_query("/").build();
     // The authority was checked when the config was read; an unusable one fails every request.
     let base = base.unwrap_or_else(|_| Uri::from_static("http://invalid/"));
-    Upstreams { settings, base, pool, connector }
+    Upstreams { settings, url: up.url.clone(), base, pool, connector }
 }
 
 impl Proxy {
@@ -119,7 +121,7 @@ impl Proxy {
     /// its client settings.
     fn upstreams(&self, up: &UpstreamConfig) -> Arc<Upstreams> {
         let current = self.client.load_full();
-        if current.settings == ClientSettings::of(up) && current.base.authority() == Some(&up.url) {
+        if current.settings == ClientSettings::of(up) && current.url == up.url {
             return current;
         }
         let rebuilt = Arc::new(build_client(up));
