@@ -314,9 +314,9 @@ async fn open(
     limits: &ConnLimits,
     born: Instant,
 ) -> Option<ConnInfo> {
-    let direct = Some(ConnInfo::new(peer, false, peer_trusted));
+    let direct = || Some(ConnInfo::new(peer, false, peer_trusted));
     if !limits.proxy_protocol {
-        return direct;
+        return direct();
     }
     let source = match tokio::time::timeout_at(
         born + limits.header_read_timeout,
@@ -324,7 +324,7 @@ async fn open(
     )
     .await
     {
-        Ok(Ok(None)) => return direct,
+        Ok(Ok(None)) => return direct(),
         // An IPv4 client in a v2 header's IPv6 block is the IPv4 address it carries.
         Ok(Ok(Some(source))) => SocketAddr::new(source.ip().to_canonical(), source.port()),
         Ok(Err(refusal)) => {

@@ -113,11 +113,12 @@ impl Hop {
         };
         let invalid = Authority::from_static("invalid");
         let authority = base.authority().unwrap_or(&invalid);
+        let open = || Box::pin(Upstream::open(connector, settings, base, authority.clone()));
         let kept = self.take(settings, authority);
         let mut fresh = kept.is_none();
         let mut up = match kept {
             Some(up) => up,
-            None => match Box::pin(Upstream::open(connector, settings, base, authority.clone())).await? {
+            None => match open().await? {
                 Some(up) => up,
                 None => return Err(no_place(req)),
             },
@@ -139,7 +140,7 @@ impl Hop {
                 Err(Unanswered::Unsent(back, _)) if !fresh => {
                     fresh = true;
                     req = back;
-                    up = match Box::pin(Upstream::open(connector, settings, base, authority.clone())).await? {
+                    up = match open().await? {
                         Some(up) => up,
                         None => return Err(no_place(req)),
                     };

@@ -242,39 +242,13 @@ impl Proxy {
         };
         let mut resp = match sent {
             Ok(resp) => resp,
-            Err(Unreached::Timeout) => {
-                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "timeout").increment(1);
-                return upstream_failure(UpstreamFault::Timeout, status);
-            }
+            Err(Unreached::Timeout) => return self.unreached(Unreached::Timeout, status),
             // The client's own body broke first: its fault, whatever the hop then said.
             Err(_) if body_fault.as_ref().is_some_and(|c| c.get().is_some()) => {
                 let fault = body_fault.as_ref().and_then(|c| c.get().copied()).unwrap_or(body::BodyFault::Malformed);
                 return client_body_failure(fault, status);
             }
-            Err(Unreached::Connect(e)) => {
-                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "connect").increment(1);
-                // The answer says which of the usual causes it was, so the log line (written by
-                // the answer, at most once a second) tells an operator what to fix.
-                let rt = self.shared.load();
-                let message = connect_failure(&*e, &rt.config.upstream.url_text);
-                return Answer::upstream(UpstreamFault::Connect)
-                    .with_auth_status(status.as_str())
-                    .with_message(message)
-                    .into_response();
-            }
-            Err(Unreached::Broken(e)) => {
-                metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => "broken").increment(1);
-                let rt = self.shared.load();
-                let message = format!(
-                    "The upstream {} (upstream.url) closed the connection before answering: {}",
-                    rt.config.upstream.url_text,
-                    error_chain(&*e)
-                );
-                return Answer::upstream(UpstreamFault::Broken)
-                    .with_auth_status(status.as_str())
-                    .with_message(message)
-                    .into_response();
-            }
+            Err(unreached) => return self.unreached(unreached, status),
         };
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -303,6 +277,34 @@ impl Proxy {
             *resp.version_mut() = Version::HTTP_11;
         }
         resp
+    }
+}
+
+impl Proxy {
+    /// The 502/504 for a request the upstream did not answer, counted by kind. The answer says
+    /// which of the usual causes it was, so the log line (written by the answer, at most once a
+    /// second) tells an operator what to fix.
+    fn unreached(&self, unreached: Unreached, status: AuthStatus) -> Response<Body> {
+        let url = &self.shared.load().config.upstream.url_text;
+        let (fault, kind, message) = match unreached {
+            Unreached::Timeout => (UpstreamFault::Timeout, "timeout", None),
+            Unreached::Connect(e) => (UpstreamFault::Connect, "connect", Some(connect_failure(&*e, url))),
+            Unreached::Broken(e) => (
+                UpstreamFault::Broken,
+                "broken",
+                Some(format!(
+                    "The upstream {url} (upstream.url) closed the connection before answering: {}",
+                    error_chain(&*e)
+                )),
+            ),
+        };
+        metrics::counter!(metric::UPSTREAM_ERRORS, "kind" => kind).increment(1);
+        match message {
+            Some(message) => {
+                Answer::upstream(fault).with_auth_status(status.as_str()).with_message(message).into_response()
+            }
+            None => upstream_failure(fault, status),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::support::{self, raw};
 /// An HTTP/1.1 stand-in that answers every request with the port its connection came from,
 /// counts the connections it accepts, and (with `close_after_each`) closes each connection
 /// after its first answer, with no `Connection: close` said, as an upstream's idle timeout does.
+/// `closed` is notified when a connection ends, by either side.
 struct PortUpstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -35,6 +36,8 @@ async fn port_upstream(close_after_each: bool) -> PortUpstream {
                 loop {
                     let head = request_head(&mut stream).await;
                     if head.is_empty() {
+                        // The gateway closed the connection.
+                        notify.notify_one();
                         return;
                     }
                     let body = peer.port().to_string();
@@ -168,11 +171,22 @@ async fn silent_upstream() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<
     (addr, ended, arrived)
 }
 
-/// A client connection that goes away with its request still at the upstream takes the
-/// upstream connection with it: the connection's task is ended, not left to wait for an
-/// answer nobody will read (holding a place of `upstream.max_connections` meanwhile).
+/// A client connection that goes away takes its upstream connection with it — kept idle
+/// between requests, or with a request still at the upstream: the connection's task is ended,
+/// not left to wait for a request or an answer nobody will send or read (holding a place of
+/// `upstream.max_connections` meanwhile).
 #[tokio::test]
 async fn a_client_connection_that_goes_away_takes_its_upstream_connection_with_it() {
+    let up = port_upstream(false).await;
+    let gw = support::gateway().upstream(up.addr).jwt_key().start().await;
+    let mut client = TcpStream::connect(gw.addr()).await.expect("connect");
+    assert_eq!(ask(&mut client).await.0, 200);
+    drop(client);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), up.closed.notified()).await;
+    assert!(closed.is_ok(), "the kept upstream connection outlived its client connection");
+    gw.stop().await;
+
+    // With the request still in flight.
     let (addr, mut ended, arrived) = silent_upstream().await;
     let gw = support::gateway().upstream(addr).jwt_key().start().await;
     let mut client = TcpStream::connect(gw.addr()).await.expect("connect");
