@@ -138,8 +138,15 @@ impl Ctx {
     fn token_pool(&self, name: &str, n: usize) -> PathBuf {
         let started = Instant::now();
         let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1);
-        let signer = Signer::new(&self.key, &self.token);
-        let signer = &signer;
+        // Every token under the one token's header.
+        let header: serde_json::Value = self
+            .token
+            .split('.')
+            .next()
+            .and_then(|h| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, h).ok())
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .expect("the bench token's header");
+        let header = &header;
         let chunks: Vec<Vec<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
@@ -148,7 +155,7 @@ impl Ctx {
                             .step_by(threads)
                             .map(|i| {
                                 let spec = TokenSpec { sid: format!("sess_bench_{i}"), ..self.spec.clone() };
-                                signer.sign(&spec.claims(self.now))
+                                self.key.sign_with_header(header, &spec.claims(self.now))
                             })
                             .collect()
                     })
@@ -175,33 +182,6 @@ impl Ctx {
         )
         .expect("lua");
         script
-    }
-}
-
-/// Signs claims under the one token's header with a key parsed once (`SigningKey::sign`
-/// parses the key on every call, which dominates signing tens of thousands of tokens).
-struct Signer {
-    pair: aws_lc_rs::rsa::KeyPair,
-    header: String,
-}
-
-impl Signer {
-    fn new(key: &SigningKey, token: &str) -> Signer {
-        use base64::Engine;
-        let body: String = key.private_pem().lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(body).expect("private key PEM");
-        let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).expect("private key");
-        Signer { pair, header: token.split('.').next().unwrap_or_default().to_string() }
-    }
-
-    fn sign(&self, claims: &serde_json::Value) -> String {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let input = format!("{}.{}", self.header, b64.encode(claims.to_string()));
-        let mut sig = vec![0u8; self.pair.public_modulus_len()];
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).expect("sign");
-        format!("{input}.{}", b64.encode(sig))
     }
 }
 

@@ -13,6 +13,8 @@ use crate::auth::verify::CAT_SESSION;
 /// An RSA private key that signs session tokens.
 pub struct SigningKey {
     encoding: EncodingKey,
+    /// The key parsed once, for [`SigningKey::sign_with_header`].
+    pair: KeyPair,
     private_pem: String,
     public_spki_der: Vec<u8>,
     n: String,
@@ -61,13 +63,12 @@ impl SigningKey {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let encoding =
             EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("jsonwebtoken refused the key: {e}"))?;
-        Ok(SigningKey {
-            encoding,
-            private_pem: pem.to_string(),
-            public_spki_der: spki.as_ref().to_vec(),
-            n: b64.encode(public.modulus().big_endian_without_leading_zero()),
-            e: b64.encode(public.exponent().big_endian_without_leading_zero()),
-        })
+        let (spki, n, e) = (
+            spki.as_ref().to_vec(),
+            b64.encode(public.modulus().big_endian_without_leading_zero()),
+            b64.encode(public.exponent().big_endian_without_leading_zero()),
+        );
+        Ok(SigningKey { encoding, pair, private_pem: pem.to_string(), public_spki_der: spki, n, e })
     }
 
     /// The private key as PEM.
@@ -103,12 +104,9 @@ impl SigningKey {
     pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
-        let pair = pem_decode(&self.private_pem)
-            .and_then(|der| KeyPair::from_pkcs8(&der).or_else(|_| KeyPair::from_der(&der)).ok());
-        let Some(pair) = pair else { return input + "." };
-        let mut sig = vec![0u8; pair.public_modulus_len()];
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        if pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).is_err() {
+        if self.pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).is_err() {
             return input + ".";
         }
         format!("{input}.{}", b64.encode(sig))
