@@ -15,8 +15,9 @@ use http::{HeaderMap, HeaderValue, Method, Version};
 use serde_json::Value;
 
 use crate::auth::has::{has, has_role_and_permission, HasParams};
+use crate::auth::payload::{Header, Payload};
 use crate::auth::token::{find, header_token, Found};
-use crate::auth::verify::{check_time, decode, token_type_mismatch, verify_signed, Policy, Refusal, TimeVerdict};
+use crate::auth::verify::{check_time, decode, verify_signed, Policy, Refusal, TimeVerdict};
 use crate::auth::webhook;
 use crate::auth::Carrier;
 use crate::config::{parse_publishable_key, Config, Env, HeaderPolicy, PublishableKey};
@@ -107,7 +108,7 @@ fn raw_token(data: &[u8]) {
     for carrier in [Carrier::Header, Carrier::Cookie] {
         if let Ok(decoded) = decode(text, carrier) {
             assert!(text.starts_with(decoded.signing_input), "the signing input is the token's start");
-            let _ = token_type_mismatch(&decoded);
+            let _ = decoded.token_type_mismatch();
         }
         for policy in policies(&azp) {
             let remote = verify_signed(text, carrier, Some(&k.set), None, &policy);
@@ -123,6 +124,7 @@ fn signed_token(data: &[u8]) {
         Some(i) => (Some(&data[..i]), &data[i + 1..]),
         None => (None, data),
     };
+    typed_reads_what_a_map_reads(header, payload);
     let Ok(claims) = serde_json::from_slice::<Value>(payload) else { return };
     let k = keys();
     let token = match header {
@@ -186,6 +188,30 @@ fn signed_token(data: &[u8]) {
                 reverification: q.get("reverification").cloned(),
             };
             let _ = has(&verified.claims, &params);
+        }
+    }
+}
+
+/// The verifier reads a token's header and payload typed ([`Payload`], [`Header`]): each must
+/// accept, refuse and read exactly what a `Map` of the same JSON does.
+fn typed_reads_what_a_map_reads(header: Option<&[u8]>, payload: &[u8]) {
+    fn whole(json: &[u8]) -> Option<serde_json::Map<String, Value>> {
+        serde_json::from_slice(json).ok()
+    }
+    match (serde_json::from_slice::<Payload<'_>>(payload), whole(payload)) {
+        (Ok(typed), Some(map)) => {
+            assert_eq!(typed.to_values(), Payload::expected_from(&map), "the typed payload differs")
+        }
+        (Err(_), None) => {}
+        (typed, map) => panic!("the typed payload and a Map disagree: {:?} / {:?}", typed.is_ok(), map.is_some()),
+    }
+    if let Some(header) = header {
+        match (serde_json::from_slice::<Header<'_>>(header), whole(header)) {
+            (Ok(typed), Some(map)) => {
+                assert_eq!(typed.to_values(), Header::expected_from(&map), "the typed header differs")
+            }
+            (Err(_), None) => {}
+            (typed, map) => panic!("the typed header and a Map disagree: {:?} / {:?}", typed.is_ok(), map.is_some()),
         }
     }
 }

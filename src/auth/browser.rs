@@ -219,7 +219,7 @@ impl Flow<'_, '_> {
                     Ok(d) => d,
                     Err(f) => return self.token_error(f),
                 };
-                if verify::token_type_mismatch(&decoded) {
+                if decoded.token_type_mismatch() {
                     return signed_out(Failure::new(
                         Reason::TokenTypeMismatch,
                         "The token is not a session token. (reason=token-type-mismatch, token-carrier=cookie)",

@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use super::payload::ClaimSource;
+use super::payload::{Claim, OrgClaim, Payload};
 
 /// The organisation the session has active.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,19 +71,22 @@ pub struct MalformedClaims {
 impl SessionClaims {
     /// Builds the auth object exactly as Clerk's jwtPayloadParser does: `v` equal to the JSON
     /// number 2 selects v2, anything else v1. Fails where the SDK throws (see [`MalformedClaims`]).
-    pub fn from_payload<P: ClaimSource + ?Sized>(payload: &P) -> Result<SessionClaims, MalformedClaims> {
+    pub fn from_payload(payload: &Payload<'_>) -> Result<SessionClaims, MalformedClaims> {
         let org = if is_v2(payload) { v2_org(payload)? } else { v1_org(payload) };
         Ok(SessionClaims {
-            user_id: string_claim(payload.claim("sub")).unwrap_or_default(),
-            session_id: string_claim(payload.claim("sid")),
+            user_id: string_claim(payload.sub.as_ref()).unwrap_or_default(),
+            session_id: string_claim(payload.sid.as_ref()),
             org,
-            actor: payload.claim("act").and_then(Value::as_object).and_then(|act| string_claim(act.get("sub"))),
+            actor: match &payload.act {
+                Some(Claim::Json(Value::Object(act))) => act.get("sub").and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            },
             // The SDK reads `fea` and `pla` for `has()` whatever the token version, so they are
             // kept for v1 tokens too (Clerk only mints them in v2).
-            features: string_claim(payload.claim("fea")),
-            plans: string_claim(payload.claim("pla")),
-            fva: payload.claim("fva").filter(|fva| !fva.is_null()).cloned(),
-            pending: payload.claim("sts").and_then(Value::as_str) == Some("pending"),
+            features: string_claim(payload.fea.as_ref()),
+            plans: string_claim(payload.pla.as_ref()),
+            fva: payload.fva.as_ref().filter(|fva| fva.as_json() != Some(&Value::Null)).map(Claim::to_value),
+            pending: payload.sts.as_ref().and_then(Claim::as_str) == Some("pending"),
         })
     }
 
@@ -127,7 +130,11 @@ fn org_permissions(org_features: &[&str], per: &str, fpm: &str) -> Vec<String> {
         };
         for (index, permission) in permissions.iter().enumerate() {
             if (bits[index / 64] >> (index % 64)) & 1 == 1 {
-                granted.push(format!("org:{feature}:{permission}"));
+                let mut name = String::with_capacity(5 + feature.len() + permission.len());
+                for part in ["org:", feature, ":", permission] {
+                    name.push_str(part);
+                }
+                granted.push(name);
             }
         }
     }
@@ -195,8 +202,8 @@ fn js_trim(text: &str) -> &str {
 
 /// Whether `v` is the JSON number 2, which is what the SDK's `switch (claims.v) case 2` tests:
 /// `2.0` is the same JavaScript number, while the string `"2"` is not.
-fn is_v2<P: ClaimSource + ?Sized>(payload: &P) -> bool {
-    matches!(payload.claim("v"), Some(Value::Number(v)) if v.as_f64() == Some(2.0))
+fn is_v2(payload: &Payload<'_>) -> bool {
+    matches!(&payload.v, Some(Claim::Json(Value::Number(v))) if v.as_f64() == Some(2.0))
 }
 
 /// Reads the active organisation of a v2 token from `o`.
@@ -208,35 +215,37 @@ fn is_v2<P: ClaimSource + ?Sized>(payload: &P) -> bool {
 /// `o` must be an object with a non-empty string `id` to be an organisation; the SDK would still
 /// build a role and permissions for an `o` without an id, but never lets them authorise anything
 /// (`has()` fails without `orgId`), so there is no organisation to report.
-fn v2_org<P: ClaimSource + ?Sized>(payload: &P) -> Result<Option<OrgContext>, MalformedClaims> {
-    let Some(o) = payload.claim("o").filter(|o| js_truthy(o)) else {
-        return Ok(None);
+fn v2_org(payload: &Payload<'_>) -> Result<Option<OrgContext>, MalformedClaims> {
+    let o = match &payload.o {
+        None => return Ok(None),
+        Some(OrgClaim::Json(other)) if !js_truthy(other) => return Ok(None),
+        Some(OrgClaim::Json(_)) => None,
+        Some(OrgClaim::Object(members)) => Some(members),
     };
-    let fea = js_split_operand(payload.claim("fea"), "The fea claim is not a string.")?;
+    let fea = js_split_operand(payload.fea.as_ref(), "The fea claim is not a string.")?;
     let scoped = split_by_scope(fea)
         .ok_or(MalformedClaims { problem: "The fea claim has an element without a scope (scope:feature)." })?;
-    let o = o.as_object();
-    let per = js_split_operand(o.and_then(|o| o.get("per")), "The o.per claim is not a string.")?;
-    let fpm = js_split_operand(o.and_then(|o| o.get("fpm")), "The o.fpm claim is not a string.")?;
-    let Some(id) = o.and_then(|o| non_empty_string(o.get("id"))) else {
+    let per = js_split_operand(o.and_then(|o| o.per.as_ref()), "The o.per claim is not a string.")?;
+    let fpm = js_split_operand(o.and_then(|o| o.fpm.as_ref()), "The o.fpm claim is not a string.")?;
+    let Some((o, id)) = o.and_then(|o| Some((o, non_empty_string(o.id.as_ref())?))) else {
         return Ok(None);
     };
     Ok(Some(OrgContext {
         id,
-        slug: o.and_then(|o| string_claim(o.get("slg"))),
+        slug: string_claim(o.slg.as_ref()),
         // The SDK prefixes any truthy `rol`, including numbers; only strings are honoured here,
         // since a non-string role is malformed and should not be coerced into a grantable name.
-        role: o.and_then(|o| non_empty_string(o.get("rol"))).map(|rol| format!("org:{rol}")),
+        role: non_empty_string(o.rol.as_ref()).map(|rol| format!("org:{rol}")),
         permissions: org_permissions(&scoped.org, per, fpm),
     }))
 }
 
 /// A claim the SDK calls `.split(',')` on when it is truthy: absent or falsy reads as empty (the
 /// SDK skips it), a string is itself, anything else throws in the SDK and is `problem` here.
-fn js_split_operand<'a>(value: Option<&'a Value>, problem: &'static str) -> Result<&'a str, MalformedClaims> {
-    match value {
-        Some(Value::String(text)) => Ok(text),
-        Some(other) if js_truthy(other) => Err(MalformedClaims { problem }),
+fn js_split_operand<'a>(claim: Option<&'a Claim<'_>>, problem: &'static str) -> Result<&'a str, MalformedClaims> {
+    match claim {
+        Some(Claim::Str(text)) => Ok(text),
+        Some(Claim::Json(other)) if js_truthy(other) => Err(MalformedClaims { problem }),
         _ => Ok(""),
     }
 }
@@ -257,29 +266,29 @@ fn js_truthy(value: &Value) -> bool {
 /// Non-string values are dropped rather than coerced: a string `org_permissions` would otherwise
 /// match by substring in the SDK's `includes`, and an empty `org_role` is as absent as a missing
 /// one to `has()`.
-fn v1_org<P: ClaimSource + ?Sized>(payload: &P) -> Option<OrgContext> {
-    let id = non_empty_string(payload.claim("org_id"))?;
-    let permissions = match payload.claim("org_permissions") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+fn v1_org(payload: &Payload<'_>) -> Option<OrgContext> {
+    let id = non_empty_string(payload.org_id.as_ref())?;
+    let permissions = match &payload.org_permissions {
+        Some(Claim::Json(Value::Array(items))) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
     Some(OrgContext {
         id,
-        slug: string_claim(payload.claim("org_slug")),
-        role: non_empty_string(payload.claim("org_role")),
+        slug: string_claim(payload.org_slug.as_ref()),
+        role: non_empty_string(payload.org_role.as_ref()),
         permissions,
     })
 }
 
-/// The value as an owned string when it is a JSON string.
-fn string_claim(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).map(str::to_owned)
+/// The claim as an owned string when it is a JSON string.
+fn string_claim(claim: Option<&Claim<'_>>) -> Option<String> {
+    claim.and_then(Claim::as_str).map(str::to_owned)
 }
 
-/// The value as an owned string when it is a non-empty JSON string, the only kind of string
+/// The claim as an owned string when it is a non-empty JSON string, the only kind of string
 /// JavaScript's truthiness checks let through.
-fn non_empty_string(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned)
+fn non_empty_string(claim: Option<&Claim<'_>>) -> Option<String> {
+    claim.and_then(Claim::as_str).filter(|text| !text.is_empty()).map(str::to_owned)
 }
 
 /// The low `width` bits of the decimal number `mask`, as 64-bit limbs (least significant first),
@@ -312,14 +321,13 @@ fn mask_low_bits(mask: &str, width: usize) -> Option<Vec<u64>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde::Deserialize;
     use serde_json::{json, Map};
 
-    /// Unwraps a `json!` object literal into the map `from_payload` takes.
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("test payload must be an object, got {other}"),
-        }
+    /// Reads a `json!` object literal as the payload `from_payload` takes.
+    fn object(value: Value) -> Payload<'static> {
+        assert!(value.is_object(), "test payload must be an object, got {value}");
+        Payload::deserialize(value).expect("a payload")
     }
 
     /// The 54 permission names Clerk's 2^53 tests use.
@@ -869,7 +877,7 @@ mod tests {
             arbitrary_json(),
             0..12,
         )) {
-            let payload: Map<String, Value> = payload.into_iter().collect();
+            let payload = Payload::deserialize(Value::Object(payload.into_iter().collect::<Map<_, _>>())).expect("an object");
             if let Ok(claims) = SessionClaims::from_payload(&payload) {
                 if let Some(org) = &claims.org {
                     prop_assert!(!org.id.is_empty());

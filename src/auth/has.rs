@@ -281,14 +281,14 @@ fn fresh_enough(level: Level, after_minutes: f64, first: f64, second: f64) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
     use serde_json::{json, Map};
 
     /// Builds claims from a `json!` payload the way the gateway does.
     fn claims(payload: Value) -> SessionClaims {
-        match payload {
-            Value::Object(map) => SessionClaims::from_payload(&map).expect("well-formed test claims"),
-            other => panic!("test payload must be an object, got {other}"),
-        }
+        assert!(payload.is_object(), "test payload must be an object, got {payload}");
+        let payload = crate::auth::payload::Payload::deserialize(payload).expect("a payload");
+        SessionClaims::from_payload(&payload).expect("well-formed test claims")
     }
 
     /// Builds parameters from a `json!` object: a present key (even `null`) is asked.

@@ -1,63 +1,110 @@
 //! A token's JSON header and payload read straight into the fields clerkgate looks at, instead
-//! of a `serde_json::Map` of every member: no key is allocated, and a member nobody reads is
-//! checked and skipped in place.
+//! of a `serde_json::Map` of every member: no member name is allocated, a string without an
+//! escape is borrowed from the decoded segment, and a member nobody reads is checked and skipped
+//! in place.
 //!
 //! It reads what a `Map` would, member for member: the same JSON is accepted (an unknown
 //! member is still parsed whole, strings and their escapes included, so a token that a `Map`
 //! refuses is refused here too), a repeated member keeps its last value (as JavaScript's
-//! `JSON.parse` does), and each field holds the member's raw JSON value, so `null`, a missing
-//! member and a value of the wrong type stay apart as Clerk's checks need.
+//! `JSON.parse` does), and each field keeps the member's JSON value ([`Claim`]), so `null`, a
+//! missing member and a value of the wrong type stay apart as Clerk's checks need.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::{Number, Value};
 
-/// Where claims are read from: a token's payload, typed ([`Payload`]) or whole (a `Map`).
-pub trait ClaimSource {
-    /// The claim `name` as found (`None` when absent).
-    fn claim(&self, name: &str) -> Option<&Value>;
+/// A claim's JSON value: a string (borrowed from the token when it held no escape), or any
+/// other value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim<'a> {
+    /// A JSON string.
+    Str(Cow<'a, str>),
+    /// Any other JSON value (never a string).
+    Json(Value),
 }
 
-impl ClaimSource for Map<String, Value> {
-    fn claim(&self, name: &str) -> Option<&Value> {
-        self.get(name)
+impl Claim<'_> {
+    /// The string, when the claim is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Claim::Str(text) => Some(text),
+            Claim::Json(_) => None,
+        }
+    }
+
+    /// The value, when it is not a string.
+    pub fn as_json(&self) -> Option<&Value> {
+        match self {
+            Claim::Str(_) => None,
+            Claim::Json(value) => Some(value),
+        }
+    }
+
+    /// The claim as a JSON value of its own.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Claim::Str(text) => Value::String(text.as_ref().to_owned()),
+            Claim::Json(value) => value.clone(),
+        }
+    }
+
+    /// The claim no longer borrowing from the token.
+    pub fn into_owned(self) -> Claim<'static> {
+        match self {
+            Claim::Str(text) => Claim::Str(Cow::Owned(text.into_owned())),
+            Claim::Json(value) => Claim::Json(value),
+        }
     }
 }
 
-/// Declares a struct of `Option<Value>` members read from a JSON object, with its
-/// [`Deserialize`] (unknown members validated and skipped, the last of a repeated one kept)
-/// and a by-name lookup.
+/// The `o` claim: an object read member by member, or any other JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrgClaim<'a> {
+    /// A JSON object.
+    Object(OrgMembers<'a>),
+    /// Any other JSON value (a string included).
+    Json(Value),
+}
+
+/// Declares a struct of optional members read from a JSON object, with its [`Deserialize`]
+/// (unknown members validated and skipped, the last of a repeated one kept).
 macro_rules! json_members {
-    ($(#[$doc:meta])* $name:ident { $($field:ident),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Default, Clone, PartialEq)]
-        pub struct $name {
+        pub struct $name<'a> {
             $(
                 #[doc = concat!("`", stringify!($field), "`.")]
-                pub $field: Option<Value>,
+                pub $field: Option<$ty>,
             )+
         }
 
-        impl $name {
-            /// The member `name`, when it is one this type reads and was present.
-            pub fn get(&self, name: &str) -> Option<&Value> {
-                match name {
-                    $(stringify!($field) => self.$field.as_ref(),)+
-                    _ => None,
-                }
+        impl<'a> $name<'a> {
+            /// Each member this type reads, by name, as a JSON value (for comparing with a
+            /// `Map` of the same object).
+            pub fn to_values(&self) -> Vec<(&'static str, Option<Value>)> {
+                vec![$((stringify!($field), self.$field.as_ref().map(ToJson::to_value)),)+]
+            }
+
+            /// The members this type reads, taken from a `Map` of the same object.
+            pub fn expected_from(map: &serde_json::Map<String, Value>) -> Vec<(&'static str, Option<Value>)> {
+                vec![$((stringify!($field), map.get(stringify!($field)).map(<$ty as ToJson>::project)),)+]
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
+        impl<'de> Deserialize<'de> for $name<'de> {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct Members;
                 impl<'de> Visitor<'de> for Members {
-                    type Value = $name;
+                    type Value = $name<'de>;
                     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                         f.write_str("a JSON object")
                     }
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name<'de>, A::Error> {
                         let mut out = $name::default();
                         while let Some(key) = map.next_key::<Key<'de>>()? {
                             match key.as_str() {
@@ -78,21 +125,161 @@ macro_rules! json_members {
 
 json_members! {
     /// The JOSE header members Clerk looks at.
-    Header { alg, typ, kid, cat }
+    Header { alg: Claim<'a>, typ: Claim<'a>, kid: Claim<'a>, cat: Claim<'a> }
 }
 
 json_members! {
     /// The payload claims clerkgate reads: those `verifyToken` checks and those the auth
     /// object is built from ([`super::claims::SessionClaims::from_payload`]).
     Payload {
-        sub, sid, azp, iss, exp, nbf, iat, v, o, fea, pla, fva, sts, act,
-        org_id, org_slug, org_role, org_permissions,
+        sub: Claim<'a>, sid: Claim<'a>, azp: Claim<'a>, iss: Claim<'a>,
+        exp: Claim<'a>, nbf: Claim<'a>, iat: Claim<'a>, v: Claim<'a>, o: OrgClaim<'a>,
+        fea: Claim<'a>, pla: Claim<'a>, fva: Claim<'a>, sts: Claim<'a>, act: Claim<'a>,
+        org_id: Claim<'a>, org_slug: Claim<'a>, org_role: Claim<'a>, org_permissions: Claim<'a>,
     }
 }
 
-impl ClaimSource for Payload {
-    fn claim(&self, name: &str) -> Option<&Value> {
-        self.get(name)
+json_members! {
+    /// The members of a v2 token's `o` claim that the auth object is built from.
+    OrgMembers { id: Claim<'a>, slg: Claim<'a>, rol: Claim<'a>, per: Claim<'a>, fpm: Claim<'a> }
+}
+
+/// A member's value as JSON, for comparing what was read with a `Map` of the same object.
+pub trait ToJson {
+    /// The value read.
+    fn to_value(&self) -> Value;
+    /// The part of `value` this type reads (all of it, but for an object read member by member).
+    fn project(value: &Value) -> Value {
+        value.clone()
+    }
+}
+
+impl ToJson for Claim<'_> {
+    fn to_value(&self) -> Value {
+        Claim::to_value(self)
+    }
+}
+
+impl ToJson for OrgClaim<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            OrgClaim::Object(members) => Value::Object(
+                members.to_values().into_iter().filter_map(|(name, v)| Some((name.to_owned(), v?))).collect(),
+            ),
+            OrgClaim::Json(value) => value.clone(),
+        }
+    }
+    fn project(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                OrgMembers::expected_from(map)
+                    .into_iter()
+                    .filter_map(|(name, v)| Some((name.to_owned(), v?)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Header<'_> {
+    /// The header no longer borrowing from the token.
+    pub fn into_owned(self) -> Header<'static> {
+        Header {
+            alg: self.alg.map(Claim::into_owned),
+            typ: self.typ.map(Claim::into_owned),
+            kid: self.kid.map(Claim::into_owned),
+            cat: self.cat.map(Claim::into_owned),
+        }
+    }
+}
+
+/// How a JSON value of each kind becomes `Self`; [`Lenient`] reads any value through it.
+trait FromJson<'de>: Sized {
+    fn string(text: Cow<'de, str>) -> Self;
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+    fn other(value: Value) -> Self;
+}
+
+impl<'de> FromJson<'de> for Claim<'de> {
+    fn string(text: Cow<'de, str>) -> Self {
+        Claim::Str(text)
+    }
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Claim::Json)
+    }
+    fn other(value: Value) -> Self {
+        Claim::Json(value)
+    }
+}
+
+impl<'de> FromJson<'de> for OrgClaim<'de> {
+    fn string(text: Cow<'de, str>) -> Self {
+        OrgClaim::Json(Value::String(text.into_owned()))
+    }
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        OrgMembers::deserialize(MapAccessDeserializer::new(map)).map(OrgClaim::Object)
+    }
+    fn other(value: Value) -> Self {
+        OrgClaim::Json(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Claim<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Lenient(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for OrgClaim<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Lenient(PhantomData))
+    }
+}
+
+/// Reads any JSON value into `T`, each kind as `serde_json::Value` would read it.
+struct Lenient<T>(PhantomData<T>);
+
+impl<'de, T: FromJson<'de>> Visitor<'de> for Lenient<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<T, E> {
+        Ok(T::other(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<T, E> {
+        Ok(T::other(Value::Number(v.into())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<T, E> {
+        Ok(T::other(Value::Number(v.into())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<T, E> {
+        Ok(T::other(Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<T, E> {
+        Ok(T::string(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::other(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<T, E> {
+        Ok(T::other(Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(T::other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
     }
 }
 
@@ -184,23 +371,42 @@ mod tests {
 
     use super::*;
 
+    use serde_json::Map;
+
     #[test]
     fn reads_what_a_map_reads() {
         let cases = [
-            r#"{"sub":"u","sub":"last","x":[1,{"y":null}],"v":2,"o":{"id":"org"}}"#,
-            r#"{"sub":null,"exp":1.5e3,"n\u0061me":1,"\u0073ub":"escaped"}"#,
+            r#"{"sub":"u","sub":"last","x":[1,{"y":null}],"v":2,"o":{"id":"org","id":"last","z":[]}}"#,
+            r#"{"sub":null,"exp":1.5e3,"n\u0061me":1,"\u0073ub":"esc\u0061ped","act":{"sub":"a"},"o":"text"}"#,
+            r#"{"fva":[0,-1],"iat":-7,"exp":18446744073709551615,"o":{"per":"a,b","fpm":3},"o":null}"#,
             r#"{}"#,
         ];
         for text in cases {
             let map: Map<String, Value> = serde_json::from_str(text).expect("map");
-            let typed: Payload = serde_json::from_str(text).expect("typed");
-            for name in ["sub", "exp", "v", "o", "iat", "x"] {
-                let expected = if typed.get(name).is_some() || name != "x" { map.get(name) } else { None };
-                assert_eq!(typed.claim(name), expected, "{name} in {text}");
-            }
+            let typed: Payload<'_> = serde_json::from_str(text).expect("typed");
+            assert_eq!(typed.to_values(), Payload::expected_from(&map), "{text}");
+            let header: Header<'_> = serde_json::from_str(text).expect("typed header");
+            assert_eq!(header.to_values(), Header::expected_from(&map), "{text}");
         }
-        let typed: Payload = serde_json::from_str(r#"{"sub":"u","sub":"last"}"#).unwrap();
-        assert_eq!(typed.sub, Some(json!("last")));
+        // `o` keeps only the members read, and any other value whole.
+        let typed: Payload<'_> = serde_json::from_str(r#"{"o":{"id":"x","z":1}}"#).unwrap();
+        assert_eq!(typed.to_values().iter().find(|(n, _)| *n == "o").unwrap().1, Some(json!({"id": "x"})));
+        let typed: Payload<'_> = serde_json::from_str(r#"{"o":"text"}"#).unwrap();
+        assert_eq!(typed.o, Some(OrgClaim::Json(json!("text"))));
+    }
+
+    #[test]
+    fn a_string_without_an_escape_is_borrowed_from_the_token() {
+        let typed: Payload<'_> =
+            serde_json::from_str(r#"{"sub":"user_1","sid":"s\u0031","o":{"id":"org_1"}}"#).unwrap();
+        assert!(matches!(typed.sub, Some(Claim::Str(Cow::Borrowed("user_1")))));
+        assert!(matches!(&typed.sid, Some(Claim::Str(Cow::Owned(sid))) if sid == "s1"));
+        let Some(OrgClaim::Object(o)) = typed.o else { panic!("o is an object") };
+        assert!(matches!(o.id, Some(Claim::Str(Cow::Borrowed("org_1")))));
+        // From a `Value` (as the tests build payloads) the same fields are read.
+        let from_value = Payload::deserialize(json!({"sub": "user_1", "v": 2})).unwrap();
+        assert_eq!(from_value.sub, Some(Claim::Str("user_1".into())));
+        assert_eq!(from_value.v, Some(Claim::Json(json!(2))));
     }
 
     #[test]
@@ -214,11 +420,16 @@ mod tests {
             r#"{"x":[1,}"#,
             r#"{"x":1,}"#,
             r#"{"x":1} trailing"#,
+            r#"{"sub":"\ud800"}"#,
+            r#"{"o":{"id":"\q"}}"#,
+            r#"{"o":{"x":[1,}}"#,
+            r#"{"o":{"per":"a"},}"#,
+            r#"{"act":{"sub":"\ud800"}}"#,
         ];
         for text in cases {
             assert!(serde_json::from_str::<Map<String, Value>>(text).is_err(), "map accepted {text}");
-            assert!(serde_json::from_str::<Payload>(text).is_err(), "typed accepted {text}");
-            assert!(serde_json::from_str::<Header>(text).is_err(), "typed header accepted {text}");
+            assert!(serde_json::from_str::<Payload<'_>>(text).is_err(), "typed accepted {text}");
+            assert!(serde_json::from_str::<Header<'_>>(text).is_err(), "typed header accepted {text}");
         }
     }
 }

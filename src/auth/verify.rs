@@ -22,8 +22,8 @@ use http::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::claims::SessionClaims;
-pub use super::payload::Header;
-use super::payload::{ClaimSource, Payload};
+use super::payload::Payload;
+pub use super::payload::{Claim, Header};
 use crate::clock::js_utc_string;
 use crate::keys::{KeySet, VerifyingKey};
 use crate::reason::{Failure, Reason};
@@ -96,6 +96,15 @@ impl TimeClaim {
         }
     }
 
+    /// Reads a claim as [`TimeClaim::from_value`] does; a string is not a number.
+    fn from_claim(claim: Option<&Claim<'_>>) -> Self {
+        match claim {
+            None => TimeClaim::Missing,
+            Some(Claim::Str(_)) => TimeClaim::NotANumber,
+            Some(Claim::Json(value)) => TimeClaim::from_value(Some(value)),
+        }
+    }
+
     /// The time in ms when it is a number.
     pub fn ms(self) -> Option<i64> {
         match self {
@@ -155,21 +164,23 @@ pub enum Refusal {
     NoKeys,
 }
 
-/// The part of a token that is read before any key is chosen. The payload is the whole JSON
-/// object, or with [`decode_as`] only the claims verification reads ([`Payload`]).
+/// A token read without verifying anything, its payload as the whole JSON object: for the
+/// paths that look at an unverified token (the browser flow, the handshake). Verification reads
+/// only the claims it checks, borrowed from the token ([`Segments`]).
 #[derive(Debug)]
-pub struct Decoded<'t, P = Map<String, Value>> {
+pub struct Decoded<'t> {
     /// `header.payload`, the signed bytes.
     pub signing_input: &'t str,
     /// The signature bytes.
     pub signature: Vec<u8>,
     /// The header.
-    pub header: Header,
+    pub header: Header<'static>,
     /// The payload.
-    pub payload: P,
+    pub payload: Map<String, Value>,
 }
 
 const FORM_MESSAGE: &str = "Invalid JWT form. A JWT consists of three parts separated by dots.";
+const SEGMENT_MESSAGE: &str = "Invalid JWT form. The header, payload, or signature could not be decoded.";
 
 fn fail(reason: Reason, message: impl Into<String>, carrier: Carrier) -> Failure {
     Failure::new(reason, format!("{} (reason={}, token-carrier={})", message.into(), reason.as_str(), carrier.as_str()))
@@ -188,57 +199,94 @@ const SEGMENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::
         .with_decode_allow_trailing_bits(false),
 );
 
-/// A segment that is base64url of a JSON object (an array, a string or `null` is not one).
-fn json_object<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
-    serde_json::from_slice(&SEGMENT.decode(segment).ok()?).ok()
+/// A compact JWT split into its three segments and each decoded from base64url
+/// ([`SEGMENT`]), all three into one buffer (clerk-semantics §2.1). Nothing is verified.
+#[derive(Debug)]
+pub struct Segments<'t> {
+    /// `header.payload`, the signed bytes.
+    pub signing_input: &'t str,
+    bytes: Vec<u8>,
+    header_end: usize,
+    payload_end: usize,
 }
 
-/// Splits and decodes a compact JWT without verifying anything (clerk-semantics §2.1): three
-/// segments, each strictly base64url ([`SEGMENT`]); header and payload JSON objects. Any
-/// failure is Clerk's `token-invalid`.
+impl<'t> Segments<'t> {
+    /// Splits and decodes `token`: three segments, each strictly base64url. Any failure is
+    /// Clerk's `token-invalid`.
+    pub fn split(token: &'t str, carrier: Carrier) -> Result<Self, Failure> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(fail(Reason::TokenInvalid, FORM_MESSAGE, carrier));
+        };
+        // Room for the three decoded segments at once: no segment's decoding reallocates.
+        let mut bytes = Vec::with_capacity(token.len() / 4 * 3 + 12);
+        let mut decode = |segment: &str| SEGMENT.decode_vec(segment, &mut bytes).map(|()| bytes.len());
+        let (Ok(header_end), Ok(payload_end), Ok(_)) = (decode(h), decode(p), decode(s)) else {
+            return Err(fail(Reason::TokenInvalid, SEGMENT_MESSAGE, carrier));
+        };
+        Ok(Segments { signing_input: &token[..h.len() + 1 + p.len()], bytes, header_end, payload_end })
+    }
+
+    /// The signature bytes.
+    pub fn signature(&self) -> &[u8] {
+        &self.bytes[self.payload_end..]
+    }
+
+    /// The header and the payload, each a JSON object (an array, a string or `null` is not
+    /// one), the payload read as `P`: a failure is Clerk's `token-invalid`.
+    pub fn read<'s, P: serde::Deserialize<'s>>(&'s self, carrier: Carrier) -> Result<(Header<'s>, P), Failure> {
+        let header = serde_json::from_slice(&self.bytes[..self.header_end]);
+        let payload = serde_json::from_slice(&self.bytes[self.header_end..self.payload_end]);
+        match (header, payload) {
+            (Ok(header), Ok(payload)) => Ok((header, payload)),
+            _ => Err(fail(Reason::TokenInvalid, SEGMENT_MESSAGE, carrier)),
+        }
+    }
+}
+
+impl Decoded<'_> {
+    /// [`token_type_mismatch`] for this token.
+    pub fn token_type_mismatch(&self) -> bool {
+        token_type_mismatch(&self.header, self.payload.get("sub").and_then(Value::as_str))
+    }
+}
+
+/// Splits and decodes a compact JWT without verifying anything ([`Segments`]), the payload as
+/// the whole JSON object.
 pub fn decode(token: &str, carrier: Carrier) -> Result<Decoded<'_>, Failure> {
-    decode_as(token, carrier)
+    let segments = Segments::split(token, carrier)?;
+    let (header, payload) = segments.read::<Map<String, Value>>(carrier)?;
+    Ok(Decoded {
+        signing_input: segments.signing_input,
+        signature: segments.signature().to_vec(),
+        header: header.into_owned(),
+        payload,
+    })
 }
 
-/// [`decode`], the payload read as `P`: the whole object, or only the claims verification
-/// reads ([`Payload`]; the same JSON is accepted and refused).
-pub fn decode_as<P: serde::de::DeserializeOwned>(token: &str, carrier: Carrier) -> Result<Decoded<'_, P>, Failure> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(fail(Reason::TokenInvalid, FORM_MESSAGE, carrier));
-    };
-    let (Some(header), Some(payload), Ok(signature)) = (json_object(h), json_object(p), SEGMENT.decode(s)) else {
-        return Err(fail(
-            Reason::TokenInvalid,
-            "Invalid JWT form. The header, payload, or signature could not be decoded.",
-            carrier,
-        ));
-    };
-    Ok(Decoded { signing_input: &token[..h.len() + 1 + p.len()], signature, header, payload })
-}
-
-fn js_string(v: Option<&Value>) -> String {
-    match v {
+/// A claim as Clerk's messages print it: a string in quotes, any other value as JSON.
+fn js_string(claim: Option<&Claim<'_>>) -> String {
+    match claim {
         None => "undefined".into(),
-        Some(Value::String(s)) => format!("\"{s}\""),
-        Some(other) => other.to_string(),
+        Some(Claim::Str(s)) => format!("\"{s}\""),
+        Some(Claim::Json(other)) => other.to_string(),
     }
 }
 
 /// Machine tokens (OAuth access tokens, M2M) and non-session categories are not session tokens
 /// (clerk-semantics §4.2 step 1). Runs on the unverified token, before any key is touched.
-pub fn token_type_mismatch<P: ClaimSource>(decoded: &Decoded<'_, P>) -> bool {
-    let typ = decoded.header.typ.as_ref().and_then(Value::as_str);
+pub fn token_type_mismatch(header: &Header<'_>, sub: Option<&str>) -> bool {
+    let typ = header.typ.as_ref().and_then(Claim::as_str);
     if matches!(typ, Some("at+jwt") | Some("application/at+jwt")) {
         return true;
     }
-    if decoded.payload.claim("sub").and_then(Value::as_str).is_some_and(|s| s.starts_with("mch_")) {
+    if sub.is_some_and(|s| s.starts_with("mch_")) {
         return true;
     }
-    match decoded.header.cat.as_ref() {
+    match &header.cat {
         None => false,
-        Some(Value::String(c)) => c != CAT_SESSION && c != CAT_IGNORE,
-        Some(_) => true,
+        Some(Claim::Str(c)) => c != CAT_SESSION && c != CAT_IGNORE,
+        Some(Claim::Json(_)) => true,
     }
 }
 
@@ -251,29 +299,29 @@ pub fn verify_signed(
     static_key: Option<&Arc<VerifyingKey>>,
     policy: &Policy<'_>,
 ) -> Result<Verified, Refusal> {
-    let decoded = decode_as::<Payload>(token, carrier).map_err(Refusal::Failed)?;
-    if token_type_mismatch(&decoded) {
+    let segments = Segments::split(token, carrier).map_err(Refusal::Failed)?;
+    let (header, payload) = segments.read::<Payload<'_>>(carrier).map_err(Refusal::Failed)?;
+    if token_type_mismatch(&header, payload.sub.as_ref().and_then(Claim::as_str)) {
         return Err(Refusal::Failed(fail(Reason::TokenTypeMismatch, "The token is not a session token.", carrier)));
     }
-    let key = header_and_key(&decoded, carrier, keys, static_key)?;
-    if !key.verify(decoded.signing_input.as_bytes(), &decoded.signature) {
+    let key = header_and_key(&header, carrier, keys, static_key)?;
+    if !key.verify(segments.signing_input.as_bytes(), segments.signature()) {
         return Err(Refusal::Failed(fail(Reason::TokenInvalidSignature, "JWT signature is invalid.", carrier)));
     }
-    let payload = &decoded.payload;
-    if !matches!(payload.get("sub"), Some(Value::String(_))) {
+    if !matches!(payload.sub, Some(Claim::Str(_))) {
         return Err(Refusal::Failed(fail(
             Reason::TokenVerificationFailed,
             format!(
                 "Subject claim (sub) is required and must be a string. Received {}. Make sure that this is a valid Clerk-generated JWT.",
-                js_string(payload.get("sub"))
+                js_string(payload.sub.as_ref())
             ),
             carrier,
         )));
     }
     if !policy.authorized_parties.is_empty() {
-        let azp = payload.get("azp");
-        let ok = match azp {
-            Some(Value::String(a)) if !a.is_empty() => policy.authorized_parties.iter().any(|p| p == a),
+        let azp = payload.azp.as_ref();
+        let ok = match azp.and_then(Claim::as_str) {
+            Some(a) if !a.is_empty() => policy.authorized_parties.iter().any(|p| p == a),
             _ => false,
         };
         if !ok {
@@ -289,8 +337,8 @@ pub fn verify_signed(
         }
     }
     if let Some(expected) = policy.issuer {
-        let iss = payload.get("iss");
-        let ok = iss.and_then(Value::as_str).is_some_and(|i| i.trim_end_matches('/') == expected);
+        let iss = payload.iss.as_ref();
+        let ok = iss.and_then(Claim::as_str).is_some_and(|i| i.trim_end_matches('/') == expected);
         if !ok {
             return Err(Refusal::Failed(fail(
                 Reason::IssuerMismatch,
@@ -299,7 +347,7 @@ pub fn verify_signed(
             )));
         }
     }
-    let claims = SessionClaims::from_payload(payload).map_err(|malformed| {
+    let claims = SessionClaims::from_payload(&payload).map_err(|malformed| {
         Refusal::Failed(fail(
             Reason::TokenVerificationFailed,
             format!("{} Make sure that this is a valid Clerk-generated JWT.", malformed.problem),
@@ -308,9 +356,9 @@ pub fn verify_signed(
     })?;
     let identity = identity_headers(&claims, carrier).map_err(Refusal::Failed)?;
     Ok(Verified {
-        exp: TimeClaim::from_value(payload.get("exp")),
-        nbf: TimeClaim::from_value(payload.get("nbf")),
-        iat: TimeClaim::from_value(payload.get("iat")),
+        exp: TimeClaim::from_claim(payload.exp.as_ref()),
+        nbf: TimeClaim::from_claim(payload.nbf.as_ref()),
+        iat: TimeClaim::from_claim(payload.iat.as_ref()),
         claims,
         identity,
     })
@@ -318,16 +366,15 @@ pub fn verify_signed(
 
 /// The header checks every Clerk JWT gets (`typ`, `alg`) and the key that verifies it: the
 /// remote set's key for its `kid`, else the networkless key. Keys only RS256 can use.
-fn header_and_key<'k, P>(
-    decoded: &Decoded<'_, P>,
+fn header_and_key<'k>(
+    header: &Header<'_>,
     carrier: Carrier,
     keys: Option<&'k KeySet>,
     static_key: Option<&'k Arc<VerifyingKey>>,
 ) -> Result<&'k Arc<VerifyingKey>, Refusal> {
-    let header = &decoded.header;
     match &header.typ {
         None => {}
-        Some(Value::String(t)) if t == "JWT" => {}
+        Some(Claim::Str(t)) if t == "JWT" => {}
         Some(other) => {
             return Err(Refusal::Failed(fail(
                 Reason::TokenInvalid,
@@ -336,7 +383,7 @@ fn header_and_key<'k, P>(
             )))
         }
     }
-    let alg = header.alg.as_ref().and_then(Value::as_str);
+    let alg = header.alg.as_ref().and_then(Claim::as_str);
     if !matches!(alg, Some("RS256") | Some("RS384") | Some("RS512")) {
         return Err(Refusal::Failed(fail(
             Reason::TokenInvalidAlgorithm,
@@ -344,7 +391,7 @@ fn header_and_key<'k, P>(
             carrier,
         )));
     }
-    let kid = header.kid.as_ref().and_then(Value::as_str);
+    let kid = header.kid.as_ref().and_then(Claim::as_str);
     let key = match (kid.and_then(|k| keys.and_then(|set| set.get(k))), static_key) {
         (Some(k), _) => k,
         (None, Some(k)) => k,
@@ -374,10 +421,10 @@ pub fn verify_handshake(
 ) -> Result<Map<String, Value>, Refusal> {
     let carrier = Carrier::Cookie;
     let decoded = decode(token, carrier).map_err(Refusal::Failed)?;
-    let key = header_and_key(&decoded, carrier, keys, static_key)?;
+    let key = header_and_key(&decoded.header, carrier, keys, static_key)?;
     match &decoded.header.cat {
         None => {}
-        Some(Value::String(c)) if c == CAT_SESSION || c == CAT_IGNORE => {}
+        Some(Claim::Str(c)) if c == CAT_SESSION || c == CAT_IGNORE => {}
         Some(_) => {
             return Err(Refusal::Failed(fail(
                 Reason::TokenInvalid,
