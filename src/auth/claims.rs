@@ -130,11 +130,7 @@ fn org_permissions(org_features: &[&str], per: &str, fpm: &str) -> Vec<String> {
         };
         for (index, permission) in permissions.iter().enumerate() {
             if (bits[index / 64] >> (index % 64)) & 1 == 1 {
-                let mut name = String::with_capacity(5 + feature.len() + permission.len());
-                for part in ["org:", feature, ":", permission] {
-                    name.push_str(part);
-                }
-                granted.push(name);
+                granted.push(["org:", feature, ":", permission].concat());
             }
         }
     }
@@ -227,9 +223,8 @@ fn v2_org(payload: &Payload<'_>) -> Result<Option<OrgContext>, MalformedClaims> 
         .ok_or(MalformedClaims { problem: "The fea claim has an element without a scope (scope:feature)." })?;
     let per = js_split_operand(o.and_then(|o| o.per.as_ref()), "The o.per claim is not a string.")?;
     let fpm = js_split_operand(o.and_then(|o| o.fpm.as_ref()), "The o.fpm claim is not a string.")?;
-    let Some((o, id)) = o.and_then(|o| Some((o, non_empty_string(o.id.as_ref())?))) else {
-        return Ok(None);
-    };
+    let Some(o) = o else { return Ok(None) };
+    let Some(id) = non_empty_string(o.id.as_ref()) else { return Ok(None) };
     Ok(Some(OrgContext {
         id,
         slug: string_claim(o.slg.as_ref()),

@@ -8,14 +8,22 @@
 //! refuses is refused here too), a repeated member keeps its last value (as JavaScript's
 //! `JSON.parse` does), and each field keeps the member's JSON value ([`Claim`]), so `null`, a
 //! missing member and a value of the wrong type stay apart as Clerk's checks need.
+//!
+//! One deliberate difference from a `Map`: serde_json's own reader (with its `raw_value`
+//! feature, which this build has through axum) takes an object whose first member is named
+//! [`SERDE_RAW_VALUE_KEY`] for embedded JSON text. `JSON.parse` sees an ordinary member there, and
+//! so does every reader here ([`Parsed`]).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
+
+/// serde_json's private member name for embedded JSON text (see the module docs).
+pub const SERDE_RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
 
 /// A claim's JSON value: a string (borrowed from the token when it held no escape), or any
 /// other value.
@@ -23,7 +31,7 @@ use serde_json::{Number, Value};
 pub enum Claim<'a> {
     /// A JSON string.
     Str(Cow<'a, str>),
-    /// Any other JSON value (never a string).
+    /// Any other JSON value (a string is read as [`Claim::Str`]).
     Json(Value),
 }
 
@@ -83,19 +91,6 @@ macro_rules! json_members {
             )+
         }
 
-        impl<'a> $name<'a> {
-            /// Each member this type reads, by name, as a JSON value (for comparing with a
-            /// `Map` of the same object).
-            pub fn to_values(&self) -> Vec<(&'static str, Option<Value>)> {
-                vec![$((stringify!($field), self.$field.as_ref().map(ToJson::to_value)),)+]
-            }
-
-            /// The members this type reads, taken from a `Map` of the same object.
-            pub fn expected_from(map: &serde_json::Map<String, Value>) -> Vec<(&'static str, Option<Value>)> {
-                vec![$((stringify!($field), map.get(stringify!($field)).map(<$ty as ToJson>::project)),)+]
-            }
-        }
-
         impl<'de> Deserialize<'de> for $name<'de> {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct Members;
@@ -144,44 +139,6 @@ json_members! {
     OrgMembers { id: Claim<'a>, slg: Claim<'a>, rol: Claim<'a>, per: Claim<'a>, fpm: Claim<'a> }
 }
 
-/// A member's value as JSON, for comparing what was read with a `Map` of the same object.
-pub trait ToJson {
-    /// The value read.
-    fn to_value(&self) -> Value;
-    /// The part of `value` this type reads (all of it, but for an object read member by member).
-    fn project(value: &Value) -> Value {
-        value.clone()
-    }
-}
-
-impl ToJson for Claim<'_> {
-    fn to_value(&self) -> Value {
-        Claim::to_value(self)
-    }
-}
-
-impl ToJson for OrgClaim<'_> {
-    fn to_value(&self) -> Value {
-        match self {
-            OrgClaim::Object(members) => Value::Object(
-                members.to_values().into_iter().filter_map(|(name, v)| Some((name.to_owned(), v?))).collect(),
-            ),
-            OrgClaim::Json(value) => value.clone(),
-        }
-    }
-    fn project(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => Value::Object(
-                OrgMembers::expected_from(map)
-                    .into_iter()
-                    .filter_map(|(name, v)| Some((name.to_owned(), v?)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-}
-
 impl Header<'_> {
     /// The header no longer borrowing from the token.
     pub fn into_owned(self) -> Header<'static> {
@@ -206,7 +163,7 @@ impl<'de> FromJson<'de> for Claim<'de> {
         Claim::Str(text)
     }
     fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        Value::deserialize(MapAccessDeserializer::new(map)).map(Claim::Json)
+        Parsed::object(map).map(|Parsed(value)| Claim::Json(value))
     }
     fn other(value: Value) -> Self {
         Claim::Json(value)
@@ -223,6 +180,47 @@ impl<'de> FromJson<'de> for OrgClaim<'de> {
     fn other(value: Value) -> Self {
         OrgClaim::Json(value)
     }
+}
+
+/// Any JSON value, read as JavaScript's `JSON.parse` reads it: objects member by member with
+/// the last of a repeated member kept, and no member name special ([`SERDE_RAW_VALUE_KEY`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed(pub Value);
+
+impl<'de> FromJson<'de> for Parsed {
+    fn string(text: Cow<'de, str>) -> Self {
+        Parsed(Value::String(text.into_owned()))
+    }
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut members = Map::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let Parsed(value) = map.next_value()?;
+            members.insert(key.into_string(), value);
+        }
+        Ok(Parsed(Value::Object(members)))
+    }
+    fn other(value: Value) -> Self {
+        Parsed(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Parsed {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Lenient(PhantomData))
+    }
+}
+
+/// Whether any object in `json` has a member named [`SERDE_RAW_VALUE_KEY`]: where a `Map` of the
+/// same JSON can differ from what `JSON.parse` (and this module) reads.
+pub fn has_serde_raw_value_key(json: &[u8]) -> bool {
+    fn any_key(value: &Value) -> bool {
+        match value {
+            Value::Object(members) => members.iter().any(|(k, v)| k == SERDE_RAW_VALUE_KEY || any_key(v)),
+            Value::Array(items) => items.iter().any(any_key),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<Parsed>(json).is_ok_and(|Parsed(value)| any_key(&value))
 }
 
 impl<'de> Deserialize<'de> for Claim<'de> {
@@ -275,8 +273,12 @@ impl<'de, T: FromJson<'de>> Visitor<'de> for Lenient<T> {
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
         deserializer.deserialize_any(self)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(T::other)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Parsed(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(T::other(Value::Array(items)))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         T::object(map)
@@ -293,6 +295,13 @@ impl Key<'_> {
     fn as_str(&self) -> &str {
         match self {
             Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_owned(),
             Key::Owned(s) => s,
         }
     }
@@ -373,26 +382,63 @@ mod tests {
 
     use serde_json::Map;
 
+    /// `json` read typed, and read as a `Map` and then typed: the same members and values.
+    fn same_as_a_map<'de, T: Deserialize<'de> + PartialEq + fmt::Debug>(json: &'de str) {
+        let typed: T = serde_json::from_str(json).expect("typed");
+        let map: Map<String, Value> = serde_json::from_str(json).expect("map");
+        assert_eq!(typed, T::deserialize(Value::Object(map)).expect("typed from the map"), "{json}");
+    }
+
     #[test]
     fn reads_what_a_map_reads() {
         let cases = [
             r#"{"sub":"u","sub":"last","x":[1,{"y":null}],"v":2,"o":{"id":"org","id":"last","z":[]}}"#,
             r#"{"sub":null,"exp":1.5e3,"n\u0061me":1,"\u0073ub":"esc\u0061ped","act":{"sub":"a"},"o":"text"}"#,
-            r#"{"fva":[0,-1],"iat":-7,"exp":18446744073709551615,"o":{"per":"a,b","fpm":3},"o":null}"#,
+            r#"{"fva":[0,-1,{"a":[{}]}],"iat":-7,"exp":18446744073709551615,"o":{"per":"a,b","fpm":3},"o":null}"#,
+            r#"{"alg":"RS256","kid":{"k":1},"typ":null,"cat":[]}"#,
             r#"{}"#,
         ];
         for text in cases {
-            let map: Map<String, Value> = serde_json::from_str(text).expect("map");
-            let typed: Payload<'_> = serde_json::from_str(text).expect("typed");
-            assert_eq!(typed.to_values(), Payload::expected_from(&map), "{text}");
-            let header: Header<'_> = serde_json::from_str(text).expect("typed header");
-            assert_eq!(header.to_values(), Header::expected_from(&map), "{text}");
+            same_as_a_map::<Payload<'_>>(text);
+            same_as_a_map::<Header<'_>>(text);
         }
         // `o` keeps only the members read, and any other value whole.
         let typed: Payload<'_> = serde_json::from_str(r#"{"o":{"id":"x","z":1}}"#).unwrap();
-        assert_eq!(typed.to_values().iter().find(|(n, _)| *n == "o").unwrap().1, Some(json!({"id": "x"})));
+        assert_eq!(
+            typed.o,
+            Some(OrgClaim::Object(OrgMembers { id: Some(Claim::Str("x".into())), ..Default::default() }))
+        );
         let typed: Payload<'_> = serde_json::from_str(r#"{"o":"text"}"#).unwrap();
         assert_eq!(typed.o, Some(OrgClaim::Json(json!("text"))));
+    }
+
+    /// serde_json's private raw-value member is an ordinary member to `JSON.parse`, and so here,
+    /// in every place a claim can hold an object; a `Map` reads it as embedded JSON instead.
+    #[test]
+    fn a_serde_raw_value_member_is_an_ordinary_member() {
+        let cases = [
+            (r#"{"o":{"$serde_json::private::RawValue":"{\"id\":\"org_1\"}"}}"#, "o"),
+            (r#"{"act":{"$serde_json::private::RawValue":"{\"sub\":\"a\"}"}}"#, "act"),
+            (r#"{"fva":[{"$serde_json::private::RawValue":"1"}]}"#, "fva"),
+            (r#"{"x":{"$serde_json::private::RawValue":1}}"#, "x"),
+        ];
+        for (text, name) in cases {
+            let typed: Payload<'_> = serde_json::from_str(text).expect(text);
+            let Parsed(Value::Object(parsed)) = serde_json::from_str(text).expect(text) else { panic!("{text}") };
+            assert!(has_serde_raw_value_key(text.as_bytes()), "{text}");
+            let member = parsed.get(name).expect(name);
+            assert!(member.to_string().contains(SERDE_RAW_VALUE_KEY), "JSON.parse keeps the member: {text}");
+            match name {
+                "o" => assert_eq!(typed.o, Some(OrgClaim::Object(OrgMembers::default())), "{text}"),
+                "act" => assert_eq!(typed.act, Some(Claim::Json(member.clone())), "{text}"),
+                "fva" => assert_eq!(typed.fva, Some(Claim::Json(member.clone())), "{text}"),
+                _ => {}
+            }
+            // A `Map` reads something else or nothing.
+            let map = serde_json::from_str::<Map<String, Value>>(text);
+            assert!(map.map_or(true, |map| map.get(name) != Some(member)), "{text}");
+        }
+        assert!(!has_serde_raw_value_key(br#"{"o":{"id":"RawValue"}}"#));
     }
 
     #[test]

@@ -22,8 +22,8 @@ use http::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::claims::SessionClaims;
-use super::payload::Payload;
-pub use super::payload::{Claim, Header};
+pub use super::payload::Header;
+use super::payload::{Claim, Parsed, Payload};
 use crate::clock::js_utc_string;
 use crate::keys::{KeySet, VerifyingKey};
 use crate::reason::{Failure, Reason};
@@ -220,8 +220,8 @@ impl<'t> Segments<'t> {
         };
         // Room for the three decoded segments at once: no segment's decoding reallocates.
         let mut bytes = Vec::with_capacity(token.len() / 4 * 3 + 12);
-        let mut decode = |segment: &str| SEGMENT.decode_vec(segment, &mut bytes).map(|()| bytes.len());
-        let (Ok(header_end), Ok(payload_end), Ok(_)) = (decode(h), decode(p), decode(s)) else {
+        let mut append = |segment: &str| SEGMENT.decode_vec(segment, &mut bytes).map(|()| bytes.len());
+        let (Ok(header_end), Ok(payload_end), Ok(_)) = (append(h), append(p), append(s)) else {
             return Err(fail(Reason::TokenInvalid, SEGMENT_MESSAGE, carrier));
         };
         Ok(Segments { signing_input: &token[..h.len() + 1 + p.len()], bytes, header_end, payload_end })
@@ -252,10 +252,12 @@ impl Decoded<'_> {
 }
 
 /// Splits and decodes a compact JWT without verifying anything ([`Segments`]), the payload as
-/// the whole JSON object.
+/// the whole JSON object, read as `JSON.parse` reads it ([`Parsed`]).
 pub fn decode(token: &str, carrier: Carrier) -> Result<Decoded<'_>, Failure> {
     let segments = Segments::split(token, carrier)?;
-    let (header, payload) = segments.read::<Map<String, Value>>(carrier)?;
+    let (header, Parsed(Value::Object(payload))) = segments.read::<Parsed>(carrier)? else {
+        return Err(fail(Reason::TokenInvalid, SEGMENT_MESSAGE, carrier));
+    };
     Ok(Decoded {
         signing_input: segments.signing_input,
         signature: segments.signature().to_vec(),
