@@ -20,6 +20,11 @@
 //!   - no first request arrived within `header_read_timeout` of accept — this covers a
 //!     connection that never sends a byte, a partial HTTP/2 preface, and a preface with
 //!     SETTINGS and nothing after (protocol detection itself is inside this window);
+//!   - on a kept HTTP/1 connection, the next request's head began to arrive and was not whole
+//!     within `header_read_timeout` of its first byte ([`WatchedIo`] notes that byte and
+//!     brings the timer forward; hyper's own header timer is off, since it would start when
+//!     the connection goes idle and so close idle keep-alive connections at
+//!     `header_read_timeout` instead of `idle_timeout`);
 //!   - no request has been in flight for `idle_timeout` (HTTP/1.1 keep-alive and HTTP/2 alike;
 //!     an HTTP/2 header block that never ends is not a request);
 //!   - a response piece waited `send_timeout` for the client to take it (a client that stops
@@ -38,7 +43,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -49,9 +54,10 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
@@ -199,7 +205,9 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    // The watchdog bounds request heads (see the module docs): hyper's timer would also bound
+    // the idle time between keep-alive requests.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -236,7 +244,7 @@ pub async fn serve<S>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let watch = Arc::new(ConnWatch::new());
+        let watch = Arc::new(ConnWatch::new(limits.header_read_timeout));
         let (builder, service, limits, tls) = (builder.clone(), service.clone(), limits.clone(), tls.clone());
         let mut drain = drain_rx.clone();
         tokio::spawn(async move {
@@ -248,18 +256,17 @@ pub async fn serve<S>(
             };
             let Some(tls) = tls else {
                 let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
-                    .into_owned();
+                let io = TokioIo::new(WatchedIo { io: stream, watch: watch.clone() });
+                let conn =
+                    builder.serve_connection_with_upgrades(io, TowerToHyperService::new(per_request)).into_owned();
                 drive(conn, &watch, &limits, drain).await;
                 return;
             };
             let Some(stream) = handshake(&tls, stream, &watch, &limits, &mut drain).await else { return };
             info.tls = true;
             let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(per_request))
-                .into_owned();
+            let io = TokioIo::new(WatchedIo { io: stream, watch: watch.clone() });
+            let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(per_request)).into_owned();
             drive(conn, &watch, &limits, drain).await;
         });
     }
@@ -392,8 +399,8 @@ where
     E: std::fmt::Display,
 {
     tokio::pin!(conn);
-    let mut deadline = watch.born + limits.header_read_timeout;
-    let mut closing = false;
+    // Once closing, the instant after which the connection is dropped outright.
+    let mut closing: Option<Instant> = None;
     let mut draining = false;
     loop {
         tokio::select! {
@@ -403,13 +410,19 @@ where
                 }
                 return;
             }
-            () = tokio::time::sleep_until(deadline) => {
-                if closing {
-                    // The graceful close did not finish in time: drop the connection.
-                    return;
+            () = watch.timer_fired() => {
+                let now = Instant::now();
+                if let Some(until) = closing {
+                    // The graceful close did not finish in time: drop the connection. (A head
+                    // arriving meanwhile may have brought the timer forward: not yet.)
+                    if now >= until {
+                        return;
+                    }
+                    watch.arm(until);
+                    continue;
                 }
-                match watch.check(Instant::now(), limits) {
-                    Check::Fine(next) => deadline = next,
+                match watch.check(now, limits) {
+                    Check::Fine(next) => watch.arm(next),
                     Check::Close(why) => {
                         if limits.counted {
                             metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => why.as_str()).increment(1);
@@ -420,17 +433,19 @@ where
                             return;
                         }
                         conn.as_mut().close_gracefully();
-                        closing = true;
-                        deadline = Instant::now() + CLOSE_GRACE;
+                        let until = now + CLOSE_GRACE;
+                        closing = Some(until);
+                        watch.arm(until);
                     }
                 }
             }
             changed = drain.changed(), if !draining => {
                 draining = true;
-                if changed.is_ok() && !closing {
+                if changed.is_ok() && closing.is_none() {
                     conn.as_mut().close_gracefully();
-                    closing = true;
-                    deadline = Instant::now() + limits.grace;
+                    let until = Instant::now() + limits.grace;
+                    closing = Some(until);
+                    watch.arm(until);
                 }
             }
         }
@@ -440,7 +455,8 @@ where
 /// Why the watchdog closed a connection (the `why` label of [`metric::CONNECTIONS_CLOSED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CloseWhy {
-    /// No first request within `header_read_timeout` of accept.
+    /// No first request within `header_read_timeout` of accept, or on a kept HTTP/1
+    /// connection no whole head within `header_read_timeout` of its first byte.
     NoRequest,
     /// No request in flight for `idle_timeout`.
     Idle,
@@ -464,14 +480,24 @@ enum Check {
     Close(CloseWhy),
 }
 
-/// What the watchdog knows about one connection. Written by the connection's requests and
-/// response bodies (which, for HTTP/2, run on other tasks), read by the watchdog.
+/// What the watchdog knows about one connection. Written by the connection's requests,
+/// response bodies (which, for HTTP/2, run on other tasks) and reads, read by the watchdog.
 /// Times are milliseconds since `born`.
 #[derive(Debug)]
 struct ConnWatch {
     born: Instant,
+    header_read_timeout: Duration,
+    /// The watchdog's one timer: armed by the watchdog, brought forward by a read that starts a
+    /// request head ([`ConnWatch::head_arriving`]).
+    timer: Mutex<Pin<Box<Sleep>>>,
     /// A request head has arrived at least once.
     served: AtomicBool,
+    /// The connection speaks HTTP/2 (known from its first request): its reads between requests
+    /// are frames such as pings, not the start of a head.
+    http2: AtomicBool,
+    /// When the next request's head began to arrive on an idle HTTP/1 connection, plus one
+    /// (0: none is arriving).
+    head_from: AtomicU64,
     /// Requests whose response has not been fully handed to the client (or dropped).
     in_flight: AtomicU32,
     /// When `in_flight` last dropped to zero.
@@ -483,10 +509,15 @@ struct ConnWatch {
 }
 
 impl ConnWatch {
-    fn new() -> Self {
+    fn new(header_read_timeout: Duration) -> Self {
+        let born = Instant::now();
         ConnWatch {
-            born: Instant::now(),
+            born,
+            header_read_timeout,
+            timer: Mutex::new(Box::pin(tokio::time::sleep_until(born + header_read_timeout))),
             served: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            head_from: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
             waiting: AtomicU32::new(0),
@@ -502,12 +533,58 @@ impl ConnWatch {
         self.born + Duration::from_millis(ms)
     }
 
+    fn timer(&self) -> std::sync::MutexGuard<'_, Pin<Box<Sleep>>> {
+        self.timer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the watchdog's timer to `deadline`.
+    fn arm(&self, deadline: Instant) {
+        self.timer().as_mut().reset(deadline);
+    }
+
+    /// Ready when the watchdog's timer fires.
+    fn timer_fired(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.timer().as_mut().poll(cx))
+    }
+
+    /// Bytes arrived on the connection: when they begin a request head on an idle HTTP/1
+    /// connection that has served a request, its clock starts, and the timer is brought forward
+    /// to the head's deadline. (Before the first request the deadline is already
+    /// `header_read_timeout` from accept.)
+    fn head_arriving(&self) {
+        if self.head_from.load(Ordering::Acquire) != 0
+            || self.in_flight.load(Ordering::Acquire) != 0
+            || !self.served.load(Ordering::Acquire)
+            || self.http2.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let now = Instant::now();
+        self.head_from.store(self.ms(now) + 1, Ordering::Release);
+        let deadline = now + self.header_read_timeout;
+        let mut timer = self.timer();
+        if deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
+    }
+
     fn check(&self, now: Instant, limits: &ConnLimits) -> Check {
         let (deadline, why) = if self.in_flight.load(Ordering::Acquire) == 0 {
             if !self.served.load(Ordering::Acquire) {
                 (self.born + limits.header_read_timeout, CloseWhy::NoRequest)
             } else {
-                (self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout, CloseWhy::Idle)
+                let idle = (self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout, CloseWhy::Idle);
+                match self.head_from.load(Ordering::Acquire) {
+                    0 => idle,
+                    from => {
+                        let head = (self.at(from - 1) + limits.header_read_timeout, CloseWhy::NoRequest);
+                        if head.0 < idle.0 {
+                            head
+                        } else {
+                            idle
+                        }
+                    }
+                }
             }
         } else if self.waiting.load(Ordering::Acquire) > 0 {
             (self.at(self.taken_at.load(Ordering::Acquire)) + limits.send_timeout, CloseWhy::SendStalled)
@@ -522,14 +599,21 @@ impl ConnWatch {
         }
     }
 
-    fn request_started(&self) {
+    fn request_started(&self, http2: bool) {
+        // Before `served`: a read that sees the connection served sees its protocol too.
+        if http2 {
+            self.http2.store(true, Ordering::Release);
+        }
         self.served.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_from.store(0, Ordering::Release);
     }
 
     fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.ms(Instant::now()), Ordering::Release);
+            // Bytes read while the request was in flight start no head's clock.
+            self.head_from.store(0, Ordering::Release);
         }
     }
 }
@@ -539,8 +623,8 @@ impl ConnWatch {
 struct InFlight(Arc<ConnWatch>);
 
 impl InFlight {
-    fn start(watch: &Arc<ConnWatch>) -> Self {
-        watch.request_started();
+    fn start(watch: &Arc<ConnWatch>, http2: bool) -> Self {
+        watch.request_started(http2);
         InFlight(watch.clone())
     }
 }
@@ -576,7 +660,7 @@ where
     }
 
     fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
-        let in_flight = Some(InFlight::start(&self.watch));
+        let in_flight = Some(InFlight::start(&self.watch, req.version() == http::Version::HTTP_2));
         let mut req = req.map(Body::new);
         if self.info.trusted {
             // Read before hygiene strips every client copy of these headers.
@@ -685,6 +769,46 @@ impl HttpBody for WatchedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A client connection's stream (TCP, or TLS over it) that tells the watchdog when bytes
+/// arrive ([`ConnWatch::head_arriving`]); writes pass through untouched.
+struct WatchedIo<S> {
+    io: S,
+    watch: Arc<ConnWatch>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.watch.head_arriving();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -157,6 +157,55 @@ async fn a_short_body_gets_400_and_a_stalled_body_gets_408() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Kept HTTP/1 connections: idle_timeout between requests, header_read_timeout within a head
+
+/// A gateway with these `header_read_timeout` and `idle_timeout`.
+async fn timed_gateway(header_read_timeout: &str, idle_timeout: &str) -> TestGateway {
+    let server = format!("header_read_timeout = \"{header_read_timeout}\"\nidle_timeout = \"{idle_timeout}\"");
+    gateway().jwt_key().start_edited(move |t| with_keys(&t, "server", &server)).await
+}
+
+/// One public request on a kept HTTP/1 connection, its response read whole.
+async fn kept_request(s: &mut TcpStream, path: &str) -> raw::RawReply {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let reply = raw::read_head(s).await;
+    let length: usize = reply.header("content-length").and_then(|l| l.parse().ok()).expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).await.expect("body");
+    reply
+}
+
+/// hyper's own header timer starts when a keep-alive connection goes idle, so it closed idle
+/// connections at `header_read_timeout` (1 s here) instead of `idle_timeout`: a load balancer
+/// keeping connections for less than `idle_timeout` then races the close.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_timeout() {
+    let gw = timed_gateway("1s", "20s").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(kept_request(&mut s, "/public/second").await.status, 200, "the kept connection was closed while idle");
+    gw.stop().await;
+}
+
+/// The first byte of the next request's head starts its clock: a head that stalls on a kept
+/// connection is cut off after `header_read_timeout`, long before `idle_timeout`.
+#[tokio::test]
+async fn a_head_that_stalls_on_a_kept_connection_is_cut_off_after_header_read_timeout() {
+    let gw = timed_gateway("1s", "10m").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"GET /public/second HTTP/1.1\r\nHost: app.example.com\r\nX-Partial: ").await.expect("write");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(30)).await,
+        "a stalled head on a kept connection was never cut off"
+    );
+    gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Item 10: HTTP/2 connections are timed out at every stage
 
 /// Hand-made HTTP/2 frames.
@@ -275,6 +324,58 @@ async fn an_http2_connection_idle_after_a_request_is_closed() {
     assert!(closed.is_ok(), "idle HTTP/2 connection was never closed");
     assert!(got.windows(2).any(|w| w == [0x01, 0x04] || w == [0x01, 0x05]), "no response HEADERS frame came back");
     gw.stop().await;
+}
+
+/// Frames between requests on an HTTP/2 connection (pings here) are not a request head: the
+/// connection lives on past `header_read_timeout`, and serves its next request.
+#[tokio::test]
+async fn an_http2_connection_pinged_between_requests_lives_past_header_read_timeout() {
+    let gw = timed_gateway("1s", "20s").await;
+    let authority = gw.addr().to_string();
+    let request = |stream: u32| {
+        frame::frame(
+            0x1,
+            frame::END_STREAM | frame::END_HEADERS,
+            stream,
+            &frame::block("GET", "/public/x", &authority, &[]),
+        )
+    };
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    let mut start = frame::PREFACE.to_vec();
+    start.extend(frame::settings(&[]));
+    start.extend(request(1));
+    s.write_all(&start).await.expect("write");
+    let mut seen = Vec::new();
+    assert!(response_headers_on(&mut s, 1, &mut seen).await, "no response to the first request");
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.write_all(&frame::frame(0x6, 0, 0, &[0; 8])).await.expect("ping");
+    }
+    s.write_all(&request(3)).await.expect("write");
+    assert!(response_headers_on(&mut s, 3, &mut seen).await, "the pinged connection did not answer its next request");
+    gw.stop().await;
+}
+
+/// Reads frames until a HEADERS frame on `stream` (true) or the connection's end (false).
+async fn response_headers_on(s: &mut TcpStream, stream: u32, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    loop {
+        while buf.len() >= 9 {
+            let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, id) = (buf[3], u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff);
+            buf.drain(..9 + len);
+            if kind == 0x1 && id == stream {
+                return true;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return false,
+        }
+    }
 }
 
 #[tokio::test]
