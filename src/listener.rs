@@ -21,10 +21,11 @@
 //!     connection that never sends a byte, a partial HTTP/2 preface, and a preface with
 //!     SETTINGS and nothing after (protocol detection itself is inside this window);
 //!   - on a kept HTTP/1 connection, the next request's head began to arrive and was not whole
-//!     within `header_read_timeout` of its first byte ([`WatchedIo`] notes that byte and
-//!     brings the timer forward; hyper's own header timer is off, since it would start when
-//!     the connection goes idle and so close idle keep-alive connections at
-//!     `header_read_timeout` instead of `idle_timeout`);
+//!     within `header_read_timeout` of its first byte ([`WatchedIo`] notes the first bytes that
+//!     arrive once the idle connection has found nothing to read, and the watchdog brings its
+//!     timer forward; hyper's own header timer is off, since it starts when the connection
+//!     goes idle and so would close idle keep-alive connections at `header_read_timeout`
+//!     instead of `idle_timeout`);
 //!   - no request has been in flight for `idle_timeout` (HTTP/1.1 keep-alive and HTTP/2 alike;
 //!     an HTTP/2 header block that never ends is not a request);
 //!   - a response piece waited `send_timeout` for the client to take it (a client that stops
@@ -43,7 +44,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
@@ -244,7 +245,7 @@ pub async fn serve<S>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let watch = Arc::new(ConnWatch::new(limits.header_read_timeout));
+        let watch = Arc::new(ConnWatch::new());
         let (builder, service, limits, tls) = (builder.clone(), service.clone(), limits.clone(), tls.clone());
         let mut drain = drain_rx.clone();
         tokio::spawn(async move {
@@ -399,30 +400,46 @@ where
     E: std::fmt::Display,
 {
     tokio::pin!(conn);
+    let timer = tokio::time::sleep_until(watch.born + limits.header_read_timeout);
+    tokio::pin!(timer);
+    // The head start (`ConnWatch::head_from`) the timer last took into account.
+    let mut head_seen = 0;
     // Once closing, the instant after which the connection is dropped outright.
     let mut closing: Option<Instant> = None;
     let mut draining = false;
     loop {
         tokio::select! {
+            // The connection first: a read in its poll that starts a head is seen by the timer
+            // branch in the same pass.
+            biased;
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            () = watch.timer_fired() => {
+            () = std::future::poll_fn(|cx| {
+                let head = watch.head_from.load(Ordering::Acquire);
+                if head != head_seen {
+                    head_seen = head;
+                    let deadline = watch.at(head.saturating_sub(1)) + limits.header_read_timeout;
+                    if head != 0 && closing.is_none() && deadline < timer.deadline() {
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+                timer.as_mut().poll(cx)
+            }) => {
                 let now = Instant::now();
                 if let Some(until) = closing {
-                    // The graceful close did not finish in time: drop the connection. (A head
-                    // arriving meanwhile may have brought the timer forward: not yet.)
+                    // The graceful close did not finish in time: drop the connection.
                     if now >= until {
                         return;
                     }
-                    watch.arm(until);
+                    timer.as_mut().reset(until);
                     continue;
                 }
                 match watch.check(now, limits) {
-                    Check::Fine(next) => watch.arm(next),
+                    Check::Fine(next) => timer.as_mut().reset(next),
                     Check::Close(why) => {
                         if limits.counted {
                             metrics::counter!(metric::CONNECTIONS_CLOSED, "why" => why.as_str()).increment(1);
@@ -435,7 +452,7 @@ where
                         conn.as_mut().close_gracefully();
                         let until = now + CLOSE_GRACE;
                         closing = Some(until);
-                        watch.arm(until);
+                        timer.as_mut().reset(until);
                     }
                 }
             }
@@ -445,7 +462,7 @@ where
                     conn.as_mut().close_gracefully();
                     let until = Instant::now() + limits.grace;
                     closing = Some(until);
-                    watch.arm(until);
+                    timer.as_mut().reset(until);
                 }
             }
         }
@@ -486,15 +503,15 @@ enum Check {
 #[derive(Debug)]
 struct ConnWatch {
     born: Instant,
-    header_read_timeout: Duration,
-    /// The watchdog's one timer: armed by the watchdog, brought forward by a read that starts a
-    /// request head ([`ConnWatch::head_arriving`]).
-    timer: Mutex<Pin<Box<Sleep>>>,
     /// A request head has arrived at least once.
     served: AtomicBool,
     /// The connection speaks HTTP/2 (known from its first request): its reads between requests
     /// are frames such as pings, not the start of a head.
     http2: AtomicBool,
+    /// An idle HTTP/1 connection found nothing to read: the next bytes begin a request head.
+    /// (Bytes read before that, such as the rest of a body hyper drains after its response, do
+    /// not.)
+    awaiting_head: AtomicBool,
     /// When the next request's head began to arrive on an idle HTTP/1 connection, plus one
     /// (0: none is arriving).
     head_from: AtomicU64,
@@ -509,14 +526,12 @@ struct ConnWatch {
 }
 
 impl ConnWatch {
-    fn new(header_read_timeout: Duration) -> Self {
-        let born = Instant::now();
+    fn new() -> Self {
         ConnWatch {
-            born,
-            header_read_timeout,
-            timer: Mutex::new(Box::pin(tokio::time::sleep_until(born + header_read_timeout))),
+            born: Instant::now(),
             served: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            awaiting_head: AtomicBool::new(false),
             head_from: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
@@ -533,38 +548,30 @@ impl ConnWatch {
         self.born + Duration::from_millis(ms)
     }
 
-    fn timer(&self) -> std::sync::MutexGuard<'_, Pin<Box<Sleep>>> {
-        self.timer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether reads on the connection now say anything about a request head: an HTTP/1
+    /// connection that has served a request and has none in flight. (Before the first request
+    /// the watchdog's deadline is `header_read_timeout` from accept already.)
+    fn between_requests(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.served.load(Ordering::Acquire)
+            && !self.http2.load(Ordering::Acquire)
     }
 
-    /// Sets the watchdog's timer to `deadline`.
-    fn arm(&self, deadline: Instant) {
-        self.timer().as_mut().reset(deadline);
-    }
-
-    /// Ready when the watchdog's timer fires.
-    fn timer_fired(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|cx| self.timer().as_mut().poll(cx))
-    }
-
-    /// Bytes arrived on the connection: when they begin a request head on an idle HTTP/1
-    /// connection that has served a request, its clock starts, and the timer is brought forward
-    /// to the head's deadline. (Before the first request the deadline is already
-    /// `header_read_timeout` from accept.)
-    fn head_arriving(&self) {
-        if self.head_from.load(Ordering::Acquire) != 0
-            || self.in_flight.load(Ordering::Acquire) != 0
-            || !self.served.load(Ordering::Acquire)
-            || self.http2.load(Ordering::Acquire)
-        {
-            return;
+    /// A read found nothing: an idle connection whose next head has not begun now waits for
+    /// it. (Once a head has begun, its clock runs until the request starts: a client that
+    /// trickles its head byte by byte does not restart it.)
+    fn read_nothing(&self) {
+        if self.head_from.load(Ordering::Acquire) == 0 && self.between_requests() {
+            self.awaiting_head.store(true, Ordering::Release);
         }
-        let now = Instant::now();
-        self.head_from.store(self.ms(now) + 1, Ordering::Release);
-        let deadline = now + self.header_read_timeout;
-        let mut timer = self.timer();
-        if deadline < timer.deadline() {
-            timer.as_mut().reset(deadline);
+    }
+
+    /// A read brought bytes: on a connection waiting for a head they are its first, and its
+    /// clock starts (the watchdog brings its timer forward to the head's deadline).
+    fn read_bytes(&self) {
+        if self.awaiting_head.load(Ordering::Acquire) && self.between_requests() {
+            self.awaiting_head.store(false, Ordering::Release);
+            self.head_from.store(self.ms(Instant::now()) + 1, Ordering::Release);
         }
     }
 
@@ -606,14 +613,13 @@ impl ConnWatch {
         }
         self.served.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.awaiting_head.store(false, Ordering::Release);
         self.head_from.store(0, Ordering::Release);
     }
 
     fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.ms(Instant::now()), Ordering::Release);
-            // Bytes read while the request was in flight start no head's clock.
-            self.head_from.store(0, Ordering::Release);
         }
     }
 }
@@ -772,8 +778,8 @@ impl HttpBody for WatchedBody {
     }
 }
 
-/// A client connection's stream (TCP, or TLS over it) that tells the watchdog when bytes
-/// arrive ([`ConnWatch::head_arriving`]); writes pass through untouched.
+/// A client connection's stream (TCP, or TLS over it) that tells the watchdog what its reads
+/// find ([`ConnWatch::read_nothing`], [`ConnWatch::read_bytes`]); writes pass through untouched.
 struct WatchedIo<S> {
     io: S,
     watch: Arc<ConnWatch>,
@@ -783,8 +789,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.watch.head_arriving();
+        match polled {
+            Poll::Pending => self.watch.read_nothing(),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.watch.read_bytes(),
+            Poll::Ready(_) => {}
         }
         polled
     }

@@ -189,6 +189,48 @@ async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_ti
     gw.stop().await;
 }
 
+/// A head trickled a byte at a time on a kept connection: its clock started at the first byte
+/// and is not restarted by the next ones.
+#[tokio::test]
+async fn a_head_trickled_byte_by_byte_on_a_kept_connection_is_cut_off() {
+    let gw = timed_gateway("1s", "10m").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    let trickle = async {
+        for byte in b"GET /public/second HTTP/1.1\r\nHost: app.example.com\r\nX-Slow: ".iter().cycle().take(200) {
+            if s.write_all(&[*byte]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    };
+    let cut = tokio::time::timeout(Duration::from_secs(40), trickle).await;
+    assert!(matches!(cut, Ok(true)), "a head trickled over 40 s on a kept connection was never cut off");
+    gw.stop().await;
+}
+
+/// A body the gateway answered without reading (a 401 before any upstream) is drained by hyper
+/// after the response; those bytes are not the next request's head, so the kept connection
+/// still waits `idle_timeout`.
+#[tokio::test]
+async fn bytes_drained_after_a_response_do_not_start_a_head_clock() {
+    let gw = timed_gateway("1s", "20s").await;
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    // More than hyper's first read takes with the head, and little enough that it drains the
+    // rest in one read instead of closing (with 16.5 KB the drain reads ~8 KB from the socket).
+    let body = vec![b'a'; 16_500];
+    let head = format!("POST /api/upload HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(&[head.as_bytes(), &body].concat()).await.expect("write");
+    let reply = raw::read_head(&mut s).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let length: usize = reply.header("content-length").and_then(|l| l.parse().ok()).expect("a Content-Length");
+    s.read_exact(&mut vec![0u8; length]).await.expect("body");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(kept_request(&mut s, "/public/next").await.status, 200, "the kept connection was closed while idle");
+    gw.stop().await;
+}
+
 /// The first byte of the next request's head starts its clock: a head that stalls on a kept
 /// connection is cut off after `header_read_timeout`, long before `idle_timeout`.
 #[tokio::test]
