@@ -256,19 +256,11 @@ pub async fn serve<S>(
                 return;
             };
             let Some(tls) = tls else {
-                let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
-                let io = TokioIo::new(WatchedIo { io: stream, watch: watch.clone() });
-                let conn =
-                    builder.serve_connection_with_upgrades(io, TowerToHyperService::new(per_request)).into_owned();
-                drive(conn, &watch, &limits, drain).await;
-                return;
+                return serve_http(&builder, stream, service, info, watch, &limits, drain).await;
             };
             let Some(stream) = handshake(&tls, stream, &watch, &limits, &mut drain).await else { return };
             info.tls = true;
-            let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
-            let io = TokioIo::new(WatchedIo { io: stream, watch: watch.clone() });
-            let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(per_request)).into_owned();
-            drive(conn, &watch, &limits, drain).await;
+            serve_http(&builder, stream, service, info, watch, &limits, drain).await;
         });
     }
     drop(listener);
@@ -277,6 +269,27 @@ pub async fn serve<S>(
     if tokio::time::timeout(limits.grace, drain_tx.closed()).await.is_err() {
         tracing::warn!(grace = ?limits.grace, "in-flight requests did not finish within the shutdown grace period");
     }
+}
+
+/// Serves HTTP on a client connection (after its PROXY header and TLS handshake, if any), its
+/// reads watched ([`WatchedIo`]) and the whole under the watchdog ([`drive`]), to its end.
+async fn serve_http<S, I>(
+    builder: &Builder<TokioExecutor>,
+    stream: I,
+    service: S,
+    info: ConnInfo,
+    watch: Arc<ConnWatch>,
+    limits: &ConnLimits,
+    drain: watch::Receiver<bool>,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let per_request = PerRequest { inner: service, info, watch: watch.clone(), hop: Hop::for_connection() };
+    let io = TokioIo::new(WatchedIo { io: stream, watch: watch.clone() });
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(per_request)).into_owned();
+    drive(conn, &watch, limits, drain).await;
 }
 
 /// Runs the TLS handshake of a new connection, which must finish by the connection's
@@ -422,9 +435,11 @@ where
                 let head = watch.head_from.load(Ordering::Acquire);
                 if head != head_seen {
                     head_seen = head;
-                    let deadline = watch.at(head.saturating_sub(1)) + limits.header_read_timeout;
-                    if head != 0 && closing.is_none() && deadline < timer.deadline() {
-                        timer.as_mut().reset(deadline);
+                    match watch.head_deadline(limits) {
+                        Some(deadline) if closing.is_none() && deadline < timer.deadline() => {
+                            timer.as_mut().reset(deadline);
+                        }
+                        _ => {}
                     }
                 }
                 timer.as_mut().poll(cx)
@@ -575,22 +590,23 @@ impl ConnWatch {
         }
     }
 
+    /// When the head that began to arrive on an idle connection must be whole, if one did.
+    fn head_deadline(&self, limits: &ConnLimits) -> Option<Instant> {
+        match self.head_from.load(Ordering::Acquire) {
+            0 => None,
+            from => Some(self.at(from - 1) + limits.header_read_timeout),
+        }
+    }
+
     fn check(&self, now: Instant, limits: &ConnLimits) -> Check {
         let (deadline, why) = if self.in_flight.load(Ordering::Acquire) == 0 {
             if !self.served.load(Ordering::Acquire) {
                 (self.born + limits.header_read_timeout, CloseWhy::NoRequest)
             } else {
                 let idle = (self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout, CloseWhy::Idle);
-                match self.head_from.load(Ordering::Acquire) {
-                    0 => idle,
-                    from => {
-                        let head = (self.at(from - 1) + limits.header_read_timeout, CloseWhy::NoRequest);
-                        if head.0 < idle.0 {
-                            head
-                        } else {
-                            idle
-                        }
-                    }
+                match self.head_deadline(limits) {
+                    Some(head) if head < idle.0 => (head, CloseWhy::NoRequest),
+                    _ => idle,
                 }
             }
         } else if self.waiting.load(Ordering::Acquire) > 0 {

@@ -165,6 +165,13 @@ async fn timed_gateway(header_read_timeout: &str, idle_timeout: &str) -> TestGat
     gateway().jwt_key().start_edited(move |t| with_keys(&t, "server", &server)).await
 }
 
+/// A connection that has served one request and is kept open.
+async fn kept_connection(gw: &TestGateway) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
+    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    s
+}
+
 /// One public request on a kept HTTP/1 connection, its response read whole.
 async fn kept_request(s: &mut TcpStream, path: &str) -> raw::RawReply {
     let request = format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
@@ -182,8 +189,7 @@ async fn kept_request(s: &mut TcpStream, path: &str) -> raw::RawReply {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_timeout() {
     let gw = timed_gateway("1s", "20s").await;
-    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
-    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    let mut s = kept_connection(&gw).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(kept_request(&mut s, "/public/second").await.status, 200, "the kept connection was closed while idle");
     gw.stop().await;
@@ -194,8 +200,7 @@ async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_ti
 #[tokio::test]
 async fn a_head_trickled_byte_by_byte_on_a_kept_connection_is_cut_off() {
     let gw = timed_gateway("1s", "10m").await;
-    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
-    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    let mut s = kept_connection(&gw).await;
     let trickle = async {
         for byte in b"GET /public/second HTTP/1.1\r\nHost: app.example.com\r\nX-Slow: ".iter().cycle().take(200) {
             if s.write_all(&[*byte]).await.is_err() {
@@ -236,8 +241,7 @@ async fn bytes_drained_after_a_response_do_not_start_a_head_clock() {
 #[tokio::test]
 async fn a_head_that_stalls_on_a_kept_connection_is_cut_off_after_header_read_timeout() {
     let gw = timed_gateway("1s", "10m").await;
-    let mut s = TcpStream::connect(gw.addr()).await.expect("connect");
-    assert_eq!(kept_request(&mut s, "/public/first").await.status, 200);
+    let mut s = kept_connection(&gw).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.write_all(b"GET /public/second HTTP/1.1\r\nHost: app.example.com\r\nX-Partial: ").await.expect("write");
     assert!(
